@@ -1,0 +1,12 @@
+"""monai-bus: breast-ultrasound lesion classification (benign / malignant) with MONAI.
+
+Importing the package makes its modules available to bundle configs as ``monai_bus.<module>``.
+"""
+
+__version__ = "0.1.0"
+
+CLASS_NAMES = ("benign", "malignant")
+
+from monai_bus import bundle_data, handlers, inferers, losses, metrics, networks, transforms  # noqa: E402
+
+__all__ = ["CLASS_NAMES", "bundle_data", "handlers", "inferers", "losses", "metrics", "networks", "transforms"]

@@ -1,0 +1,3 @@
+from monai_bus.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,36 @@
+"""Command line: ``monai-bus <command>`` (also ``python -m monai_bus <command>``).
+
+Each command lives in its own module, which provides ``add_arguments(parser)`` and ``run(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS = {
+    "demo": ("monai_bus.commands.demo", "train, evaluate and report on the synthetic demo data"),
+    "infer": ("monai_bus.commands.infer", "classify images with a trained bundle"),
+}
+
+
+class CommandError(Exception):
+    """A user-facing error: printed without a traceback, exit status 2."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="monai-bus", description=__doc__.splitlines()[0])
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    modules = {}
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        module.add_arguments(subparsers.add_parser(name, help=help_text, description=help_text))
+        modules[name] = module
+    args = parser.parse_args(argv)
+    try:
+        return modules[args.command].run(args) or 0
+    except CommandError as error:
+        print(f"monai-bus {args.command}: error: {error}", file=sys.stderr)
+        return 2

@@ -1,0 +1,1 @@
+"""One module per ``monai-bus`` command (see ``monai_bus.cli``)."""

@@ -1,0 +1,60 @@
+"""Mixed-precision inference/training forward pass for the bundle's engines.
+
+MONAI's engines autocast only on CUDA; this inferer also uses bfloat16 on CPUs with native bf16
+(AVX512-BF16 or AMX), where it trains VGG16 several times faster than float32.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from monai.data import MetaTensor
+from monai.inferers import Inferer
+
+logger = logging.getLogger(__name__)
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 natively (CPU: AVX512-BF16 or AMX; CUDA: Ampere or newer)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return False
+
+
+class MixedPrecisionInferer(Inferer):
+    """Call the network on a batch, optionally in channels_last layout and under bf16 autocast.
+
+    Args:
+        amp: autocast to bfloat16 where the device supports it natively; elsewhere float32 is used
+            (and logged once). Outputs are always returned as float32.
+        channels_last: pass images in ``torch.channels_last`` memory format (the network should be
+            converted too: ``network.to(memory_format=torch.channels_last)``).
+
+    Shapes:
+        inputs [B, C, H, W] -> whatever the network returns (here logits [B, num_classes]).
+    """
+
+    def __init__(self, amp: bool = True, channels_last: bool = True) -> None:
+        super().__init__()
+        self.amp = amp
+        self.channels_last = channels_last
+        self._warned = False
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+        if isinstance(inputs, MetaTensor):
+            inputs = inputs.as_tensor()  # plain tensors avoid MetaTensor overhead in every layer
+        if self.channels_last and inputs.ndim == 4:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        if not self.amp:
+            return network(inputs, *args, **kwargs)
+        if not bf16_supported(inputs.device):
+            if not self._warned:
+                logger.info("bf16 is not supported on %s: running in float32.", inputs.device)
+                self._warned = True
+            return network(inputs, *args, **kwargs)
+        with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16):
+            outputs = network(inputs, *args, **kwargs)
+        return outputs.float()

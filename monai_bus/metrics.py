@@ -1,0 +1,117 @@
+"""The paper's metrics (sensitivity, specificity, precision, accuracy, F1, MCC) plus ROC AUC.
+
+Malignant (class 1) is the positive class. For more than two classes, class 1 is scored against all
+others. A case is predicted malignant when its malignant score is the largest class score; for two
+classes that is ``P(malignant) >= 0.5``.
+
+Division by zero, defined explicitly:
+- sensitivity, specificity, precision, F1 and MCC are 0.0 when their denominator is 0 (for example
+  sensitivity with no malignant case, precision with no malignant prediction, MCC when any row or
+  column of the confusion matrix is empty); accuracy is 0.0 for an empty set;
+- ROC AUC is NaN when the labels hold only one class: it is undefined there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from ignite.metrics import EpochMetric
+
+POSITIVE_CLASS = 1
+METRIC_NAMES = ("sensitivity", "specificity", "precision", "accuracy", "f1", "mcc", "auc")
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def confusion_counts(labels: Sequence[int], predicted_positive: Sequence[bool]) -> dict[str, int]:
+    """Counts ``tp``, ``fp``, ``tn``, ``fn`` for binary labels (1 = malignant) and predictions."""
+    labels = np.asarray(labels) == POSITIVE_CLASS
+    predicted = np.asarray(predicted_positive, dtype=bool)
+    if labels.shape != predicted.shape or labels.ndim != 1:
+        raise ValueError(f"labels and predictions must be 1-D of equal length, got {labels.shape} and {predicted.shape}.")
+    return {
+        "tp": int(np.sum(labels & predicted)),
+        "fp": int(np.sum(~labels & predicted)),
+        "tn": int(np.sum(~labels & ~predicted)),
+        "fn": int(np.sum(labels & ~predicted)),
+    }
+
+
+def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
+    """Area under the ROC curve (Mann-Whitney U, ties count one half); NaN with a single class."""
+    positive = np.asarray(labels) == POSITIVE_CLASS
+    scores = np.asarray(scores, dtype=np.float64)
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    # average rank of each run of tied scores
+    _, first, counts = np.unique(sorted_scores, return_index=True, return_counts=True)
+    ranks[order] = np.repeat(first + (counts + 1) / 2.0, counts)
+    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def metrics_from_counts(tp: int, fp: int, tn: int, fn: int) -> dict[str, float]:
+    """The six confusion-matrix metrics of the paper (equations 6-11), zero division -> 0.0."""
+    mcc_denominator = math.sqrt(float(tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+    return {
+        "sensitivity": _ratio(tp, tp + fn),
+        "specificity": _ratio(tn, tn + fp),
+        "precision": _ratio(tp, tp + fp),
+        "accuracy": _ratio(tp + tn, tp + tn + fp + fn),
+        "f1": _ratio(2 * tp, 2 * tp + fp + fn),
+        "mcc": _ratio(tp * tn - fp * fn, mcc_denominator),
+    }
+
+
+def classification_metrics(labels: Sequence[int], probabilities: np.ndarray) -> dict[str, float]:
+    """All seven metrics from class labels [N] and class probabilities [N, C] (C >= 2)."""
+    probabilities = np.asarray(probabilities, dtype=np.float64)
+    if probabilities.ndim != 2 or probabilities.shape[1] < 2:
+        raise ValueError(f"probabilities must have shape [N, C] with C >= 2, got {probabilities.shape}.")
+    predicted = probabilities.argmax(axis=1) == POSITIVE_CLASS
+    result = metrics_from_counts(**confusion_counts(labels, predicted))
+    result["auc"] = roc_auc(labels, probabilities[:, POSITIVE_CLASS])
+    return result
+
+
+def _as_batch(values: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+    """Stack a decollated list of per-case tensors (MONAI's ``from_engine`` output) into a batch."""
+    if isinstance(values, torch.Tensor):
+        return values
+    return torch.stack([torch.as_tensor(v) for v in values])
+
+
+class ClassificationMetric(EpochMetric):
+    """One of :data:`METRIC_NAMES` as an ignite metric, computed over a whole epoch.
+
+    ``output_transform`` must give ``(probabilities, labels)``: probabilities [B, C] (after softmax)
+    and labels [B], [B, 1] or one-hot [B, C], as tensors or as lists of per-case tensors. Under
+    ``torch.distributed`` the epoch's values are gathered from all ranks before computing.
+
+    Args:
+        metric: the metric's name, one of :data:`METRIC_NAMES`.
+        output_transform: maps the engine's output to ``(probabilities, labels)``.
+    """
+
+    def __init__(self, metric: str, output_transform=lambda output: output, device: str | torch.device = "cpu"):
+        if metric not in METRIC_NAMES:
+            raise ValueError(f"metric must be one of {METRIC_NAMES}, got {metric!r}.")
+        self.metric = metric
+        super().__init__(self._compute, output_transform=output_transform, check_compute_fn=False, device=device)
+
+    def _compute(self, probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+        return classification_metrics(labels.cpu().numpy(), probabilities.float().cpu().numpy())[self.metric]
+
+    def update(self, output) -> None:
+        probabilities, labels = (_as_batch(v).detach() for v in output)
+        if labels.ndim == 2 and labels.shape == probabilities.shape:
+            labels = labels.argmax(dim=1)
+        super().update((probabilities.float(), labels.reshape(-1).long()))

@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="monai-bus",
+    version="0.1.0",
+    description="Benign/malignant classification of breast lesions in ultrasound images "
+    "(Attention-VGG16 with CE-logcosh loss, Kalafi et al.) as a MONAI bundle.",
+    long_description=open("README.md", encoding="utf8").read(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["monai_bus", "monai_bus.*"]),
+    # torch is pinned by the README's first install step (torch==2.13.0, CPU build); the range
+    # below is satisfied by it, so pip never pulls a multi-GB CUDA build on top.
+    install_requires=[
+        "torch>=2.2",
+        "monai==1.6.1",
+        "pytorch-ignite==0.5.5",
+        "numpy",
+        "pillow",
+        "itk",
+        "nibabel",
+        "fire",
+        "tensorboard",
+        "tqdm",
+        "scipy",
+    ],
+    extras_require={"test": ["pytest", "scikit-learn"]},
+    entry_points={"console_scripts": ["monai-bus=monai_bus.cli:main"]},
+)
