@@ -1,0 +1,57 @@
+"""Shared fixtures: a tiny synthetic data set and a bundle trained on it once per session."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+BUNDLE = REPO / "bundle"
+CONFIGS = BUNDLE / "configs"
+SHARED_DATASETS = REPO.parent / "shared" / "datasets"
+
+# Small enough to train in seconds on 2 CPU cores; 64 px keeps VGG16's pool5 at 2x2.
+TINY = {"image_size": 64, "batch_size": 8, "num_workers": 0}
+
+
+def bundle_overrides(bundle_root: Path, data_dir: Path, **extra) -> dict:
+    """Overrides that point a copied bundle at ``data_dir``'s datalist and shrink the run."""
+    return {"bundle_root": str(bundle_root), "dataset_dir": str(data_dir), **TINY, **extra}
+
+
+def copy_bundle(destination: Path) -> Path:
+    """A copy of the repository's bundle folder (configs, docs, LICENSE) without models or data."""
+    shutil.copytree(BUNDLE, destination, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
+    return destination
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """Folder with 40 synthetic 96 px images and ``datalist.json`` (30/6/4 split)."""
+    from monai_bus.demo_data import write_demo_dataset
+
+    folder = tmp_path_factory.mktemp("tiny_data")
+    write_demo_dataset(folder, num_images=40, size=96, seed=1)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trained_bundle(tmp_path_factory, tiny_data) -> Path:
+    """A bundle copy trained for 2 epochs on ``tiny_data`` through ``ConfigWorkflow``."""
+    from monai.bundle import ConfigWorkflow
+
+    bundle = copy_bundle(tmp_path_factory.mktemp("trained") / "bundle")
+    workflow = ConfigWorkflow(
+        config_file=str(bundle / "configs" / "train.json"),
+        meta_file=str(bundle / "configs" / "metadata.json"),
+        logging_file=str(bundle / "configs" / "logging.conf"),
+        workflow_type="train",
+        **bundle_overrides(bundle, tiny_data, max_epochs=2),
+    )
+    workflow.initialize()
+    assert workflow.check_properties() in (None, []), workflow.check_properties()
+    workflow.run()
+    workflow.finalize()
+    return bundle

@@ -1,0 +1,77 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+from ignite.engine import Engine
+from sklearn import metrics as sk
+
+from monai_bus.metrics import (
+    METRIC_NAMES,
+    ClassificationMetric,
+    classification_metrics,
+    metrics_from_counts,
+    roc_auc,
+)
+
+
+def sklearn_metrics(labels, probabilities):
+    predicted = probabilities.argmax(axis=1)
+    return {
+        "sensitivity": sk.recall_score(labels, predicted, pos_label=1),
+        "specificity": sk.recall_score(labels, predicted, pos_label=0),
+        "precision": sk.precision_score(labels, predicted, pos_label=1),
+        "accuracy": sk.accuracy_score(labels, predicted),
+        "f1": sk.f1_score(labels, predicted, pos_label=1),
+        "mcc": sk.matthews_corrcoef(labels, predicted),
+        "auc": sk.roc_auc_score(labels, probabilities[:, 1]),
+    }
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_against_sklearn(seed):
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 2, 60)
+    p = np.clip(labels * 0.3 + rng.random(60) * 0.7, 0, 1).round(1)  # rounding creates ties
+    probabilities = np.stack([1 - p, p], axis=1)
+    ours, expected = classification_metrics(labels, probabilities), sklearn_metrics(labels, probabilities)
+    assert set(ours) == set(METRIC_NAMES)
+    for name in METRIC_NAMES:
+        assert ours[name] == pytest.approx(expected[name], abs=1e-12), name
+
+
+def test_zero_division_is_zero():
+    assert metrics_from_counts(tp=0, fp=0, tn=5, fn=0) == {
+        "sensitivity": 0.0, "specificity": 1.0, "precision": 0.0, "accuracy": 1.0, "f1": 0.0, "mcc": 0.0}
+    assert metrics_from_counts(0, 0, 0, 0)["accuracy"] == 0.0
+
+
+def test_auc_single_class_is_nan():
+    assert math.isnan(roc_auc([1, 1, 1], [0.2, 0.5, 0.9]))
+    assert roc_auc([0, 1], [0.3, 0.3]) == 0.5
+
+
+def test_three_classes_score_malignant_against_rest():
+    labels = [0, 1, 2, 1]
+    probabilities = np.array([[0.6, 0.3, 0.1], [0.1, 0.8, 0.1], [0.1, 0.2, 0.7], [0.5, 0.4, 0.1]])
+    result = classification_metrics(labels, probabilities)
+    assert result["sensitivity"] == 0.5 and result["specificity"] == 1.0 and result["auc"] == 1.0
+
+
+def test_ignite_metric_accumulates_decollated_batches():
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 20)
+    p = rng.random(20)
+    probabilities = np.stack([1 - p, p], axis=1)
+    batches = [(list(torch.tensor(probabilities[i:i + 8])), list(torch.tensor(labels[i:i + 8]))) for i in range(0, 20, 8)]
+    engine = Engine(lambda engine, batch: batch)
+    for name in METRIC_NAMES:
+        ClassificationMetric(name).attach(engine, name)
+    state = engine.run(batches)
+    for name, value in sklearn_metrics(labels, probabilities).items():
+        assert state.metrics[name] == pytest.approx(value), name
+
+
+def test_unknown_metric():
+    with pytest.raises(ValueError, match="metric must be one of"):
+        ClassificationMetric("kappa")
