@@ -13,6 +13,7 @@ import sys
 COMMANDS = {
     "demo": ("monai_bus.commands.demo", "train, evaluate and report on the synthetic demo data"),
     "infer": ("monai_bus.commands.infer", "classify images with a trained bundle"),
+    "datalist": ("monai_bus.commands.datalist", "build a leakage-safe MONAI datalist from a dataset folder"),
 }
 
 

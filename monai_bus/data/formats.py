@@ -1,0 +1,260 @@
+"""One reader per dataset format, ``read_<format>(root, bad) -> list[Record]``, listed in :data:`FORMATS`.
+
+A reader finds the images and their labels (and masks, patient ids and the authors' folds where
+the format has them) and checks that every listed file exists. Each unusable file is passed to
+``bad`` (a :class:`~monai_bus.data.records.BadFiles`), which raises or records it; missing
+folders or tables raise :class:`~monai_bus.data.records.DatasetError` at once. Whether images
+decode is checked later (:mod:`monai_bus.data.validation`). Hidden files (names starting with
+".") are ignored. A multi-lesion image has a list of masks, any other a single mask path.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import zipfile
+from collections import defaultdict
+from pathlib import Path
+
+import itk
+
+from monai_bus.data.records import CLASSES, BadFiles, DatasetError, Record
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+MASK_STEM = re.compile(r"^(?P<image>.+)_mask(_\d+)?$")  # NAME_mask, NAME_mask_1, ... (BUSI)
+
+
+def _require(path: Path, folder: bool = False) -> Path:
+    if not (path.is_dir() if folder else path.is_file()):
+        raise DatasetError(path, f"{'folder' if folder else 'file'} not found")
+    return path
+
+
+def _files(folder: Path) -> list[Path]:
+    """Non-hidden files below ``folder``, sorted."""
+    return sorted(path for path in folder.rglob("*") if path.is_file()
+                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+
+
+def _label(value) -> int | None:
+    """Label index of ``benign``/``malignant``/``normal`` (any case) or ``0``/``1``/``2``; else None."""
+    text = str(value).strip().lower()
+    if text in CLASSES:
+        return CLASSES.index(text)
+    return int(text) if text in ("0", "1", "2") else None
+
+
+def _csv_rows(path: Path, columns: tuple[str, ...]):
+    """Yield ``(line number, row)`` of a CSV table with stripped values; check its columns."""
+    with open(_require(path), newline="", encoding="utf-8-sig") as stream:
+        reader = csv.DictReader(stream)
+        missing = [column for column in columns if column not in (reader.fieldnames or [])]
+        if missing:
+            raise DatasetError(path, f"missing column(s) {', '.join(missing)} (found: {reader.fieldnames})")
+        for row in reader:
+            yield reader.line_num, {key: (value or "").strip() for key, value in row.items() if key}
+
+
+def _single(masks: list[Path]) -> Path | list[Path] | None:
+    return None if not masks else masks[0] if len(masks) == 1 else masks
+
+
+def _read_class_folders(root: Path, suffixes: tuple[str, ...], bad: BadFiles) -> list[Record]:
+    """Images in ``root/{benign,malignant,normal}/`` (any case), labelled by folder, with masks
+    named ``NAME_mask*.ext`` beside ``NAME.ext``. Any other entry of ``root`` is a bad file."""
+    records = []
+    for entry in sorted(_require(root, folder=True).iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if entry.is_file():
+            bad(entry, "no label: the file is not inside a class folder (benign, malignant, normal)")
+            continue
+        if entry.name.lower() not in CLASSES:
+            bad(entry, "unknown class folder (expected benign, malignant or normal)")
+            continue
+        files = _files(entry)
+        if not files:
+            bad(entry, "empty folder: no images")
+        images, masks = [], defaultdict(list)
+        for path in files:
+            match = MASK_STEM.match(path.stem)
+            if path.suffix.lower() not in suffixes:
+                bad(path, f"not an image file (expected {', '.join(suffixes)})")
+            elif match:
+                masks[path.with_name(match["image"] + path.suffix)].append(path)
+            else:
+                images.append(path)
+        for image in sorted(set(masks) - set(images)):
+            for mask in masks[image]:
+                bad(mask, f"mask without its image {image.name}")
+        label = CLASSES.index(entry.name.lower())
+        records += [Record(image, label, _single(masks.get(image, []))) for image in images]
+    return records
+
+
+def read_busi(root: Path, bad: BadFiles) -> list[Record]:
+    """BUSI (Al-Dhabyani et al. 2020): ``Dataset_BUSI_with_GT/{benign,malignant,normal}/NAME.png``
+    with ``NAME_mask.png`` (``NAME_mask_1.png``, ... for further lesions). Label = folder; no
+    patient ids. ``root`` is ``Dataset_BUSI_with_GT`` or the folder holding it."""
+    if (root / "Dataset_BUSI_with_GT").is_dir():
+        root = root / "Dataset_BUSI_with_GT"
+    for name in ("benign", "malignant"):
+        _require(root / name, folder=True)
+    return _read_class_folders(root, (".png",), bad)
+
+
+def read_busbra(root: Path, bad: BadFiles) -> list[Record]:
+    """BUS-BRA (Gomez-Flores et al. 2023): ``Images/bus_XXXX-{l,r,s}.png``, ``Masks/mask_XXXX-*.png``
+    and ``bus_data.csv`` (``ID``, ``Case`` = patient id, ``Pathology``); the authors'
+    patient-grouped folds come from ``5-fold-cv.csv`` (``ID``, ``kFold``) when present."""
+    table = root / "bus_data.csv"
+    fold_table, folds = root / "5-fold-cv.csv", {}
+    if fold_table.is_file():
+        for line, row in _csv_rows(fold_table, ("ID", "kFold")):
+            if not row["kFold"].isdigit():
+                raise DatasetError(fold_table, f"line {line}: kFold {row['kFold']!r} is not a fold number")
+            folds[row["ID"]] = int(row["kFold"])
+    records, listed = [], set()
+    for line, row in _csv_rows(table, ("ID", "Case", "Pathology")):
+        image = root / "Images" / f"{row['ID']}.png"
+        listed.add(image)
+        label = _label(row["Pathology"])
+        if label not in (0, 1) or not row["Case"]:
+            bad(image, f"{table.name} line {line}: needs a Case and a Pathology benign or malignant, "
+                       f"got {row['Case']!r} and {row['Pathology']!r}")
+        elif not image.is_file():
+            bad(image, f"listed in {table.name} (line {line}) but not found")
+        else:
+            mask = root / "Masks" / f"mask_{row['ID'].removeprefix('bus_')}.png"
+            records.append(Record(image, label, mask if mask.is_file() else None,
+                                  f"busbra:{row['Case']}", folds.get(row["ID"])))
+    for image in _files(_require(root / "Images", folder=True)):
+        if image not in listed:
+            bad(image, f"no label: not listed in {table.name}")
+    return records
+
+
+def read_udiat(root: Path, bad: BadFiles) -> list[Record]:
+    """UDIAT Dataset B (Yap et al. 2018): ``original/NNNNNN.png``, lesion masks ``GT/NNNNNN.png``
+    and ``DatasetB.xlsx`` with an integer column ``Image`` and ``Type`` Benign or Malignant."""
+    import openpyxl
+
+    sheet = _require(root / "DatasetB.xlsx")
+    try:
+        rows = list(openpyxl.load_workbook(sheet, read_only=True, data_only=True).active.iter_rows(values_only=True))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile) as error:
+        raise DatasetError(sheet, f"unreadable spreadsheet ({error})") from None
+    names = [[str(value).strip() if value is not None else "" for value in row] for row in rows]
+    header = next((index for index, row in enumerate(names) if {"Image", "Type"} <= set(row)), None)
+    if header is None:
+        raise DatasetError(sheet, "no header row with columns Image and Type")
+    image_column, type_column = names[header].index("Image"), names[header].index("Type")
+    records, listed = [], set()
+    for number, row in enumerate(rows[header + 1:], start=header + 2):
+        if all(value is None for value in row):
+            continue
+        value, label = row[image_column], _label(row[type_column])
+        if not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())) or label not in (0, 1):
+            bad(sheet, f"row {number}: needs an integer Image and a Type Benign or Malignant, "
+                       f"got {value!r} and {row[type_column]!r}")
+            continue
+        image = root / "original" / f"{int(value):06d}.png"
+        listed.add(image)
+        if not image.is_file():
+            bad(image, f"listed in {sheet.name} (row {number}) but not found")
+            continue
+        mask = root / "GT" / image.name
+        records.append(Record(image, label, mask if mask.is_file() else None))
+    for image in _files(_require(root / "original", folder=True)):
+        if image not in listed:
+            bad(image, f"no label: not listed in {sheet.name}")
+    return records
+
+
+def read_folder(root: Path, bad: BadFiles) -> list[Record]:
+    """One sub-folder per class, ``benign``, ``malignant`` and optionally ``normal`` (any case),
+    holding PNG, JPEG or DICOM images (any depth), with optional ``NAME_mask*.ext`` masks."""
+    records = _read_class_folders(root, IMAGE_SUFFIXES, bad)
+    if not any((root / name).is_dir() for name in CLASSES) and not records:
+        raise DatasetError(root, "no class folders (benign, malignant, normal)")
+    return records
+
+
+def read_csv(root: Path, bad: BadFiles) -> list[Record]:
+    """A CSV table with columns ``image,label[,group]`` (``root`` is the table or a folder holding
+    exactly one). Image paths are relative to the table's folder; labels are benign, malignant,
+    normal or 0, 1, 2; ``group`` is a patient id."""
+    tables = [root] if root.is_file() else sorted(_require(root, folder=True).glob("*.csv"))
+    if len(tables) != 1:
+        raise DatasetError(root, f"expected one CSV table, found {len(tables)}")
+    table, records = tables[0], []
+    for line, row in _csv_rows(table, ("image", "label")):
+        image, label = table.parent / row["image"], _label(row["label"])
+        if not row["image"]:
+            bad(table, f"line {line}: no image path")
+        elif label is None:
+            bad(image, f"no label: {table.name} line {line} has label {row['label']!r} "
+                       "(expected benign, malignant, normal or 0, 1, 2)")
+        elif not image.is_file():
+            bad(image, f"listed in {table.name} (line {line}) but not found")
+        else:
+            group = row.get("group")
+            records.append(Record(image, label, patient=f"csv:{group}" if group else None))
+    return records
+
+
+def _dicom_header(path: Path) -> tuple[str, str] | None:
+    """``(SOPInstanceUID, PatientID)`` of a DICOM file, or None if it is not readable DICOM."""
+    reader = itk.GDCMImageIO.New()
+    if not reader.CanReadFile(str(path)):
+        return None
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError:
+        return None
+    tags = reader.GetMetaDataDictionary()
+    return tuple(str(tags[tag]).strip(" \x00") if tags.HasKey(tag) else "" for tag in ("0008|0018", "0010|0020"))
+
+
+def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
+    """Ultrasound DICOM files (single- or multi-frame, any depth below ``root``) labelled by
+    ``root/labels.csv``: column ``label`` and, per row, ``SOPInstanceUID`` or ``file`` (path
+    relative to ``root``). ``PatientID``, where present, is the patient id. One item per file."""
+    table = root / "labels.csv"
+    labels, lines = {}, {}
+    for line, row in _csv_rows(table, ("label",)):
+        key = row.get("SOPInstanceUID") or row.get("file")
+        label = _label(row["label"])
+        if not key or label is None:
+            bad(table, f"line {line}: needs a SOPInstanceUID or file and a label "
+                       f"(benign, malignant, normal or 0, 1, 2), got {key!r} and {row['label']!r}")
+            continue
+        labels[key], lines[key] = label, line
+    records, used = [], set()
+    for path in _files(root):
+        if path == table or path.name == "DICOMDIR":
+            continue
+        header = _dicom_header(path)
+        name = path.relative_to(root).as_posix()
+        key = name if name in labels else header[0] if header and header[0] in labels else None
+        if header is None:
+            bad(path, "not a readable DICOM file")
+        elif key is None:
+            bad(path, f"no label: neither the file nor its SOPInstanceUID {header[0]!r} is in {table.name}")
+        else:
+            used.add(key)
+            records.append(Record(path, labels[key], patient=f"dicom:{header[1]}" if header[1] else None))
+    for key in sorted(set(labels) - used, key=lines.get):
+        bad(table, f"line {lines[key]}: {key!r} matches no DICOM file")
+    return records
+
+
+FORMATS = {
+    "busi": read_busi,
+    "busbra": read_busbra,
+    "udiat": read_udiat,
+    "folder": read_folder,
+    "csv": read_csv,
+    "dicom": read_dicom,
+}

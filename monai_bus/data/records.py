@@ -1,0 +1,70 @@
+"""The record a dataset reader yields per image, the label names, and how bad files are handled."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# label index -> class name; "normal" (2) is only kept with --include-normal
+CLASSES = ("benign", "malignant", "normal")
+
+
+class DatasetError(ValueError):
+    """A problem with the input data, reported as ``"<path>: <problem>"``.
+
+    Parameters
+    ----------
+    path : Path or str
+        The offending file or folder.
+    problem : str
+        What is wrong with it.
+    """
+
+    def __init__(self, path: Path | str, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path, self.problem = str(path), problem
+
+
+@dataclass
+class Record:
+    """One labelled image found by a reader.
+
+    Parameters
+    ----------
+    image : Path
+        The image file.
+    label : int
+        Index into :data:`CLASSES`.
+    mask : Path or list of Path, optional
+        The lesion mask, or several masks for a multi-lesion image.
+    patient : str, optional
+        Patient id, prefixed with the format name (``"busbra:12"``), where the format has one.
+    fold : int, optional
+        The dataset authors' own fold (1-based), where they publish one.
+    """
+
+    image: Path
+    label: int
+    mask: Path | list[Path] | None = None
+    patient: str | None = None
+    fold: int | None = None
+
+
+class BadFiles:
+    """Collects problems with input files: raises at once, or (``skip=True``) records and goes on.
+
+    Parameters
+    ----------
+    skip : bool
+        Record problems in :attr:`skipped` instead of raising :class:`DatasetError`.
+    """
+
+    def __init__(self, skip: bool):
+        self.skip = skip
+        self.skipped: list[dict[str, str]] = []
+
+    def __call__(self, path: Path | str, problem: str) -> None:
+        """Report that ``path`` cannot be used because of ``problem``."""
+        if not self.skip:
+            raise DatasetError(path, problem)
+        self.skipped.append({"file": str(path), "reason": problem})
