@@ -24,6 +24,8 @@ setup(
         "tensorboard",
         "tqdm",
         "scipy",
+        "pydicom",
+        "openpyxl",
     ],
     extras_require={"test": ["pytest", "scikit-learn"]},
     entry_points={"console_scripts": ["monai-bus=monai_bus.cli:main"]},

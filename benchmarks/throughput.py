@@ -1,0 +1,127 @@
+"""Training and inference throughput of VGG16 and Attention-VGG16 at 128x128, against matmul peak.
+
+Prints, from one run on this machine: the matmul rate (GFLOP/s) in float32 and bfloat16; for each
+network and precision, training img/s (forward, CE-logcosh loss, backward, AdamW step; batch 32)
+and inference img/s (batch 1 and 32); the training FLOP rate as a fraction of the matmul rate of
+the same precision; and the cost of the attention gate relative to plain VGG16.
+
+    python benchmarks/throughput.py [--iterations 6] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import nullcontext
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from monai_bus.inferers import bf16_supported
+from monai_bus.losses import CELogCoshLoss
+from monai_bus.networks import AttentionVGG16, VGG16Classifier
+
+SIZE, BATCH = 128, 32
+
+
+def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def precision_context(bf16: bool):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else nullcontext()
+
+
+def prepare(network_class, bf16: bool) -> torch.nn.Module:
+    network = network_class(batch_norm=True)
+    return network.to(memory_format=torch.channels_last) if bf16 else network
+
+
+def images(batch: int, bf16: bool) -> torch.Tensor:
+    x = torch.randn(batch, 1, SIZE, SIZE)
+    return x.contiguous(memory_format=torch.channels_last) if bf16 else x
+
+
+def training_step(network, optimizer, loss_function, x, y, bf16: bool) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    with precision_context(bf16):
+        logits = network(x)
+    loss_function(logits.float(), y).backward()
+    optimizer.step()
+
+
+def training_flops_per_image(network_class) -> float:
+    network, loss_function = network_class(batch_norm=True), CELogCoshLoss()
+    counter = FlopCounterMode(display=False)
+    with counter:
+        loss_function(network(images(2, False)), torch.tensor([0, 1])).backward()
+    return counter.get_total_flops() / 2
+
+
+def training_rate(network_class, bf16: bool, iterations: int) -> float:
+    network = prepare(network_class, bf16).train()
+    optimizer, loss_function = torch.optim.AdamW(network.parameters(), lr=1e-4), CELogCoshLoss()
+    x, y = images(BATCH, bf16), torch.randint(0, 2, (BATCH,))
+    training_step(network, optimizer, loss_function, x, y, bf16)  # warm-up
+    start = time.perf_counter()
+    for _ in range(iterations):
+        training_step(network, optimizer, loss_function, x, y, bf16)
+    return BATCH * iterations / (time.perf_counter() - start)
+
+
+@torch.no_grad()
+def inference_rate(network_class, bf16: bool, batch: int, iterations: int) -> float:
+    network = prepare(network_class, bf16).eval()
+    x = images(batch, bf16)
+    repeats = iterations * (BATCH // batch)
+    with precision_context(bf16):
+        network(x)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            network(x)
+    return batch * repeats / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--iterations", type=int, default=6, help="timed batches per measurement")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    has_bf16 = bf16_supported(torch.device("cpu"))
+    peak = {False: matmul_gflops(torch.float32)}
+    if has_bf16:
+        peak[True] = matmul_gflops(torch.bfloat16)
+    print(f"threads: {torch.get_num_threads()}, native bf16: {has_bf16}")
+    print(f"matmul 2048^3: fp32 {peak[False]:.0f} GFLOP/s" + (f", bf16 {peak[True]:.0f} GFLOP/s" if has_bf16 else ""))
+    print(f"\n{'network':16s} {'precision':20s} {'train img/s':>11s} {'train GFLOP/s':>13s} {'of matmul':>9s} "
+          f"{'infer b1 img/s':>14s} {'infer b32 img/s':>15s}")
+    train_rates = {}
+    for bf16 in [False, True] if has_bf16 else [False]:
+        for network_class in (VGG16Classifier, AttentionVGG16):
+            flops = training_flops_per_image(network_class)
+            rate = training_rate(network_class, bf16, args.iterations)
+            train_rates[network_class.__name__, bf16] = rate
+            b1 = inference_rate(network_class, bf16, 1, args.iterations)
+            b32 = inference_rate(network_class, bf16, BATCH, args.iterations)
+            achieved = flops * rate / 1e9
+            print(f"{network_class.__name__:16s} {'bf16 + channels_last' if bf16 else 'fp32':20s} {rate:11.1f} "
+                  f"{achieved:13.0f} {achieved / peak[bf16]:9.0%} {b1:14.1f} {b32:15.1f}")
+    print()
+    for bf16 in [False, True] if has_bf16 else [False]:
+        extra = train_rates["VGG16Classifier", bf16] / train_rates["AttentionVGG16", bf16] - 1
+        print(f"attention gate training cost ({'bf16' if bf16 else 'fp32'}): {extra:+.1%} time per image vs VGG16")
+    if has_bf16:
+        print(f"bf16 + channels_last training speed-up over fp32 (AttentionVGG16): "
+              f"{train_rates['AttentionVGG16', True] / train_rates['AttentionVGG16', False]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The inference API and the ``monai-bus infer`` / ``demo`` commands, on the session's trained bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import copy_bundle
+from monai_bus.bundle_data import load_split
+from monai_bus.cli import main
+from monai_bus.inference import BundleClassifier, BundleError
+from monai_bus.networks import VGG16Classifier
+
+
+@pytest.fixture(scope="module")
+def classifier(trained_bundle):
+    return BundleClassifier(trained_bundle, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def test_image(tiny_data):
+    return load_split(str(tiny_data / "datalist.json"), "test")[0]["image"]
+
+
+def test_prediction(classifier, test_image):
+    result = classifier.predict(test_image)
+    assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-5)
+    assert result.class_index == int(np.argmax(result.probabilities))
+    assert result.class_name == ("benign", "malignant")[result.class_index]
+    assert result.malignancy_probability == result.probabilities[1]
+    assert result.model_version == "0.1.0"
+    assert result.attention.shape == (96, 96)  # the input image's own size
+    assert 0.0 <= result.attention.min() <= result.attention.max() <= 1.0
+
+
+def test_array_and_file_give_the_same_result(classifier, test_image):
+    from_file = classifier.predict(test_image)
+    array = np.asarray(Image.open(test_image))
+    from_array = classifier.predict(np.dstack([array] * 3))  # an RGB array of the same grey image
+    np.testing.assert_allclose(from_array.probabilities, from_file.probabilities, atol=1e-3)
+
+
+def test_attention_follows_image_orientation(classifier, test_image):
+    """A transposed image must give the transposed attention map."""
+    array = np.asarray(Image.open(test_image))[:, :64]  # non-square: 96 rows x 64 columns
+    upright, transposed = classifier.predict(array).attention, classifier.predict(array.T.copy()).attention
+    assert upright.shape == (96, 64) and transposed.shape == (64, 96)
+    np.testing.assert_allclose(transposed, upright.T, atol=0.05)
+
+
+def test_bad_image_names_the_file(classifier, tmp_path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    with pytest.raises(ValueError, match="broken.png: cannot read the image"):
+        classifier.predict(tmp_path / "broken.png")
+
+
+def test_missing_model_file(tmp_path):
+    bundle = copy_bundle(tmp_path / "bundle")
+    with pytest.raises(BundleError, match="model.pt: model file not found"):
+        BundleClassifier(bundle)
+
+
+def test_incompatible_checkpoint(tmp_path):
+    bundle = copy_bundle(tmp_path / "bundle")
+    (bundle / "models").mkdir()
+    torch.save(VGG16Classifier(batch_norm=False).state_dict(), bundle / "models" / "model.pt")
+    with pytest.raises(BundleError, match="does not match the bundle's network_def"):
+        BundleClassifier(bundle)
+
+
+def test_not_a_bundle(tmp_path):
+    with pytest.raises(BundleError, match="inference.json: not found"):
+        BundleClassifier(tmp_path)
+
+
+def test_infer_command(trained_bundle, test_image, tmp_path, capsys):
+    assert main(["infer", "--bundle", str(trained_bundle), "--device", "cpu", test_image]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["image"] == test_image and line["class_name"] in ("benign", "malignant")
+    assert main(["infer", "--bundle", str(trained_bundle), str(tmp_path / "missing.png")]) == 1
+    assert "missing.png: image file not found" in json.loads(capsys.readouterr().out)["error"]
+    assert main(["infer", "--bundle", str(tmp_path), test_image]) == 2
+    assert "inference.json: not found" in capsys.readouterr().err
+
+
+def test_demo_command(tmp_path, tiny_data, capsys):
+    """The README's main job, shortened: train, evaluate and print the table."""
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copytree(tiny_data, bundle / "demo_data")  # stands in for the 300-image demo set
+    config = json.loads((bundle / "configs" / "train.json").read_text())
+    config.update(image_size=64, num_workers=0)
+    (bundle / "configs" / "train.json").write_text(json.dumps(config))
+    assert main(["demo", "--bundle", str(bundle), "--max-epochs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC demo data" in out and "| val_auc |" in out and "| mcc |" in out
+    assert (bundle / "models" / "model.pt").is_file()
