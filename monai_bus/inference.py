@@ -135,7 +135,7 @@ class BundleClassifier:
             data = self.preprocessing({"image": image})
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             cause = error
-            while cause.__cause__ is not None:
+            while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
                 cause = cause.__cause__
             raise ValueError(str(cause)) from error
         batch = data["image"].unsqueeze(0).to(self.device)
