@@ -27,6 +27,10 @@ setup(
         "pydicom",
         "openpyxl",
     ],
-    extras_require={"test": ["pytest", "scikit-learn"]},
+    extras_require={
+        "test": ["pytest", "scikit-learn"],
+        # a real MRML scene for the 3D Slicer module's tests (slicer_extension/), without the Slicer app
+        "slicer": ["slicer-core==5.13.31053.0"],
+    },
     entry_points={"console_scripts": ["monai-bus=monai_bus.cli:main"]},
 )

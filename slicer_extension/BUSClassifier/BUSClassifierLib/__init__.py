@@ -1,0 +1,1 @@
+"""Pure-Python helpers of the BUSClassifier Slicer module (no Qt, no ``slicer.app``)."""

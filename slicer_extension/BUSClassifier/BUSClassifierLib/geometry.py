@@ -1,0 +1,82 @@
+"""Between Slicer volume nodes and the 2D images of the inference API.
+
+A Slicer volume's voxel array is [K, J, I] (slices, rows, columns). A 2D image (PNG, JPEG or a
+single-frame DICOM) is one slice, [1, rows, columns], whose row 0 is the image's top row: ``array[0]``
+is the image in display order, as the inference API takes it. Pixel boxes are half-open
+``(row_start, row_stop, column_start, column_stop)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import slicer.util
+import vtk
+
+
+def image_from_volume(volume_node) -> np.ndarray:
+    """The volume's pixels as a 2D image, [rows, columns] or [rows, columns, components] for RGB.
+
+    Raises:
+        ValueError: in plain words, for no volume, an empty volume or a volume of several slices.
+    """
+    if volume_node is None:
+        raise ValueError("No input volume selected: load an ultrasound image and select it as the input.")
+    if volume_node.GetImageData() is None:
+        raise ValueError(f"'{volume_node.GetName()}' holds no image data.")
+    array = slicer.util.arrayFromVolume(volume_node)
+    if array.shape[0] != 1:
+        raise ValueError(f"'{volume_node.GetName()}' is a 3D volume of {array.shape[0]} slices; "
+                         "select a 2D image (a single-slice volume).")
+    return np.array(array[0])
+
+
+def ijk_to_ras(volume_node) -> np.ndarray:
+    """The volume's 4x4 IJK-to-RAS matrix: origin, spacing and direction together."""
+    matrix = vtk.vtkMatrix4x4()
+    volume_node.GetIJKToRASMatrix(matrix)
+    return slicer.util.arrayFromVTKMatrix(matrix)
+
+
+def roi_pixel_box(volume_node, roi_node, image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
+    """The pixels of the image inside a markups ROI, clamped to the image.
+
+    The ROI's corners go from RAS to IJK through the volume's RAS-to-IJK matrix; the box holds the
+    pixels whose centres lie within their extent in I (columns) and J (rows). The ROI's extent across
+    the slice (K) is ignored: a box drawn on the image crops it wherever its depth lies.
+
+    Raises:
+        ValueError: when the ROI holds no pixel of the image.
+    """
+    half = np.array(roi_node.GetSize()) / 2.0
+    corners = np.array([[x, y, z, 1.0] for x in (-half[0], half[0]) for y in (-half[1], half[1])
+                        for z in (-half[2], half[2])])
+    roi_to_ras = slicer.util.arrayFromVTKMatrix(roi_node.GetObjectToWorldMatrix())
+    ijk = (np.linalg.inv(ijk_to_ras(volume_node)) @ roi_to_ras @ corners.T)[:3].T
+    rows, columns = image_shape
+    row_start, row_stop = max(int(np.ceil(ijk[:, 1].min())), 0), min(int(np.floor(ijk[:, 1].max())) + 1, rows)
+    col_start, col_stop = max(int(np.ceil(ijk[:, 0].min())), 0), min(int(np.floor(ijk[:, 0].max())) + 1, columns)
+    if row_start >= row_stop or col_start >= col_stop:
+        raise ValueError(f"The ROI '{roi_node.GetName()}' lies outside the image '{volume_node.GetName()}'; "
+                         "move it over the lesion or clear the ROI selector.")
+    return row_start, row_stop, col_start, col_stop
+
+
+def paste_into_image(values: np.ndarray, box: tuple[int, int, int, int], image_shape: tuple[int, int]) -> np.ndarray:
+    """A float32 image of ``image_shape``: ``values`` inside the box, zero outside."""
+    row_start, row_stop, col_start, col_stop = box
+    full = np.zeros(image_shape, dtype=np.float32)
+    full[row_start:row_stop, col_start:col_stop] = values
+    return full
+
+
+def add_volume_like(reference_node, array: np.ndarray, name: str):
+    """A new scalar volume in the reference's scene with its geometry (origin, spacing, direction).
+
+    Args:
+        array: [rows, columns] in display order, the reference's in-plane size.
+    """
+    node = reference_node.GetScene().AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras(reference_node)))
+    slicer.util.updateVolumeFromArray(node, array[np.newaxis])
+    node.CreateDefaultDisplayNodes()
+    return node
