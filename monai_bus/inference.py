@@ -3,8 +3,12 @@
 This is the one inference code path of the project: the ``monai-bus infer`` command, the 3D Slicer
 module and the MONAI Label app all call :class:`BundleClassifier`, which takes ``network_def``,
 ``preprocessing`` and ``inferer`` from the bundle's own ``configs/inference.json`` (the same
-definitions the bundle's ``evaluating`` workflow runs), and the class names and version from
-``configs/metadata.json``.
+definitions the bundle's ``evaluating`` workflow runs), and the class names, version and operating
+point from ``configs/metadata.json``.
+
+The operating point is ``metadata.json``'s optional ``operating_point``:
+``{"threshold": t, "description": "..."}``. An image is classified malignant when
+``P(malignant) >= t``; without the entry ``t`` is 0.5, the argmax of the two classes.
 """
 
 from __future__ import annotations
@@ -104,12 +108,16 @@ class BundleClassifier:
                     key=lambda item: int(item[0]))
             )
             self.version = str(parser["_meta_"]["version"])
+            self.threshold = float(parser["_meta_"].get("operating_point", {}).get("threshold", 0.5))
             self.device = parser.get_parsed_content("device")
             self.network = parser.get_parsed_content("network")
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
+        if len(self.class_names) != 2 or not 0.0 <= self.threshold <= 1.0:
+            raise BundleError(f"{meta_file}: needs two classes and an operating_point threshold in [0, 1], got "
+                              f"{self.class_names} and {self.threshold}.")
         checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         try:
             self.network.load_state_dict(_read_checkpoint(checkpoint_path))
@@ -147,7 +155,7 @@ class BundleClassifier:
             original_size = [int(s) for s in data["image"].meta["spatial_shape"]]
             attention = F.interpolate(alpha, size=original_size, mode="bilinear", align_corners=False)
             attention = attention.clamp(0.0, 1.0)[0, 0].cpu().numpy()
-        index = int(probabilities.argmax())
+        index = int(probabilities[1] >= self.threshold)
         return Prediction(
             class_index=index,
             class_name=self.class_names[index],

@@ -30,7 +30,7 @@ def test_image(tiny_data):
 def test_prediction(classifier, test_image):
     result = classifier.predict(test_image)
     assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-5)
-    assert result.class_index == int(np.argmax(result.probabilities))
+    assert result.class_index == int(result.malignancy_probability >= 0.5)  # no operating_point: argmax
     assert result.class_name == ("benign", "malignant")[result.class_index]
     assert result.malignancy_probability == result.probabilities[1]
     assert result.model_version == "0.1.0"
@@ -51,6 +51,23 @@ def test_attention_follows_image_orientation(classifier, test_image):
     upright, transposed = classifier.predict(array).attention, classifier.predict(array.T.copy()).attention
     assert upright.shape == (96, 64) and transposed.shape == (64, 96)
     np.testing.assert_allclose(transposed, upright.T, atol=0.05)
+
+
+def test_operating_point_from_metadata(trained_bundle, test_image, tmp_path):
+    """metadata.json's operating_point threshold decides the class; a bad one is refused."""
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copytree(trained_bundle / "models", bundle / "models")
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    p_malignant = BundleClassifier(bundle, device="cpu").predict(test_image).malignancy_probability
+    for threshold, expected in ((p_malignant, "malignant"), (min(p_malignant + 1e-4, 1.0), "benign")):
+        meta["operating_point"] = {"threshold": threshold, "description": "test"}
+        meta_file.write_text(json.dumps(meta))
+        assert BundleClassifier(bundle, device="cpu").predict(test_image).class_name == expected
+    meta["operating_point"]["threshold"] = 1.5
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match="metadata.json: needs two classes and an operating_point threshold"):
+        BundleClassifier(bundle, device="cpu")
 
 
 def test_bad_image_names_the_file(classifier, tmp_path):
@@ -92,10 +109,18 @@ def test_demo_command(tmp_path, tiny_data, capsys):
     """The README's main job, shortened: train, evaluate and print the table."""
     bundle = copy_bundle(tmp_path / "bundle")
     shutil.copytree(tiny_data, bundle / "demo_data")  # stands in for the 300-image demo set
-    config = json.loads((bundle / "configs" / "train.json").read_text())
-    config.update(image_size=64, num_workers=0)
-    (bundle / "configs" / "train.json").write_text(json.dumps(config))
+    for name, changes in (("train.json", {"image_size": 64, "num_workers": 0}), ("inference.json", {"image_size": 64})):
+        config = json.loads((bundle / "configs" / name).read_text())
+        config.update(changes)
+        (bundle / "configs" / name).write_text(json.dumps(config))
     assert main(["demo", "--bundle", str(bundle), "--max-epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC demo data" in out and "| val_auc |" in out and "| mcc |" in out
     assert (bundle / "models" / "model.pt").is_file()
+    # the per-image predictions reproduce the evaluator's table
+    predictions = bundle / "eval" / "test_predictions.csv"
+    assert main(["metrics", str(predictions)]) == 0
+    recomputed = capsys.readouterr().out
+    table = out.split("| metric | value |")[1].split("Per-image")[0]
+    for line in table.strip().splitlines()[1:]:
+        assert line.replace("| val_auc |", "| auc |") in recomputed
