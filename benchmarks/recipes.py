@@ -2,6 +2,8 @@
 
 Trains the bundle once per recipe on the same datalist and seed, and prints the validation AUC
 after every epoch, plus each run's best AUC and wall time. Used to choose the default recipe.
+The per-image validation predictions of every epoch go to
+``<out>/<recipe>/val_predictions/epoch_NNN.csv``; ``monai-bus metrics`` recomputes any epoch's figures.
 
     python benchmarks/recipes.py --max-epochs 20                       # synthetic demo data
     python benchmarks/recipes.py --datalist busbra.json --max-epochs 20 --out runs/recipes
@@ -10,17 +12,39 @@ after every epoch, plus each run's best AUC and wall time. Used to choose the de
 from __future__ import annotations
 
 import argparse
+import csv
 import time
 from pathlib import Path
 
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
+from monai_bus.commands.metrics import PREDICTION_COLUMNS
+
 CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
 RECIPES = {
     "default": ["train.json"],
     "paper (from scratch)": ["train.json", "paper_recipe.json"],
 }
+
+
+def write_predictions(path: Path, images: list[str], outputs: list[dict]) -> None:
+    """One CSV row (PREDICTION_COLUMNS) per validation image, then empty ``outputs`` for the next epoch.
+
+    ``outputs`` are the evaluator's decollated output items, in the order of ``images`` (the
+    validation loader does not shuffle).
+    """
+    if len(images) != len(outputs):
+        raise RuntimeError(f"{len(outputs)} validation outputs for {len(images)} images")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(PREDICTION_COLUMNS)
+        for image, item in zip(images, outputs):
+            p_benign, p_malignant = (float(p) for p in item["pred"])
+            writer.writerow([Path(image).name, int(item["label"]), f"{p_benign:.6f}", f"{p_malignant:.6f}",
+                             int(p_malignant >= 0.5)])
+    outputs.clear()
 
 
 def learning_curve(config_files: list[str], out: Path, overrides: dict) -> tuple[list[float], float]:
@@ -36,6 +60,11 @@ def learning_curve(config_files: list[str], out: Path, overrides: dict) -> tuple
     curve: list[float] = []
     evaluator = flow.parser.get_parsed_content("validate#evaluator")
     evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: curve.append(engine.state.metrics["val_auc"]))
+    images = [item["image"] for item in flow.parser.get_parsed_content("validate#dataset").data]
+    outputs: list[dict] = []
+    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: outputs.extend(engine.state.output))
+    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_predictions(
+        out / "val_predictions" / f"epoch_{len(curve):03d}.csv", images, outputs))
     start = time.perf_counter()
     flow.run()
     flow.finalize()

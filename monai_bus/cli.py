@@ -14,6 +14,7 @@ COMMANDS = {
     "demo": ("monai_bus.commands.demo", "train, evaluate and report on the synthetic demo data"),
     "infer": ("monai_bus.commands.infer", "classify images with a trained bundle"),
     "datalist": ("monai_bus.commands.datalist", "build a leakage-safe MONAI datalist from a dataset folder"),
+    "metrics": ("monai_bus.commands.metrics", "recompute the metrics from a per-image predictions CSV"),
 }
 
 

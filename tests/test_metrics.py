@@ -75,3 +75,23 @@ def test_ignite_metric_accumulates_decollated_batches():
 def test_unknown_metric():
     with pytest.raises(ValueError, match="metric must be one of"):
         ClassificationMetric("kappa")
+
+
+def test_metrics_command_recomputes_from_csv(tmp_path, capsys):
+    """``monai-bus metrics`` reads label / p_malignant columns; bad rows are named, not skipped."""
+    from monai_bus.cli import main
+
+    good = tmp_path / "predictions.csv"
+    good.write_text("image,label,p_malignant\na.png,1,0.9\nb.png,0,0.6\nc.png,0,0.1\nd.png,1,0.4\n")
+    assert main(["metrics", str(good)]) == 0
+    out = capsys.readouterr().out
+    assert "4 images (2 malignant)" in out
+    assert "| sensitivity | 0.500 |" in out and "| specificity | 0.500 |" in out and "| auc | 0.750 |" in out
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,label,p_malignant\na.png,1,0.9\nb.png,2,0.6\n")
+    assert main(["metrics", str(bad)]) == 2
+    assert "bad.csv, line 3: label must be 0 or 1" in capsys.readouterr().err
+    bad.write_text("image,label\na.png,1\n")
+    assert main(["metrics", str(bad)]) == 2
+    assert "missing column(s) ['p_malignant']" in capsys.readouterr().err
