@@ -8,7 +8,13 @@ point from ``configs/metadata.json``.
 
 The operating point is ``metadata.json``'s optional ``operating_point``:
 ``{"threshold": t, "description": "..."}``. An image is classified malignant when
-``P(malignant) >= t``; without the entry ``t`` is 0.5, the argmax of the two classes.
+``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule
+of the bundle's metrics (:mod:`monai_bus.metrics`).
+
+A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
+lesion box given by the caller: the box plus the bundle's fixed margin (:mod:`monai_bus.roi`). Without
+a box it classifies the whole image, and its :class:`Prediction` says so; a bundle trained on whole
+images ignores a box, and says so too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
+
+from monai_bus.roi import ROI_META_KEY, check_box
+
+NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
+               "regions and is unreliable on whole images; give a box around the lesion")
+BOX_IGNORED_NOTE = "this model classifies whole images (roi false): the lesion box was not used"
 
 
 class BundleError(ValueError):
@@ -37,7 +49,12 @@ class Prediction:
         probabilities: one probability per class, summing to 1.
         model_version: the bundle's ``version``.
         attention: attention coefficients [H, W] in [0, 1] at the input image's size and
-            orientation (rows first), or None for a network without an attention gate.
+            orientation (rows first), zero outside ``roi``; None for a network without an attention
+            gate.
+        roi: the region of the image that was classified, ``(row_start, row_stop, col_start,
+            col_stop)`` in the input's pixels (the lesion box plus the bundle's margin, clipped to the
+            image); None when the whole image was classified.
+        note: why a lesion box was not used, or None.
     """
 
     class_index: int
@@ -45,6 +62,8 @@ class Prediction:
     probabilities: tuple[float, ...]
     model_version: str
     attention: np.ndarray | None = field(default=None, repr=False, compare=False)
+    roi: tuple[int, int, int, int] | None = None
+    note: str | None = None
 
     @property
     def malignancy_probability(self) -> float:
@@ -59,6 +78,8 @@ class Prediction:
             "probabilities": list(self.probabilities),
             "malignancy_probability": self.malignancy_probability,
             "model_version": self.model_version,
+            "roi": None if self.roi is None else list(self.roi),
+            "note": self.note,
         }
 
 
@@ -108,14 +129,16 @@ class BundleClassifier:
                     key=lambda item: int(item[0]))
             )
             self.version = str(parser["_meta_"]["version"])
-            self.threshold = float(parser["_meta_"].get("operating_point", {}).get("threshold", 0.5))
+            operating_point = parser["_meta_"].get("operating_point")
+            self.threshold = None if operating_point is None else float(operating_point["threshold"])
+            self.roi = bool(parser.get_parsed_content("roi"))
             self.device = parser.get_parsed_content("device")
             self.network = parser.get_parsed_content("network")
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
-        if len(self.class_names) != 2 or not 0.0 <= self.threshold <= 1.0:
+        if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0):
             raise BundleError(f"{meta_file}: needs two classes and an operating_point threshold in [0, 1], got "
                               f"{self.class_names} and {self.threshold}.")
         checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
@@ -130,36 +153,60 @@ class BundleClassifier:
         return hasattr(self.network, "attention_map")
 
     @torch.no_grad()
-    def predict(self, image: str | os.PathLike | np.ndarray) -> Prediction:
-        """Classify one image.
+    def predict(self, image: str | os.PathLike | np.ndarray,
+                box: tuple[int, int, int, int] | None = None) -> Prediction:
+        """Classify one image, or the region around its lesion.
 
         Args:
             image: a file (PNG, JPEG, DICOM, ...) or an array [H, W] or [H, W, C] in display order.
+            box: the lesion, ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels
+                (half-open, rows first), for a bundle trained on lesion regions. A box reaching past the
+                image is clipped to it.
 
         Raises:
-            ValueError: naming the file, when it cannot be read as a 2D image.
+            ValueError: naming the file, when it cannot be read as a 2D image, or when the box has
+                zero height or width or lies outside the image.
         """
+        item = {"image": image} if box is None else {"image": image, "bbox": box}
         try:
-            data = self.preprocessing({"image": image})
+            data = self.preprocessing(item)
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             cause = error
             while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
                 cause = cause.__cause__
             raise ValueError(str(cause)) from error
+        meta = data["image"].meta
+        image_shape = [int(s) for s in meta["spatial_shape"]]
+        rows, columns = image_shape
+        roi, note = None, None
+        if self.roi and box is not None:
+            roi = tuple(int(v) for v in meta[ROI_META_KEY])  # checked and cropped by CropToLesiond
+        elif self.roi:
+            note = NO_BOX_NOTE
+        elif box is not None:
+            check_box(box, image_shape, str(meta.get("filename_or_obj") or "image"))  # a bad box is an error
+            note = BOX_IGNORED_NOTE
         batch = data["image"].unsqueeze(0).to(self.device)
         logits = self.inferer(batch, self.network)
         probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
         attention = None
         if self.has_attention:
+            row_start, row_stop, col_start, col_stop = roi or (0, rows, 0, columns)
             alpha = self.inferer(batch, self.network.attention_map).float()
-            original_size = [int(s) for s in data["image"].meta["spatial_shape"]]
-            attention = F.interpolate(alpha, size=original_size, mode="bilinear", align_corners=False)
-            attention = attention.clamp(0.0, 1.0)[0, 0].cpu().numpy()
-        index = int(probabilities[1] >= self.threshold)
+            alpha = F.interpolate(alpha, size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
+                                  align_corners=False)
+            attention = np.zeros((rows, columns), dtype=np.float32)
+            attention[row_start:row_stop, col_start:col_stop] = alpha.clamp(0.0, 1.0)[0, 0].cpu().numpy()
+        if self.threshold is None:
+            index = int(probabilities.argmax())
+        else:
+            index = int(probabilities[1] >= self.threshold)
         return Prediction(
             class_index=index,
             class_name=self.class_names[index],
             probabilities=tuple(float(p) for p in probabilities),
             model_version=self.version,
             attention=attention,
+            roi=roi,
+            note=note,
         )

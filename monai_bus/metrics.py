@@ -1,8 +1,8 @@
 """The paper's metrics (sensitivity, specificity, precision, accuracy, F1, MCC) plus ROC AUC.
 
 Malignant (class 1) is the positive class. For more than two classes, class 1 is scored against all
-others. A case is predicted malignant when its malignant score is the largest class score; for two
-classes that is ``P(malignant) >= 0.5``.
+others. A case is predicted malignant when its malignant score is the largest class score (argmax;
+a tie goes to the lower class index); for two classes that is ``P(malignant) > 0.5``.
 
 Division by zero, defined explicitly:
 - sensitivity, specificity, precision, F1 and MCC are 0.0 when their denominator is 0 (for example

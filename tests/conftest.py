@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,23 @@ def copy_bundle(destination: Path) -> Path:
     """A copy of the repository's bundle folder (configs, docs, LICENSE) without models or data."""
     shutil.copytree(BUNDLE, destination, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
     return destination
+
+
+def set_roi(bundle: Path, roi: bool) -> Path:
+    """Set the bundle's ``roi`` option in its train.json and inference.json."""
+    for name in ("train.json", "inference.json"):
+        config_file = bundle / "configs" / name
+        config = json.loads(config_file.read_text())
+        config["roi"] = roi
+        config_file.write_text(json.dumps(config, indent=4))
+    return bundle
+
+
+def trained_copy(trained: Path, destination: Path, roi: bool) -> Path:
+    """A copy of the repository's bundle with ``trained``'s model and the given ``roi`` option."""
+    bundle = set_roi(copy_bundle(destination), roi)
+    shutil.copytree(trained / "models", bundle / "models")
+    return bundle
 
 
 @pytest.fixture(scope="session")
@@ -55,3 +73,15 @@ def trained_bundle(tmp_path_factory, tiny_data) -> Path:
     workflow.run()
     workflow.finalize()
     return bundle
+
+
+@pytest.fixture(scope="session")
+def roi_bundle(tmp_path_factory, trained_bundle) -> Path:
+    """``trained_bundle``'s model in a bundle whose ``roi`` is on."""
+    return trained_copy(trained_bundle, tmp_path_factory.mktemp("roi") / "bundle", roi=True)
+
+
+@pytest.fixture(scope="session")
+def whole_bundle(tmp_path_factory, trained_bundle) -> Path:
+    """``trained_bundle``'s model in a bundle whose ``roi`` is off (whole images)."""
+    return trained_copy(trained_bundle, tmp_path_factory.mktemp("whole") / "bundle", roi=False)

@@ -11,7 +11,7 @@ import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_net_in_out
 
-from conftest import CONFIGS, TINY, bundle_overrides
+from conftest import CONFIGS, bundle_overrides
 from monai_bus.bundle_data import load_split
 from monai_bus.commands.demo import read_metrics
 from monai_bus.metrics import METRIC_NAMES, classification_metrics
@@ -116,9 +116,13 @@ def test_train_and_inference_configs_define_the_same_model():
     assert train_network == inference["network_def"]
     pixel_transforms = lambda transforms: [  # noqa: E731  (the transforms that change pixel values)
         t for t in transforms if t["_target_"] not in ("SelectItemsd", "EnsureTyped")]
-    assert pixel_transforms(train["train"]["deterministic_transforms"]) == pixel_transforms(
-        inference["preprocessing"]["transforms"])
-    for key in ("image_size", "attention", "batch_norm", "hidden", "amp", "channels_last", "bundle_root"):
+    parts = ("load_transforms", "crop_transforms", "resize_transforms")
+    validation = [t for part in parts for t in train["train"][part]]
+    assert train["train"]["deterministic_transforms"] == (
+        "$@train#load_transforms + @train#crop_transforms + @train#resize_transforms")
+    assert pixel_transforms(validation) == pixel_transforms(inference["preprocessing"]["transforms"])
+    for key in ("image_size", "roi", "roi_margin", "attention", "batch_norm", "hidden", "amp", "channels_last",
+                "bundle_root"):
         assert train[key] == inference[key], key
 
 

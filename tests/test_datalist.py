@@ -17,6 +17,7 @@ from monai_bus.data import BadFiles, DatasetError, build_datalist
 from monai_bus.data.duplicates import components, equal_pairs, fingerprint, near_duplicate_pairs
 from monai_bus.data.formats import read_busbra, read_busi, read_csv, read_folder, read_udiat
 from monai_bus.data.splits import assign_groups, fold_splits
+from monai_bus.roi import box_from_masks
 
 SPLITS = ("training", "validation", "test")
 
@@ -189,16 +190,19 @@ def test_duplicate_helpers():
     assert components(5, [(3, 1), (1, 4)]) == [0, 1, 2, 1, 1]
 
 
-def busbra(root: Path, folds: bool = True) -> Path:
-    """A BUS-BRA layout: 6 patients (one with a single view), folds 1-3."""
-    rows, fold_rows = [["ID", "Case", "Histology", "Pathology"]], [["ID", "Pathology", "kFold"]]
+def busbra(root: Path, folds: bool = True, bbox: bool = False) -> Path:
+    """A BUS-BRA layout: 6 patients (one with a single view), folds 1-3; with ``bbox``, a ``BBOX``
+    column, each image's lesion being the pixels ``[case:case + 5, 2 * case:2 * case + 9]``, as in its mask."""
+    rows, fold_rows = [["ID", "Case", "Histology", "Pathology"] + ["BBOX"] * bbox], [["ID", "Pathology", "kFold"]]
     for case in range(1, 7):
         for side in ("l", "r") if case != 6 else ("s",):
             image_id = f"bus_{case:04d}-{side}"
             png(root / "Images" / f"{image_id}.png", seed=10 * case + len(side))
-            png(root / "Masks" / f"mask_{case:04d}-{side}.png", array=np.zeros((24, 32), np.uint8))
+            lesion = np.zeros((24, 32), np.uint8)
+            lesion[case:case + 5, 2 * case:2 * case + 9] = 255 if bbox else 0
+            png(root / "Masks" / f"mask_{case:04d}-{side}.png", array=lesion)
             pathology = "malignant" if case % 2 else "benign"
-            rows.append([image_id, case, "x", pathology])
+            rows.append([image_id, case, "x", pathology] + [f"[{2 * case + 1},{case + 1},8,4]"] * bbox)
             fold_rows.append([image_id, pathology, case % 3 + 1])
     write_csv(root / "bus_data.csv", rows)
     if folds:
@@ -232,6 +236,48 @@ def test_busbra_bad_rows(tmp_path):
     assert len(read_busbra(root, bad)) == 11
     assert [(Path(e["file"]).name, e["reason"][:28]) for e in bad.skipped] == [
         ("bus_0098-l.png", "bus_data.csv line 13: needs "), ("bus_0099-l.png", "no label: not listed in bus_")]
+
+
+def test_busbra_bbox_column(tmp_path):
+    """BBOX [x, y, w, h] (1-based, w and h one less than the extent) gives the box of the lesion mask."""
+    root = busbra(tmp_path / "BUS-BRA", bbox=True)
+    records = read_busbra(root, BadFiles(skip=False))
+    assert records[0].bbox == (1, 6, 2, 11)  # case 1: rows 1-5, columns 2-10
+    datalist, report = build_datalist("busbra", root, tmp_path / "dl.json")
+    for item in items(datalist):
+        mask = np.asarray(Image.open(tmp_path / item["mask"]))
+        assert tuple(item["bbox"]) == box_from_masks(mask) and "whole_image" not in item
+    assert report["lesion_boxes"] == {"from_table": 11, "from_masks": 0, "whole_image": []}
+    text = (root / "bus_data.csv").read_text()
+    (root / "bus_data.csv").write_text(text.replace("[3,2,8,4]", "[3,2,80,4]"))
+    datalist, _ = build_datalist("busbra", root, tmp_path / "dl.json")
+    assert [1, 6, 2, 32] in [item["bbox"] for item in items(datalist)]  # reaching past the image: clipped
+    (root / "bus_data.csv").write_text(text.replace("[3,2,8,4]", "[3,40,8,4]"))
+    with pytest.raises(DatasetError, match=r"bus_0001-l.png: the lesion box \[39, 44, 2, 11\] lies outside the image"):
+        build_datalist("busbra", root, tmp_path / "dl.json")
+    (root / "bus_data.csv").write_text(text.replace('"[3,2,8,4]"', '"[3,2,8]"'))
+    with pytest.raises(DatasetError, match=r"bus_0001-l.png: bus_data.csv line 2: BBOX '\[3,2,8\]' is not \[x, y, "):
+        read_busbra(root, BadFiles(skip=False))
+
+
+def test_boxes_from_masks_and_images_without_one(busi, tmp_path):
+    """BUSI: the box of the union of an image's masks; images without a lesion mask are kept whole, flagged."""
+    root = busi / "Dataset_BUSI_with_GT" / "benign"
+    png(root / "benign (1)_mask.png", array=np.pad(np.full((3, 4), 255, np.uint8), ((2, 19), (5, 23))))
+    png(root / "benign (1)_mask_1.png", array=np.pad(np.full((2, 2), 255, np.uint8), ((15, 7), (20, 10))))
+    png(root / "benign (5)_mask.png", array=np.zeros((24, 32), np.uint8))  # an empty mask
+    datalist, report = build_datalist("busi", busi, tmp_path / "dl.json")
+    by_name = {Path(item["image"]).name: item for item in items(datalist)}
+    assert by_name["benign (1).png"]["bbox"] == [2, 17, 5, 22]
+    assert by_name["benign (2).png"]["bbox"] == [0, 24, 0, 32]
+    for name in ("benign (5).png", "malignant (1).png"):  # an empty mask, no mask
+        assert by_name[name]["whole_image"] is True and "bbox" not in by_name[name]
+    assert report["lesion_boxes"]["from_table"] == 0 and report["lesion_boxes"]["from_masks"] == 4
+    assert sorted(Path(p).name for p in report["lesion_boxes"]["whole_image"]) == [
+        "benign (5).png", "malignant (1).png", "malignant (2).png", "malignant (3).png"]
+    png(root / "benign (2)_mask.png", array=np.zeros((20, 32), np.uint8))
+    with pytest.raises(DatasetError, match=r"benign \(2\)_mask.png: mask of size \[20, 32\] does not match its image"):
+        build_datalist("busi", busi, tmp_path / "dl.json")
 
 
 def test_udiat_reader(tmp_path):

@@ -30,10 +30,10 @@ def test_image(tiny_data):
 def test_prediction(classifier, test_image):
     result = classifier.predict(test_image)
     assert sum(result.probabilities) == pytest.approx(1.0, abs=1e-5)
-    assert result.class_index == int(result.malignancy_probability >= 0.5)  # no operating_point: argmax
+    assert result.class_index == int(np.argmax(result.probabilities))  # no operating_point: argmax
     assert result.class_name == ("benign", "malignant")[result.class_index]
     assert result.malignancy_probability == result.probabilities[1]
-    assert result.model_version == "0.1.0"
+    assert result.model_version == "0.2.0"
     assert result.attention.shape == (96, 96)  # the input image's own size
     assert 0.0 <= result.attention.min() <= result.attention.max() <= 1.0
 

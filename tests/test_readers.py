@@ -11,7 +11,7 @@ from PIL import Image
 
 from monai_bus.data import BadFiles, DatasetError, build_datalist
 from monai_bus.data.formats import read_dicom
-from monai_bus.data.validation import check_mask, read_grey
+from monai_bus.data.validation import read_grey, read_mask
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
@@ -94,14 +94,17 @@ def test_read_grey_rejects_bad_files(tmp_path, name, content, problem):
     assert str(error.value).startswith(f"{path}: ")
 
 
-def test_check_mask_modes(tmp_path):
-    Image.fromarray(GREY > 128).save(tmp_path / "bilevel.png")
-    Image.fromarray(GREY).convert("RGBA").save(tmp_path / "rgba.png")
-    check_mask(tmp_path / "bilevel.png")
-    check_mask(tmp_path / "rgba.png")
+def test_read_mask_modes(tmp_path):
+    """Any non-zero pixel outside the alpha channel is lesion, whatever the mask's mode."""
+    lesion = GREY > 128
+    Image.fromarray(lesion).save(tmp_path / "bilevel.png")
+    Image.fromarray(lesion.astype(np.uint8) * 255).convert("RGBA").save(tmp_path / "rgba.png")  # alpha 255 everywhere
+    Image.fromarray(lesion.astype(np.uint8)).convert("LA").save(tmp_path / "grey_alpha.png")
+    for name in ("bilevel.png", "rgba.png", "grey_alpha.png"):
+        np.testing.assert_array_equal(read_mask(tmp_path / name), lesion)
     (tmp_path / "bad.png").write_bytes(b"no")
     with pytest.raises(DatasetError, match="bad.png: unreadable image"):
-        check_mask(tmp_path / "bad.png")
+        read_mask(tmp_path / "bad.png")
 
 
 def dicom_dataset(root: Path) -> Path:

@@ -100,13 +100,15 @@ def test_end_to_end(module, api, trained_bundle, scene, image):
     assert result == expected.to_dict()
     table = logic.resultsTable(scene)
     assert table.GetName() == "BUSClassifier results"
-    assert [table.GetColumnName(c) for c in range(5)] == ["Volume", "Class", "P(malignant)", "Model version", "Time"]
+    assert [table.GetColumnName(c) for c in range(6)] == ["Volume", "Class", "P(malignant)", "Model version", "Region",
+                                                          "Time"]
     assert table.GetNumberOfRows() == 1
     assert table.GetCellText(0, 0) == "lesion"
     assert table.GetCellText(0, 1) == expected.class_name
     assert float(table.GetCellText(0, 2)) == pytest.approx(expected.malignancy_probability, abs=1e-6)
-    assert table.GetCellText(0, 3) == "0.1.0"
-    assert datetime.fromisoformat(table.GetCellText(0, 4)).tzinfo is not None
+    assert table.GetCellText(0, 3) == "0.2.0"
+    assert table.GetCellText(0, 4) == "whole image"
+    assert datetime.fromisoformat(table.GetCellText(0, 5)).tzinfo is not None
 
     np.testing.assert_array_equal(module.ijk_to_ras(attention_node), IJK_TO_RAS)
     assert attention_node.GetOrigin() == volume.GetOrigin()
@@ -117,7 +119,7 @@ def test_end_to_end(module, api, trained_bundle, scene, image):
     np.testing.assert_allclose(attention[0], expected.attention, atol=1e-6)  # same orientation as the image
     assert attention_node.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeIron"
 
-    logic.addResult(volume, (0, ROWS, 0, COLUMNS), result, expected.attention)
+    logic.addResult(volume, result, expected.attention)
     assert table.GetNumberOfRows() == 2  # every result is kept, in the same table
 
 
@@ -147,18 +149,21 @@ def test_roi_pixel_box(module, scene, image):
         module.roi_pixel_box(volume, roi_over_pixels(scene, (200, 230), (20, 50)), (ROWS, COLUMNS))
 
 
-def test_roi_crops_the_input(module, api, trained_bundle, scene, image):
+def test_roi_is_the_lesion_box_of_the_inference_api(module, roi_bundle, scene, image):
+    """The ROI, drawn on a volume with a flipped, rotated geometry, reaches the API as the box of the pixels
+    it covers; the API crops around it; the attention map comes back at the image's size."""
     volume = add_volume(scene, image[np.newaxis])
-    roi = roi_over_pixels(scene, (10, 60), (20, 70))
-    result, attention_node = module.BUSClassifierLogic().classify(volume, trained_bundle, roi)
-    expected = api.predict(image[10:60, 20:70])
-    assert result == expected.to_dict()
+    logic = module.BUSClassifierLogic()
+    result, attention_node = logic.classify(volume, roi_bundle, roi_over_pixels(scene, (10, 60), (20, 70)))
+    expected = BundleClassifier(roi_bundle).predict(image, box=(10, 60, 20, 70))
+    assert result == expected.to_dict() and result["roi"] == [0, 73, 7, 80]  # box plus 25%, clipped
     attention = slicer.util.arrayFromVolume(attention_node)[0]
-    assert attention.shape == (ROWS, COLUMNS)
-    np.testing.assert_allclose(attention[10:60, 20:70], expected.attention, atol=1e-6)
-    attention[10:60, 20:70] = 0
-    assert not attention.any()  # zero outside the box
+    np.testing.assert_allclose(attention, expected.attention, atol=1e-6)
+    attention[0:73, 7:80] = 0
+    assert not attention.any()  # zero outside the classified region
     np.testing.assert_array_equal(module.ijk_to_ras(attention_node), IJK_TO_RAS)
+    table = logic.resultsTable(scene)
+    assert table.GetCellText(0, 4) == "rows 0-73, columns 7-80"
 
 
 @pytest.fixture(scope="module")
@@ -202,27 +207,36 @@ def wait_for(process, timeout=120):
 def test_background_process(module, api, trained_bundle, scene, image):
     volume = add_volume(scene, image[np.newaxis])
     logic = module.BUSClassifierLogic()
-    process, box = logic.startClassification(volume, trained_bundle)
+    process = logic.startClassification(volume, trained_bundle)
     assert process.status().startswith("Classifying in the background")
     result, attention = wait_for(process)
-    assert box == (0, ROWS, 0, COLUMNS)
     expected = api.predict(image)
     assert result["class_name"] == expected.class_name
     np.testing.assert_allclose(result["probabilities"], expected.probabilities, atol=1e-5)
     np.testing.assert_allclose(attention, expected.attention, atol=1e-5)
-    assert logic.addResult(volume, box, result, attention).GetImageData().GetDimensions() == (COLUMNS, ROWS, 1)
+    assert logic.addResult(volume, result, attention).GetImageData().GetDimensions() == (COLUMNS, ROWS, 1)
+
+
+def test_background_process_passes_the_box(module, roi_bundle, scene, image):
+    volume = add_volume(scene, image[np.newaxis])
+    roi = roi_over_pixels(scene, (10, 60), (20, 70))
+    process = module.BUSClassifierLogic().startClassification(volume, roi_bundle, roi)
+    result, _ = wait_for(process)
+    expected = BundleClassifier(roi_bundle).predict(image, box=(10, 60, 20, 70))
+    assert result["roi"] == list(expected.roi)
+    np.testing.assert_allclose(result["probabilities"], expected.probabilities, atol=1e-5)
 
 
 def test_background_process_reports_the_api_error(module, scene, image, tmp_path):
     volume = add_volume(scene, image[np.newaxis])
-    process, _ = module.BUSClassifierLogic().startClassification(volume, copy_bundle(tmp_path / "bundle"))
+    process = module.BUSClassifierLogic().startClassification(volume, copy_bundle(tmp_path / "bundle"))
     with pytest.raises(ValueError, match="model.pt: model file not found"):
         wait_for(process)
 
 
 def test_background_process_can_be_cancelled(module, trained_bundle, scene, image):
     volume = add_volume(scene, image[np.newaxis])
-    process, _ = module.BUSClassifierLogic().startClassification(volume, trained_bundle)
+    process = module.BUSClassifierLogic().startClassification(volume, trained_bundle)
     folder = Path(process._folder.name)
     assert process.poll() is None
     process.cancel()

@@ -59,6 +59,9 @@ def _summary(datalist: dict, report: dict, out: Path, report_path: Path) -> str:
                  f"{sum(bool(d['byte_identical']) for d in duplicates)} with byte-identical images)")
     lines.append(f"conflicting labels: {len(conflicts)} groups, {sum(len(c['images']) for c in conflicts)} "
                  "images excluded")
+    boxes = report["lesion_boxes"]
+    lines.append(f"lesion boxes: {boxes['from_table']} from the dataset's table, {boxes['from_masks']} from masks; "
+                 f"{len(boxes['whole_image'])} images without one are kept whole (flagged whole_image)")
     if report["normal_excluded"]:
         lines.append(f"normal images left out: {len(report['normal_excluded'])} (see --include-normal)")
     lines.append(f"skipped files: {len(report['skipped'])}")

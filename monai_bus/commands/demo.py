@@ -33,6 +33,7 @@ def write_test_predictions(bundle: Path, out_csv: Path) -> None:
     """Classify the demo test split with the trained bundle; one CSV row per image."""
     from monai_bus.bundle_data import find_datalist, load_split
     from monai_bus.inference import BundleClassifier
+    from monai_bus.roi import box_from_masks
 
     classifier = BundleClassifier(bundle)
     items = load_split(find_datalist(None, None, str(bundle / "demo_data")), "test")
@@ -40,7 +41,8 @@ def write_test_predictions(bundle: Path, out_csv: Path) -> None:
         writer = csv.writer(f)
         writer.writerow(PREDICTION_COLUMNS)
         for item in items:
-            result = classifier.predict(item["image"])
+            box = item["bbox"] if "bbox" in item else box_from_masks(item["mask"]) if "mask" in item else None
+            result = classifier.predict(item["image"], box=box)
             writer.writerow([Path(item["image"]).name, item["label"], f"{result.probabilities[0]:.6f}",
                              f"{result.malignancy_probability:.6f}", result.class_index])
 

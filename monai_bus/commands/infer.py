@@ -8,8 +8,22 @@ import json
 from monai_bus.cli import CommandError
 
 
+def _box(text: str) -> tuple[int, int, int, int]:
+    try:
+        values = tuple(int(value) for value in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(f"expected four integers ROW_START,ROW_STOP,COL_START,COL_STOP, got {text!r}")
+    return values
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, DICOM, ...)")
+    parser.add_argument("--box", type=_box, metavar="R0,R1,C0,C1",
+                        help="the lesion box in the image's pixels: rows R0 to R1 and columns C0 to C1, stops "
+                             "excluded, row 0 at the top (one image only); without it a bundle trained on lesion "
+                             "regions classifies the whole image and says so in its 'note'")
     parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
     parser.add_argument("--checkpoint", help="checkpoint file (default: <bundle>/models/model.pt)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
@@ -18,6 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from monai_bus.inference import BundleClassifier, BundleError
 
+    if args.box and len(args.images) > 1:
+        raise CommandError(f"--box is the lesion box of one image, but {len(args.images)} images were given")
     try:
         classifier = BundleClassifier(args.bundle, checkpoint=args.checkpoint, device=args.device)
     except BundleError as error:
@@ -25,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for image in args.images:
         try:
-            result = {"image": image, **classifier.predict(image).to_dict()}
+            result = {"image": image, **classifier.predict(image, box=args.box).to_dict()}
         except ValueError as error:
             result, failures = {"image": image, "error": str(error)}, failures + 1
         print(json.dumps(result))

@@ -2,7 +2,7 @@
 
 The CSV needs a header with ``label`` (0 benign, 1 malignant) and ``p_malignant`` columns, as written
 by ``monai-bus demo`` and kept with every figure in the documentation. A case counts as predicted
-malignant when ``p_malignant >= 0.5`` (the argmax of two classes).
+malignant when ``p_malignant > 0.5`` (the argmax of the two classes, as in :mod:`monai_bus.metrics`).
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 Every image is decoded in full (and its masks too); byte-identical images are always grouped;
 with ``group="patient"`` images of one patient are grouped, with ``"duplicates"`` near-duplicate
 images are (:mod:`monai_bus.data.duplicates`). A duplicate group whose labels conflict is left
-out. Whole groups are then split, stratified by label (:mod:`monai_bus.data.splits`).
+out. Whole groups are then split, stratified by label (:mod:`monai_bus.data.splits`). Every item
+gets its lesion box: the dataset's own (BUS-BRA's ``BBOX``), else the box of its masks; an image
+without one is kept whole and flagged ``whole_image``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from monai_bus.data.duplicates import (CORRELATION_THRESHOLD, components, equal_
 from monai_bus.data.formats import FORMATS
 from monai_bus.data.records import CLASSES, BadFiles, DatasetError, Record
 from monai_bus.data.splits import DEFAULT_PROPORTIONS, SPLITS, assign_groups, fold_splits
-from monai_bus.data.validation import check_mask, read_grey
+from monai_bus.data.validation import read_grey, read_mask
+from monai_bus.roi import box_from_masks, check_box
 
 GROUP_MODES = ("auto", "patient", "duplicates", "none")
 
@@ -30,13 +33,26 @@ def _masks(record: Record) -> list[Path]:
     return [] if record.mask is None else record.mask if isinstance(record.mask, list) else [record.mask]
 
 
-def _inspect(record: Record) -> tuple[str, np.ndarray] | DatasetError:
-    """Byte hash and thumbnail fingerprint of a record's image, after decoding it and its masks."""
+def _lesion_box(record: Record, image_shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
+    """The record's lesion box: the dataset's own, checked against the image; else the box of the union
+    of its masks (each decoded in full); None without a lesion pixel."""
+    if record.bbox is not None:
+        try:
+            return check_box(record.bbox, image_shape, str(record.image))
+        except ValueError as error:
+            raise DatasetError(record.image, str(error).removeprefix(f"{record.image}: ")) from None
+    masks = [read_mask(mask) for mask in _masks(record)]
+    for mask, array in zip(_masks(record), masks):
+        if array.shape != image_shape:
+            raise DatasetError(mask, f"mask of size {list(array.shape)} does not match its image {list(image_shape)}")
+    return box_from_masks(masks) if masks else None
+
+
+def _inspect(record: Record) -> tuple[str, np.ndarray, tuple[int, int, int, int] | None] | DatasetError:
+    """Byte hash, thumbnail fingerprint and lesion box of a record's image, after decoding it and its masks."""
     try:
         grey = read_grey(record.image)
-        for mask in _masks(record):
-            check_mask(mask)
-        return file_hash(record.image), fingerprint(grey)
+        return file_hash(record.image), fingerprint(grey), _lesion_box(record, grey.shape)
     except DatasetError as error:
         return error
 
@@ -52,7 +68,8 @@ def _group_mode(group: str, records: list[Record], fmt: str) -> str:
 
 
 def _read(fmt: str, root: Path, include_normal: bool, bad: BadFiles):
-    """Records of usable images (sorted), their byte hashes and fingerprints, and left-out normals."""
+    """Records of usable images (sorted), their byte hashes, fingerprints and lesion boxes, and left-out
+    normals."""
     records = sorted(FORMATS[fmt](root, bad), key=lambda record: str(record.image))
     normal = [record for record in records if record.label == 2 and not include_normal]
     records = [record for record in records if record.label != 2 or include_normal]
@@ -64,8 +81,8 @@ def _read(fmt: str, root: Path, include_normal: bool, bad: BadFiles):
     usable = [(record, *result) for record, result in zip(records, results) if not isinstance(result, DatasetError)]
     if not usable:
         raise DatasetError(root, "no usable labelled images")
-    records, hashes, prints = zip(*usable)
-    return list(records), list(hashes), np.stack(prints), normal
+    records, hashes, prints, boxes = zip(*usable)
+    return list(records), list(hashes), np.stack(prints), list(boxes), normal
 
 
 def _members(groups: list) -> dict:
@@ -128,8 +145,11 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
     -------
     datalist, report : dict, dict
         The MONAI datalist (``training``, ``validation``, ``test`` and ``classes``) and the report.
-        Items carry ``image``, ``label``, ``group``, ``source`` and, where there is one, ``mask``
-        (a list of paths for a multi-lesion image). Report paths are relative to ``root``.
+        Items carry ``image``, ``label``, ``group``, ``source``, where there is one ``mask`` (a list
+        of paths for a multi-lesion image), and either ``bbox``, the lesion box
+        ``[row_start, row_stop, col_start, col_stop]`` in pixels (half-open, rows first; from the
+        dataset's own table, else from the union of the masks), or ``"whole_image": true`` for an
+        image without a lesion box (no mask, or an empty one). Report paths are relative to ``root``.
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
@@ -139,7 +159,7 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         raise ValueError("folds and fold must be given together")
     root, out, bad = Path(root), Path(out), BadFiles(skip_bad)
     base = root if root.is_dir() else root.parent
-    records, hashes, prints, normal = _read(fmt, root, include_normal, bad)
+    records, hashes, prints, boxes, normal = _read(fmt, root, include_normal, bad)
     mode = _group_mode(group, records, fmt)
 
     def rel(path: Path) -> str:
@@ -188,6 +208,10 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         masks = [os.path.relpath(mask, out.parent) for mask in _masks(record)]
         if masks:
             item["mask"] = masks[0] if len(masks) == 1 else masks
+        if boxes[i] is None:
+            item["whole_image"] = True
+        else:
+            item["bbox"] = list(boxes[i])
         datalist[part].append(item)
     datalist["classes"] = classes
 
@@ -211,6 +235,9 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         "duplicate_groups": [describe(members) for members in duplicates],
         "conflicting_groups_excluded": [describe(members) for members in conflicts],
         "normal_excluded": [rel(record.image) for record in normal],
+        "lesion_boxes": {"from_table": sum(records[i].bbox is not None for i in keep),
+                         "from_masks": sum(records[i].bbox is None and boxes[i] is not None for i in keep),
+                         "whole_image": [rel(records[i].image) for i in keep if boxes[i] is None]},
         "skipped": sorted(bad.skipped, key=lambda entry: entry["file"]),
     }
     return datalist, report

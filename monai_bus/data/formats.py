@@ -103,10 +103,26 @@ def read_busi(root: Path, bad: BadFiles) -> list[Record]:
     return _read_class_folders(root, (".png",), bad)
 
 
+def _busbra_box(text: str) -> tuple[int, int, int, int] | None:
+    """BUS-BRA's ``BBOX`` ``"[x, y, w, h]"`` as a pixel box; None unless four integers with w, h >= 0.
+
+    ``x`` and ``y`` are the 1-based column and row of the top-left lesion pixel, and the box ends at
+    1-based column ``x + w`` and row ``y + h``, inclusive; so the half-open 0-based box is
+    ``(y - 1, y + h, x - 1, x + w)``. On the copy in ``../shared/datasets`` this reproduces the bounding
+    box of the lesion mask for 1491 of 1492 images.
+    """
+    values = text.strip().removeprefix("[").removesuffix("]").split(",")
+    if len(values) != 4 or not all(value.strip().isdigit() for value in values):
+        return None
+    x, y, width, height = (int(value) for value in values)
+    return (y - 1, y + height, x - 1, x + width) if x >= 1 and y >= 1 else None
+
+
 def read_busbra(root: Path, bad: BadFiles) -> list[Record]:
     """BUS-BRA (Gomez-Flores et al. 2023): ``Images/bus_XXXX-{l,r,s}.png``, ``Masks/mask_XXXX-*.png``
-    and ``bus_data.csv`` (``ID``, ``Case`` = patient id, ``Pathology``); the authors'
-    patient-grouped folds come from ``5-fold-cv.csv`` (``ID``, ``kFold``) when present."""
+    and ``bus_data.csv`` (``ID``, ``Case`` = patient id, ``Pathology``, and the lesion box ``BBOX``
+    where the column exists); the authors' patient-grouped folds come from ``5-fold-cv.csv``
+    (``ID``, ``kFold``) when present."""
     table = root / "bus_data.csv"
     fold_table, folds = root / "5-fold-cv.csv", {}
     if fold_table.is_file():
@@ -119,15 +135,19 @@ def read_busbra(root: Path, bad: BadFiles) -> list[Record]:
         image = root / "Images" / f"{row['ID']}.png"
         listed.add(image)
         label = _label(row["Pathology"])
+        box = _busbra_box(row["BBOX"]) if "BBOX" in row else None
         if label not in (0, 1) or not row["Case"]:
             bad(image, f"{table.name} line {line}: needs a Case and a Pathology benign or malignant, "
                        f"got {row['Case']!r} and {row['Pathology']!r}")
+        elif "BBOX" in row and box is None:
+            bad(image, f"{table.name} line {line}: BBOX {row['BBOX']!r} is not [x, y, width, height] "
+                       "(integers, x and y from 1)")
         elif not image.is_file():
             bad(image, f"listed in {table.name} (line {line}) but not found")
         else:
             mask = root / "Masks" / f"mask_{row['ID'].removeprefix('bus_')}.png"
             records.append(Record(image, label, mask if mask.is_file() else None,
-                                  f"busbra:{row['Case']}", folds.get(row["ID"])))
+                                  f"busbra:{row['Case']}", folds.get(row["ID"]), box))
     for image in _files(_require(root / "Images", folder=True)):
         if image not in listed:
             bad(image, f"no label: not listed in {table.name}")

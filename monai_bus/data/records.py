@@ -41,6 +41,9 @@ class Record:
         Patient id, prefixed with the format name (``"busbra:12"``), where the format has one.
     fold : int, optional
         The dataset authors' own fold (1-based), where they publish one.
+    bbox : tuple of int, optional
+        The lesion box from the dataset's own table, ``(row_start, row_stop, col_start, col_stop)``
+        in pixels (half-open, rows first), where it has one (BUS-BRA's ``BBOX``).
     """
 
     image: Path
@@ -48,6 +51,7 @@ class Record:
     mask: Path | list[Path] | None = None
     patient: str | None = None
     fold: int | None = None
+    bbox: tuple[int, int, int, int] | None = None
 
 
 class BadFiles:

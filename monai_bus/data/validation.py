@@ -14,6 +14,7 @@ import numpy as np
 from PIL import Image
 
 from monai_bus.data.records import DatasetError
+from monai_bus.roi import lesion_pixels
 
 # Pillow modes of images the bundle loads: 8-bit grey, RGB, RGBA and 16-bit grey
 IMAGE_MODES = ("L", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I")
@@ -72,8 +73,9 @@ def read_grey(path: Path) -> np.ndarray:
     return array
 
 
-def check_mask(path: Path) -> None:
-    """Check that a PNG/JPEG mask is present and fully readable; raise :class:`DatasetError` if not."""
+def read_mask(path: Path) -> np.ndarray:
+    """Read a PNG/JPEG lesion mask in full; its lesion pixels as bool [H, W] (see
+    :func:`monai_bus.roi.lesion_pixels`). Raise :class:`DatasetError` if it is missing or unreadable."""
     if not path.is_file():
         raise DatasetError(path, "mask file not found")
-    _open_pil(path, MASK_MODES)
+    return lesion_pixels(_open_pil(path, MASK_MODES))

@@ -26,7 +26,7 @@ from slicer.ScriptedLoadableModule import (
 )
 
 from BUSClassifierLib import classify_worker, dependencies
-from BUSClassifierLib.geometry import add_volume_like, ijk_to_ras, image_from_volume, paste_into_image, roi_pixel_box
+from BUSClassifierLib.geometry import add_volume_like, ijk_to_ras, image_from_volume, roi_pixel_box
 from BUSClassifierLib.process import ClassifierProcess
 
 DEFAULT_OPERATING_POINT = "threshold 0.50 (argmax; no validated operating point in this bundle)"
@@ -41,8 +41,9 @@ class BUSClassifier(ScriptedLoadableModule):
         self.parent.contributors = ["monai-bus contributors"]
         self.parent.helpText = (
             "Classify the breast lesion in a 2D ultrasound image (PNG, JPEG or DICOM) as benign or malignant "
-            "with a monai-bus bundle, and show the model's attention map over the image. Optionally draw a "
-            "markups ROI around the lesion to crop the image. Research software, not a medical device."
+            "with a monai-bus bundle, and show the model's attention map over the image. Draw a markups ROI "
+            "around the lesion: a bundle trained on lesion regions classifies the region around it. Research "
+            "software, not a medical device."
         )
         self.parent.acknowledgementText = (
             "Kalafi EY et al., Classification of Breast Cancer Lesions in Ultrasound Images by using Attention "
@@ -63,7 +64,7 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = BUSClassifierLogic()
-        self.job = None  # (ClassifierProcess, input volume node, pixel box, bundle folder) while one runs
+        self.job = None  # (ClassifierProcess, input volume node, bundle folder) while one runs
         self.timer = qt.QTimer()
         self.timer.setInterval(self.POLL_INTERVAL_MS)
         self.timer.connect("timeout()", self.onPoll)
@@ -81,17 +82,17 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
                 self.showStatus("Not run: BUSClassifier needs torch, monai and monai-bus.")
                 return
             volumeNode, bundleDir = self.ui.inputVolumeSelector.currentNode(), self.ui.bundlePathLineEdit.currentPath
-            process, box = self.logic.startClassification(volumeNode, bundleDir, self.ui.roiSelector.currentNode())
+            process = self.logic.startClassification(volumeNode, bundleDir, self.ui.roiSelector.currentNode())
         except (ValueError, RuntimeError) as error:
             self.showStatus(error, isError=True)
             return
-        self.job = (process, volumeNode, box, bundleDir)
+        self.job = (process, volumeNode, bundleDir)
         self.setRunning(True)
         self.showStatus(process.status())
         self.timer.start()
 
     def onPoll(self):
-        process, volumeNode, box, bundleDir = self.job
+        process, volumeNode, bundleDir = self.job
         try:
             output = process.poll()
         except (ValueError, RuntimeError) as error:
@@ -103,15 +104,16 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
             return
         self.setRunning(False)
         result, attention = output
-        attentionNode = self.logic.addResult(volumeNode, box, result, attention)
+        attentionNode = self.logic.addResult(volumeNode, result, attention)
         self.ui.classLabel.text = result["class_name"]
         self.ui.probabilityLabel.text = f"{result['malignancy_probability']:.3f}"
         self.ui.operatingPointLabel.text = self.logic.operatingPointLabel(bundleDir)
         self.ui.resultsTableView.setMRMLTableNode(self.logic.resultsTable(slicer.mrmlScene))
         if attentionNode:
             slicer.util.setSliceViewerLayers(background=volumeNode, foreground=attentionNode, foregroundOpacity=0.4)
+        note = f" Note: {result['note']}." if result["note"] else ""
         self.showStatus(f"Done: {volumeNode.GetName()} is {result['class_name']} "
-                        f"(P(malignant) {result['malignancy_probability']:.3f}).")
+                        f"(P(malignant) {result['malignancy_probability']:.3f}).{note}")
 
     def onCancel(self):
         if self.job:
@@ -144,7 +146,7 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
     """
 
     RESULTS_TABLE_NAME = "BUSClassifier results"
-    COLUMNS = ("Volume", "Class", "P(malignant)", "Model version", "Time")
+    COLUMNS = ("Volume", "Class", "P(malignant)", "Model version", "Region", "Time")
 
     @staticmethod
     def defaultBundlePath() -> str:
@@ -152,15 +154,14 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         return str(dependencies.REPOSITORY / "bundle")
 
     def prepareInput(self, volumeNode, roiNode=None):
-        """``(image, box)``: the display-order image, cropped to the ROI, and its pixel box in the volume.
+        """``(image, box)``: the display-order image, and the ROI as the inference API's lesion box in its
+        pixels (None without an ROI). The API crops around the box with the bundle's margin.
 
         Raises:
             ValueError: in plain words, for no volume, several slices or an ROI outside the image.
         """
         image = image_from_volume(volumeNode)
-        rows, columns = image.shape[:2]
-        box = roi_pixel_box(volumeNode, roiNode, (rows, columns)) if roiNode else (0, rows, 0, columns)
-        return image[box[0]:box[1], box[2]:box[3]], box
+        return image, roi_pixel_box(volumeNode, roiNode, image.shape[:2]) if roiNode else None
 
     def classify(self, volumeNode, bundleDir, roiNode=None):
         """Classify in this process, wait for the result and add it; returns ``(result, attention node)``.
@@ -169,37 +170,45 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
             ValueError: the inputs' or the inference API's message (missing model, incompatible bundle).
         """
         image, box = self.prepareInput(volumeNode, roiNode)
-        result, attention = classify_worker.classify(image, str(bundleDir))
-        return result, self.addResult(volumeNode, box, result, attention)
+        result, attention = classify_worker.classify(image, str(bundleDir), box)
+        return result, self.addResult(volumeNode, result, attention)
 
     def startClassification(self, volumeNode, bundleDir, roiNode=None):
-        """Start classifying in a child process; returns ``(ClassifierProcess, box)``.
+        """Start classifying in a child process; returns the :class:`ClassifierProcess`.
 
-        Poll the process; pass its output and the box to :meth:`addResult`.
+        Poll the process; pass its output to :meth:`addResult`.
         """
         image, box = self.prepareInput(volumeNode, roiNode)
-        return ClassifierProcess(image, bundleDir), box
+        return ClassifierProcess(image, bundleDir, box)
 
-    def addResult(self, volumeNode, box, result, attention):
-        """Append a row to the results table; add the attention map (if any) as a volume with the
-        input's geometry, zero outside the box. Returns the attention volume node or None."""
+    def addResult(self, volumeNode, result, attention):
+        """Append a row to the results table; add the attention map (if any, at the image's size and zero
+        outside the classified region) as a volume with the input's geometry. Returns the attention
+        volume node or None."""
         table = self.resultsTable(volumeNode.GetScene())
         row = table.AddEmptyRow()
         values = (volumeNode.GetName(), result["class_name"], f"{result['malignancy_probability']:.6f}",
-                  result["model_version"], datetime.now().astimezone().isoformat(timespec="seconds"))
+                  result["model_version"], self.regionLabel(result["roi"]),
+                  datetime.now().astimezone().isoformat(timespec="seconds"))
         for column, value in enumerate(values):
             table.SetCellText(row, column, value)
         if attention is None:
             return None
-        rows, columns = slicer.util.arrayFromVolume(volumeNode).shape[1:3]
-        attentionNode = add_volume_like(volumeNode, paste_into_image(attention, box, (rows, columns)),
-                                        f"{volumeNode.GetName()} attention")
+        attentionNode = add_volume_like(volumeNode, attention, f"{volumeNode.GetName()} attention")
         display = attentionNode.GetDisplayNode()
         colorNodeID = slicer.vtkMRMLColorLogic.GetColorTableNodeID(slicer.vtkMRMLColorTableNode.Iron)
         display.SetAndObserveColorNodeID(colorNodeID)
         display.AutoWindowLevelOff()
         display.SetWindowLevelMinMax(0.0, 1.0)
         return attentionNode
+
+    @staticmethod
+    def regionLabel(roi) -> str:
+        """The classified region for the results table: pixel rows and columns (stops excluded), or the
+        whole image."""
+        if roi is None:
+            return "whole image"
+        return f"rows {roi[0]}-{roi[1]}, columns {roi[2]}-{roi[3]}"
 
     def resultsTable(self, scene):
         """The scene's results table, created with its columns on first use."""

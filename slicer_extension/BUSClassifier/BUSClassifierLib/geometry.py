@@ -38,11 +38,12 @@ def ijk_to_ras(volume_node) -> np.ndarray:
 
 
 def roi_pixel_box(volume_node, roi_node, image_shape: tuple[int, int]) -> tuple[int, int, int, int]:
-    """The pixels of the image inside a markups ROI, clamped to the image.
+    """The pixels of the image inside a markups ROI, clamped to the image: the lesion box of the
+    inference API, whatever the volume's origin, spacing and direction.
 
     The ROI's corners go from RAS to IJK through the volume's RAS-to-IJK matrix; the box holds the
     pixels whose centres lie within their extent in I (columns) and J (rows). The ROI's extent across
-    the slice (K) is ignored: a box drawn on the image crops it wherever its depth lies.
+    the slice (K) is ignored: a box drawn on the image counts wherever its depth lies.
 
     Raises:
         ValueError: when the ROI holds no pixel of the image.
@@ -59,14 +60,6 @@ def roi_pixel_box(volume_node, roi_node, image_shape: tuple[int, int]) -> tuple[
         raise ValueError(f"The ROI '{roi_node.GetName()}' lies outside the image '{volume_node.GetName()}'; "
                          "move it over the lesion or clear the ROI selector.")
     return row_start, row_stop, col_start, col_stop
-
-
-def paste_into_image(values: np.ndarray, box: tuple[int, int, int, int], image_shape: tuple[int, int]) -> np.ndarray:
-    """A float32 image of ``image_shape``: ``values`` inside the box, zero outside."""
-    row_start, row_stop, col_start, col_stop = box
-    full = np.zeros(image_shape, dtype=np.float32)
-    full[row_start:row_stop, col_start:col_stop] = values
-    return full
 
 
 def add_volume_like(reference_node, array: np.ndarray, name: str):

@@ -28,21 +28,24 @@ class ClassifierProcess:
     Args:
         image: display-order image [H, W] or [H, W, C].
         bundle_dir: monai-bus bundle folder.
+        box: the lesion box ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels, or None.
 
     The child runs ``sys.executable``: Slicer sets it to its own interpreter launcher, PythonSlicer.
     It starts in a new process group (POSIX) so that cancelling also ends the interpreter that the
     launcher starts.
     """
 
-    def __init__(self, image: np.ndarray, bundle_dir: str | os.PathLike) -> None:
+    def __init__(self, image: np.ndarray, bundle_dir: str | os.PathLike,
+                 box: tuple[int, int, int, int] | None = None) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="BUSClassifier-")
         folder = Path(self._folder.name)
         np.save(folder / "image.npy", image)
         self._log = open(folder / "log.txt", "w+", encoding="utf8")
         self.start_time = time.monotonic()
+        box_arguments = ["--box", ",".join(str(value) for value in box)] if box is not None else []
         self.process = subprocess.Popen(
             [sys.executable, str(WORKER), "--bundle", str(bundle_dir), "--image", str(folder / "image.npy"),
-             "--output", str(folder)],
+             "--output", str(folder), *box_arguments],
             stdout=self._log, stderr=subprocess.STDOUT, start_new_session=os.name != "nt",
         )
 
