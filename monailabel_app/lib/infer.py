@@ -20,7 +20,10 @@ class BundleClassifierInfer(InferTask):
     ``{idx, label, score}`` per class, the score being its probability) and the fields of
     ``Prediction.to_dict()`` (``class_name``, ``malignancy_probability``, ``model_version``, ...).
     With the request parameter ``"attention": true`` the attention map is also returned as a result
-    image: an 8-bit grey PNG (255 = attention 1) of the input image's size.
+    image: an 8-bit grey PNG (255 = attention 1) of the input image's size. The request parameter
+    ``"box": [row_start, row_stop, col_start, col_stop]`` gives the lesion box in the image's pixels,
+    which a bundle trained on lesion regions (``roi`` true, the default) needs; without it the whole
+    image is classified and the result's ``note`` says so.
 
     The model file is reloaded when training replaces it.
     """
@@ -35,7 +38,7 @@ class BundleClassifierInfer(InferTask):
             labels={name: int(index) for index, name in channel_def.items()},
             dimension=2,
             description=meta["task"],
-            config={"attention": False},
+            config={"attention": False, "box": None},
         )
         self.version = meta["version"]
         self._classifier: BundleClassifier | None = None
@@ -56,7 +59,7 @@ class BundleClassifierInfer(InferTask):
 
     def __call__(self, request: dict) -> tuple[str | None, dict]:
         classifier = self.classifier()
-        prediction = classifier.predict(request["image"])
+        prediction = classifier.predict(request["image"], box=request.get("box"))
         result = {
             "prediction": [
                 {"idx": index, "label": name, "score": probability}

@@ -33,6 +33,7 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
 from monai_bus.demo_data import write_demo_dataset
+from monai_bus.roi import box_from_masks
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "breast_lesion_classifier"
@@ -141,6 +142,17 @@ def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict
     ok = response.status_code == 200 and response.headers["content-type"] == "image/png"
     if check("/infer/ attention map as result image", ok, response.text[:300]):
         check("attention map has the image's size", Image.open(BytesIO(response.content)).size == (96, 96))
+
+    box = box_from_masks(str(bundle.parent / "data" / items[0]["mask"]))
+    response = requests.post(f"{url}/infer/{MODEL}", params={"image": image_id, "output": "json"},
+                             data={"params": json.dumps({"box": list(box)})}, timeout=TIMEOUT_S)
+    result = response.json() if response.status_code == 200 else {}
+    check("/infer/ with a lesion box classifies the region around it", result.get("roi") is not None
+          and result.get("note") is None and before is not None and before["note"] is not None, (response.text, before))
+    response = requests.post(f"{url}/infer/{MODEL}", params={"image": image_id, "output": "json"},
+                             data={"params": json.dumps({"box": [10, 10, 0, 5]})}, timeout=TIMEOUT_S)
+    check("zero-height box: HTTP 422 saying so", response.status_code == 422 and "zero height" in response.text,
+          (response.status_code, response.text))
 
     response = infer(url, "no_such_image")
     check("unknown image id: HTTP 404 naming it", response.status_code == 404 and "no_such_image" in response.text,
