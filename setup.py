@@ -26,6 +26,7 @@ setup(
         "scipy",
         "pydicom",
         "openpyxl",
+        "matplotlib",
     ],
     extras_require={
         "test": ["pytest", "scikit-learn"],

@@ -1,0 +1,124 @@
+"""One run of the study (a configuration and a seed) as a bundle folder of its own, trained and
+evaluated by the bundle's own workflows.
+
+A run folder is a copy of the source bundle (configs, docs, LICENSE; no models or data) whose configs
+carry the run's settings, so it is a complete bundle:
+
+- ``configs/train.json`` is the recipe's config files merged into one (``train.json``, plus
+  ``paper_recipe.json`` for the paper recipe), with the run's settings (``attention``, ``loss``,
+  ``seed``, ``datalist``, ...) written into its top-level ids;
+- ``configs/inference.json`` takes, for every top-level id it shares with that ``train.json`` as a
+  plain value (``attention``, ``batch_norm``, ``hidden``, ``image_size``, ``datalist``, ...), the value
+  the run was trained with, so that the bundle's inference workflow and
+  :class:`~monai_bus.inference.BundleClassifier` build the network and preprocessing that were trained.
+
+Training is ``python -m monai.bundle run training --config_file <run>/configs/train.json --bundle_root
+<run>``; ``monai-bus infer --bundle <run>`` classifies with the run's model.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow
+
+from monai_bus.study import StudyError
+
+
+def _is_plain(value) -> bool:
+    """A literal config value: not a dict, list or ``$``/``@``/``%`` expression."""
+    return not isinstance(value, (dict, list)) and not (isinstance(value, str) and value[:1] in ("$", "@", "%"))
+
+
+def prepare_run(source: Path, run_dir: Path, recipe_files: Sequence[str], settings: dict) -> None:
+    """Make ``run_dir`` a copy of the ``source`` bundle whose configs hold ``settings`` (see the module).
+
+    Files already in ``run_dir`` (a checkpoint of an interrupted run) are kept; its configs are rewritten.
+
+    Raises:
+        StudyError: when a setting is not a top-level id of the merged training config.
+    """
+    configs = source / "configs"
+    train = ConfigParser(ConfigParser.load_config_files([str(configs / name) for name in recipe_files]))
+    unknown = sorted(set(settings) - set(train.get()))
+    if unknown:
+        raise StudyError(f"{configs}: {unknown} are not top-level ids of {' + '.join(recipe_files)}.")
+    for key, value in settings.items():
+        train[key] = value
+    inference = ConfigParser.load_config_file(str(configs / "inference.json"))
+    for key in inference:
+        if key in train.get() and _is_plain(train[key]) and _is_plain(inference[key]):
+            inference[key] = train[key]
+    shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("models", "eval", "demo_data"), dirs_exist_ok=True)
+    ConfigParser.export_config_file(train.get(), str(run_dir / "configs" / "train.json"), indent=4)
+    ConfigParser.export_config_file(inference, str(run_dir / "configs" / "inference.json"), indent=4)
+
+
+def _workflow(run_dir: Path, config_name: str, workflow_type: str) -> ConfigWorkflow:
+    configs = run_dir / "configs"
+    return ConfigWorkflow(
+        config_file=str(configs / config_name),
+        meta_file=str(configs / "metadata.json"),
+        logging_file=str(configs / "logging.conf"),
+        workflow_type=workflow_type,
+        bundle_root=str(run_dir),
+    )
+
+
+def _run(flow: ConfigWorkflow) -> None:
+    flow.initialize()
+    flow.run()
+    flow.finalize()
+
+
+def train(run_dir: Path) -> None:
+    """Train the run's bundle (``run training``); it resumes from ``models/checkpoint_last.pt`` when
+    the bundle's ``resume`` is on and the file exists. The best model goes to ``models/model.pt``."""
+    _run(_workflow(run_dir, "train.json", "train"))
+
+
+def predict_test_split(run_dir: Path) -> dict[str, float]:
+    """P(malignant) of every test image, by the bundle's inference workflow (``run evaluating`` of
+    ``inference.json``, which writes ``eval/predictions.csv``: image path, P(benign), P(malignant)).
+
+    Returns:
+        image path, as the bundle resolved it from the datalist -> P(malignant).
+    """
+    _run(_workflow(run_dir, "inference.json", "infer"))
+    path = run_dir / "eval" / "predictions.csv"
+    result: dict[str, float] = {}
+    with open(path, encoding="utf8", newline="") as f:
+        for line, row in enumerate(csv.reader(f), start=1):
+            if len(row) != 3 or row[0] in result:
+                raise StudyError(f"{path}, line {line}: expected one 'image,p_benign,p_malignant' row per image "
+                                 f"(a comma in a file name breaks it), got {row}.")
+            result[row[0]] = float(row[2])
+    return result
+
+
+@torch.no_grad()
+def attention_maps(run_dir: Path, items: Sequence[dict]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The network input and its attention map for each datalist item, with the run's model.
+
+    The items go through the preprocessing of the run's ``inference.json`` (as loaded by
+    :class:`~monai_bus.inference.BundleClassifier`), so the image is what the network saw: the lesion
+    region when the bundle's ``roi`` is on, resized to ``image_size`` and normalised.
+
+    Yields:
+        image [H, W] and attention [H, W] in [0, 1], at ``image_size``.
+    """
+    from monai_bus.inference import BundleClassifier
+
+    classifier = BundleClassifier(run_dir)
+    if not classifier.has_attention:
+        raise StudyError(f"{run_dir}: its network has no attention gate.")
+    for item in items:
+        image = classifier.preprocessing(dict(item))["image"]
+        batch = image.unsqueeze(0).to(classifier.device)
+        alpha = classifier.inferer(batch, classifier.network.attention_map).float()
+        yield np.asarray(image[0].cpu(), dtype=np.float32), alpha[0, 0].clamp(0.0, 1.0).cpu().numpy()

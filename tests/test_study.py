@@ -1,0 +1,237 @@
+"""``monai-bus study``: statistics, report, run folders, and the study end to end on tiny demo data."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sklearn import metrics as sk
+
+from conftest import BUNDLE, TINY
+from monai_bus.cli import main
+from monai_bus.metrics import METRIC_NAMES, classification_metrics, roc_auc
+from monai_bus.study import StudyError, runner
+from monai_bus.study.bundle_runs import prepare_run
+from monai_bus.study.configurations import COMPARISONS, CONFIGURATIONS, RECIPES
+from monai_bus.study.figures import confusion_grid, roc_curves, roc_points
+from monai_bus.study.predictions import RunPredictions, probabilities_of, read_predictions, write_predictions
+from monai_bus.study.report import summarise, write_comparisons, write_table
+from monai_bus.study.statistics import (bootstrap_p_value, delong_components, delong_test, group_resamples,
+                                        percentile_interval)
+
+STUDIED = ["vgg16_ce_logcosh", "attention_vgg16_ce_logcosh"]
+OUTPUTS = ["study.json", "predictions.csv", "table1.md", "table1.csv", "table1.json", "comparisons.md",
+           "comparisons.json", "confusion_matrices.png", "roc_curves.png", "attention_attention_vgg16_ce_logcosh.png"]
+
+
+def scores_with_ties(rng, labels, k):
+    return np.round(labels * rng.uniform(0.1, 0.5, (k, 1)) + rng.random((k, len(labels))), 1)
+
+
+def test_delong_matches_its_definition():
+    """The mid-rank algorithm against DeLong et al.'s structural components, computed pair by pair."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 40)
+    scores = scores_with_ties(rng, labels, 3)
+    v10, v01 = delong_components(labels, scores)
+    x, y = scores[:, labels == 1], scores[:, labels == 0]
+    psi = (x[:, :, None] > y[:, None, :]) + 0.5 * (x[:, :, None] == y[:, None, :])  # [K, m, n]
+    np.testing.assert_allclose(v10, psi.mean(axis=2), atol=1e-12)
+    np.testing.assert_allclose(v01, psi.mean(axis=1), atol=1e-12)
+    np.testing.assert_allclose(v10.mean(axis=1), [roc_auc(labels, s) for s in scores], atol=1e-12)
+
+
+def test_delong_variance_is_that_of_the_contrast():
+    """The contrast's variance equals L S L^T, S = cov(v10) / m + cov(v01) / n (DeLong et al. 1988)."""
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 2, 40)
+    scores = scores_with_ties(rng, labels, 5)
+    v10, v01 = delong_components(labels, scores)
+    covariance = np.cov(v10) / v10.shape[1] + np.cov(v01) / v01.shape[1]
+    contrast = np.array([1 / 3, 1 / 3, 1 / 3, -1 / 2, -1 / 2])
+    result = delong_test(labels, scores[:3], scores[3:])
+    assert result["difference"] == pytest.approx(contrast @ v10.mean(axis=1))
+    assert result["z"] == pytest.approx(result["difference"] / np.sqrt(contrast @ covariance @ contrast))
+
+
+def test_delong_test_of_seed_means():
+    rng = np.random.default_rng(1)
+    labels = np.repeat([0, 1], 30)
+    good, poor = labels + rng.normal(0, 0.5, (2, 60)), labels + rng.normal(0, 3.0, (2, 60))
+    result = delong_test(labels, good, poor)
+    assert result["difference"] == pytest.approx(np.mean([roc_auc(labels, s) for s in good])
+                                                 - np.mean([roc_auc(labels, s) for s in poor]))
+    assert result["difference"] > 0 and result["p"] < 0.01
+    same = delong_test(labels, good, good)
+    assert same["difference"] == 0 and np.isnan(same["p"])
+    with pytest.raises(ValueError, match="at least 2 cases of each class"):
+        delong_test(np.array([0, 0, 1]), good[:, :3], poor[:, :3])
+
+
+def test_group_resamples_keep_groups_whole():
+    groups = ["a", "a", "b", "c", "c", "c", ""]
+    resamples = group_resamples(groups, 50, seed=3)
+    assert all(np.array_equal(r1, r2) for r1, r2 in zip(resamples, group_resamples(groups, 50, seed=3)))
+    for indices in resamples:
+        counts = np.bincount(indices, minlength=7)
+        assert counts[0] == counts[1] and counts[3] == counts[4] == counts[5]  # a group is drawn whole
+    assert {len(indices) for indices in resamples} != {7}  # group sizes make the length vary
+
+
+def test_bootstrap_p_value_and_interval():
+    differences = np.array([[1.0, 0.0, np.nan], [2.0, 0.0, np.nan], [3.0, 0.0, np.nan]])
+    np.testing.assert_allclose(bootstrap_p_value(differences), [0.5, 1.0, np.nan])
+    low, high = percentile_interval(differences)
+    assert low[0] == pytest.approx(1.05) and high[0] == pytest.approx(2.95) and np.isnan(low[2])
+
+
+def test_roc_points_match_sklearn():
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 2, 50)
+    scores = scores_with_ties(rng, labels, 1)[0]
+    fpr, tpr = roc_points(labels, scores)
+    expected_fpr, expected_tpr, _ = sk.roc_curve(labels, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, expected_fpr)
+    np.testing.assert_allclose(tpr, expected_tpr)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels, scores))
+
+
+def synthetic_runs(seeds=(0, 1), n=24) -> dict:
+    rng = np.random.default_rng(4)
+    labels = np.arange(n) % 2
+    images, groups = [f"images/{i}.png" for i in range(n)], [f"patient_{i // 3}" for i in range(n)]
+    return {(c.id, seed): RunPredictions.rounded(images, groups, labels, np.clip(
+        labels * (0.2 + 0.1 * c.attention) + rng.random(n) * 0.75, 0, 1)) for c in CONFIGURATIONS for seed in seeds}
+
+
+def test_report_from_predictions(tmp_path):
+    runs = synthetic_runs()
+    write_predictions(tmp_path / "predictions.csv", runs)
+    read = read_predictions(tmp_path / "predictions.csv")
+    assert list(read) == [(c.id, seed) for c in CONFIGURATIONS for seed in (0, 1)]  # Table 1 order, then seed
+    for key, run in runs.items():
+        np.testing.assert_array_equal(read[key].p_malignant, run.p_malignant)
+    summary = summarise(read, n_resamples=200)
+    assert summary["bootstrap"]["unit"] == "group" and summary["bootstrap"]["units"] == 8
+    row = summary["table"][0]
+    per_seed = [classification_metrics(runs[("vgg16_ce", s)].labels, runs[("vgg16_ce", s)].probabilities)
+                for s in (0, 1)]
+    for name in METRIC_NAMES:
+        assert row["metrics"][name]["per_seed"] == [m[name] for m in per_seed]
+        assert row["metrics"][name]["mean"] == pytest.approx(np.mean([m[name] for m in per_seed]))
+        assert row["metrics"][name]["ci_low"] <= row["metrics"][name]["ci_high"]
+    assert [c["title"] for c in summary["comparisons"]] == [c.title for c in COMPARISONS]
+    comparison = summary["comparisons"][0]
+    auc = comparison["metrics"]["auc"]
+    assert auc["difference"] == auc["a"] - auc["b"]
+    assert auc["difference"] == pytest.approx(comparison["delong_auc"]["difference"])
+    write_table(summary, tmp_path)
+    write_comparisons(summary, tmp_path)
+    confusion_grid(read, tmp_path / "confusion.png")
+    roc_curves(read, tmp_path / "roc.png")
+    assert "| Attention-VGG16 | CE-logcosh | 2 |" in (tmp_path / "table1.md").read_text()
+    assert "DeLong's test for AUC" in (tmp_path / "comparisons.md").read_text()
+    assert (tmp_path / "confusion.png").stat().st_size > 0 and (tmp_path / "roc.png").stat().st_size > 0
+
+
+def test_predictions_errors_name_the_line(tmp_path):
+    path = tmp_path / "predictions.csv"
+    write_predictions(path, synthetic_runs(seeds=(0,)))
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(lines[:3] + [lines[3].replace(",0.", ",1.")] + lines[4:]) + "\n")
+    with pytest.raises(StudyError, match=r"predictions.csv, line 4: (label must be|predicted)"):
+        read_predictions(path)
+
+
+def test_prepare_run_writes_the_run_settings(tmp_path):
+    prepare_run(BUNDLE, tmp_path / "run", RECIPES["paper"], {"attention": False, "loss": "ce", "seed": 2})
+    train = json.loads((tmp_path / "run" / "configs" / "train.json").read_text())
+    inference = json.loads((tmp_path / "run" / "configs" / "inference.json").read_text())
+    assert (train["attention"], train["loss"], train["seed"], train["max_epochs"]) == (False, "ce", 2, 250)
+    assert train["optimizer"]["_target_"] == "torch.optim.RMSprop" and train["train"]["random_transforms"] == []
+    assert inference["attention"] is False and inference["batch_norm"] is False  # as trained
+    assert inference["load_pretrain"] is True and inference["device"].startswith("$")  # its own ids kept
+    with pytest.raises(StudyError, match="'max_epoch'] are not top-level ids"):
+        prepare_run(BUNDLE, tmp_path / "other", RECIPES["default"], {"max_epoch": 3})
+
+
+@pytest.fixture(scope="module")
+def datalist(tmp_path_factory) -> Path:
+    """48 synthetic 64 px images, 14 in the test split, whose test images come in pairs of one 'patient'."""
+    from monai_bus.demo_data import write_demo_dataset
+
+    path = write_demo_dataset(tmp_path_factory.mktemp("study_data"), num_images=48, size=64, seed=3,
+                              split=(0.5, 0.2, 0.3))
+    content = json.loads(path.read_text())
+    for index, item in enumerate(content["test"]):
+        item["group"] = f"patient_{index // 2}"
+    path.write_text(json.dumps(content))
+    return path
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory, datalist) -> Path:
+    """The study of 2 configurations, 1 seed and 1 epoch, through the bundle."""
+    out = tmp_path_factory.mktemp("study") / "results"
+    runner.run_study(datalist, out, seeds=1, max_epochs=1, configurations=STUDIED, bundle=BUNDLE, overrides=TINY)
+    return out
+
+
+def test_study_writes_every_output(study):
+    for name in OUTPUTS:
+        assert (study / name).is_file() and (study / name).stat().st_size > 0, name
+    for name in STUDIED:
+        run = study / "runs" / name / "seed_0"
+        assert (run / "models" / "model.pt").is_file()
+        inference = json.loads((run / "configs" / "inference.json").read_text())
+        assert inference["attention"] == name.startswith("attention") and inference["image_size"] == TINY["image_size"]
+    comparisons = json.loads((study / "comparisons.json").read_text())["comparisons"]
+    assert [c["title"] for c in comparisons] == ["Attention-VGG16 vs VGG16 (CE-logcosh)"]
+
+
+def test_table_recomputes_from_predictions(study, datalist):
+    with open(study / "predictions.csv", encoding="utf8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    test_items = json.loads(datalist.read_text())["test"]
+    assert len(rows) == len(STUDIED) * len(test_items)
+    table = {row["configuration"]: row for row in json.loads((study / "table1.json").read_text())["table"]}
+    assert json.loads((study / "table1.json").read_text())["bootstrap"]["unit"] == "group"
+    with open(study / "table1.csv", encoding="utf8", newline="") as f:
+        table_csv = {row["configuration"]: row for row in csv.DictReader(f)}
+    for name in STUDIED:
+        run = [row for row in rows if row["configuration"] == name]
+        assert [row["image"] for row in run] == [item["image"] for item in test_items]
+        labels = [int(row["label"]) for row in run]
+        p = np.array([float(row["p_malignant"]) for row in run])
+        assert [int(row["predicted"]) for row in run] == list(probabilities_of(p).argmax(axis=1))
+        expected = classification_metrics(labels, probabilities_of(p))
+        for metric in METRIC_NAMES:
+            assert table[name]["metrics"][metric]["mean"] == expected[metric], (name, metric)
+            assert float(table_csv[name][metric]) == expected[metric], (name, metric)
+
+
+def test_finished_runs_are_not_trained_again(study, datalist, monkeypatch, capsys):
+    before = (study / "table1.json").read_text()
+
+    def no_training(run_dir):
+        raise AssertionError(f"{run_dir} trained again")
+
+    monkeypatch.setattr(runner, "train", no_training)
+    runner.run_study(datalist, study, seeds=1, max_epochs=1, configurations=STUDIED, bundle=BUNDLE, overrides=TINY)
+    assert capsys.readouterr().out.count("finished before") == 2
+    assert (study / "table1.json").read_text() == before
+
+
+def test_cli_refuses_a_folder_with_other_settings(study, datalist, capsys):
+    assert main(["study", "--datalist", str(datalist), "--out", str(study), "--max-epochs", "1",
+                 "--configurations", *STUDIED]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith(f"monai-bus study: error: {study / 'study.json'}: this folder holds a study with other "
+                            "settings (overrides:")
+    assert main(["study", "--datalist", str(datalist.parent / "missing.json"), "--out", str(study)]) == 2
+    assert "missing.json: datalist not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["study", "--datalist", str(datalist), "--out", str(study), "--configurations", "vgg19_ce"])
