@@ -24,7 +24,7 @@ from monai_bus.study.statistics import (bootstrap_p_value, delong_components, de
 
 STUDIED = ["vgg16_ce_logcosh", "attention_vgg16_ce_logcosh"]
 OUTPUTS = ["study.json", "predictions.csv", "table1.md", "table1.csv", "table1.json", "comparisons.md",
-           "comparisons.json", "confusion_matrices.png", "roc_curves.png", "attention_attention_vgg16_ce_logcosh.png"]
+           "comparisons.json", "confusion_matrices.png", "roc_curves.png", "gallery_attention_vgg16_ce_logcosh.png"]
 
 
 def scores_with_ties(rng, labels, k):

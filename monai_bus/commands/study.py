@@ -18,7 +18,7 @@ Output folder (``--out``)::
                                 bootstrap CI and p for every metric, DeLong's test for AUC
     confusion_matrices.png      as the paper's Figure 5, (a) to (f)
     roc_curves.png              one panel per network, one curve per seed
-    attention_<config>.png      per Attention-VGG16 configuration (first seed): correct and wrong
+    gallery_<config>.png        per Attention-VGG16 configuration (first seed): correct and wrong
                                 cases of each class, attention over the network input
     runs/<config>/seed_<k>/     each run's bundle: configs/ with the run's settings, models/model.pt
                                 and checkpoint_last.pt, eval/ (large; not for committing)

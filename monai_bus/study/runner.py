@@ -95,7 +95,7 @@ def _galleries(out: Path, runs: dict, items_by_image: dict[str, dict]) -> None:
         if not seeds:
             continue
         run_dir = out / "runs" / configuration.id / f"seed_{seeds[0]}"
-        path = out / f"attention_{configuration.id}.png"
+        path = out / f"gallery_{configuration.id}.png"
         if not (run_dir / "models" / "model.pt").is_file():
             _log(f"{path.name} not redrawn: no model in {run_dir} (the runs folder is not committed)")
             continue
