@@ -177,7 +177,7 @@ def write_comparisons(summary: dict, out: Path) -> None:
              "bootstrap, and DeLong's test for AUC (which treats images as independent). The p-values are "
              "not corrected for multiple comparisons.", ""]
     if not summary["comparisons"]:
-        lines.append("No pair of compared configurations in this study.")
+        lines += ["No pair of compared configurations in this study.", ""]
     for comparison in summary["comparisons"]:
         a, b = BY_ID[comparison["a"]], BY_ID[comparison["b"]]
         delong = comparison["delong_auc"]
