@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn import metrics as sk
 
 from conftest import BUNDLE, TINY
@@ -235,3 +236,22 @@ def test_cli_refuses_a_folder_with_other_settings(study, datalist, capsys):
     assert "missing.json: datalist not found" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["study", "--datalist", str(datalist), "--out", str(study), "--configurations", "vgg19_ce"])
+
+
+def test_paper_recipe_starts_from_the_imagenet_weights_in_the_hub_cache(tmp_path, datalist, monkeypatch):
+    """``--recipe paper`` through the bundle, with stand-in weights where torch hub caches torchvision's file."""
+    from monai_bus.networks import vgg16_features
+    from monai_bus.networks.pretrained import hub_cache_path
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    torch.manual_seed(0)
+    imagenet = {f"features.{k}": v for k, v in vgg16_features(3, batch_norm=False).state_dict().items()}
+    hub_cache_path(batch_norm=False).parent.mkdir(parents=True)
+    torch.save(imagenet, hub_cache_path(batch_norm=False))
+    out = tmp_path / "results"
+    runner.run_study(datalist, out, seeds=1, max_epochs=1, configurations=["vgg16_ce"], bundle=BUNDLE,
+                     overrides=TINY, recipe="paper")
+    trained = torch.load(out / "runs" / "vgg16_ce" / "seed_0" / "models" / "model.pt", weights_only=True)
+    imagenet["features.0.weight"] = imagenet["features.0.weight"].sum(1, keepdim=True)  # grey input
+    for key, value in imagenet.items():  # one epoch at lr 2e-6 moves a weight by far less than 1e-3
+        torch.testing.assert_close(trained[key], value, atol=1e-3, rtol=0)
