@@ -7,6 +7,6 @@ __version__ = "0.1.0"
 
 CLASS_NAMES = ("benign", "malignant")
 
-from monai_bus import bundle_data, handlers, inferers, losses, metrics, networks, roi, transforms  # noqa: E402
+from monai_bus import bundle_data, bundle_options, handlers, inferers, losses, metrics, networks, roi, transforms  # noqa: E402
 
-__all__ = ["CLASS_NAMES", "bundle_data", "handlers", "inferers", "losses", "metrics", "networks", "roi", "transforms"]
+__all__ = ["CLASS_NAMES", "bundle_data", "bundle_options", "handlers", "inferers", "losses", "metrics", "networks", "roi", "transforms"]

@@ -121,7 +121,10 @@ class BundleClassifier:
         parser.read_meta(str(meta_file))
         parser["bundle_root"] = str(self.bundle_dir)
         if device is not None:
-            parser["device"] = f"$torch.device('{device}')"
+            try:
+                parser["device"] = torch.device(device)  # an object, never a config expression
+            except RuntimeError as error:
+                raise BundleError(f"device {device!r}: {error}") from error
         try:
             self.class_names = tuple(
                 name for _, name in sorted(
@@ -131,7 +134,7 @@ class BundleClassifier:
             self.version = str(parser["_meta_"]["version"])
             operating_point = parser["_meta_"].get("operating_point")
             self.threshold = None if operating_point is None else float(operating_point["threshold"])
-            self.roi = bool(parser.get_parsed_content("roi"))
+            self.roi = parser.get_parsed_content("flags#roi")
             self.device = parser.get_parsed_content("device")
             self.network = parser.get_parsed_content("network")
             self.preprocessing = parser.get_parsed_content("preprocessing")

@@ -18,7 +18,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
+from ignite.exceptions import NotComputableError
 from ignite.metrics import EpochMetric
+from monai.utils import evenly_divisible_all_gather
 
 POSITIVE_CLASS = 1
 METRIC_NAMES = ("sensitivity", "specificity", "precision", "accuracy", "f1", "mcc", "auc")
@@ -94,7 +96,8 @@ class ClassificationMetric(EpochMetric):
 
     ``output_transform`` must give ``(probabilities, labels)``: probabilities [B, C] (after softmax)
     and labels [B], [B, 1] or one-hot [B, C], as tensors or as lists of per-case tensors. Under
-    ``torch.distributed`` the epoch's values are gathered from all ranks before computing.
+    ``torch.distributed`` the epoch's values are gathered from all ranks before computing; the
+    ranks may hold different numbers of cases (a validation set that does not divide evenly).
 
     Args:
         metric: the metric's name, one of :data:`METRIC_NAMES`.
@@ -115,3 +118,10 @@ class ClassificationMetric(EpochMetric):
         if labels.ndim == 2 and labels.shape == probabilities.shape:
             labels = labels.argmax(dim=1)
         super().update((probabilities.float(), labels.reshape(-1).long()))
+
+    def compute(self) -> float:
+        if not self._predictions:
+            raise NotComputableError(f"{type(self).__name__} must have at least one example before it can be computed.")
+        probabilities = evenly_divisible_all_gather(torch.cat(self._predictions), concat=True)
+        labels = evenly_divisible_all_gather(torch.cat(self._targets), concat=True)
+        return self._compute(probabilities, labels)

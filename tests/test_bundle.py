@@ -9,7 +9,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_net_in_out
+from monai.bundle import ConfigWorkflow
 
 from conftest import CONFIGS, bundle_overrides
 from monai_bus.bundle_data import load_split
@@ -79,36 +79,6 @@ def test_inference_and_evaluation_agree(trained_bundle, tiny_data, tmp_path):
         assert metrics[name] == pytest.approx(expected[name], abs=1e-4), name
 
 
-def test_verify_net_in_out():
-    verify_net_in_out(
-        net_id="network_def",
-        meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "inference.json"),
-        device="cpu",
-        n=1,
-    )
-
-
-@pytest.mark.parametrize("attention", [True, False])
-def test_ckpt_export_matches_eager(tmp_path, attention):
-    parser = ConfigParser()
-    parser.read_config(str(CONFIGS / "inference.json"))
-    parser["attention"] = attention
-    network = parser.get_parsed_content("network_def").eval()
-    torch.save(network.state_dict(), tmp_path / "model.pt")
-    ckpt_export(
-        net_id="network_def",
-        filepath=str(tmp_path / "model.ts"),
-        ckpt_file=str(tmp_path / "model.pt"),
-        meta_file=str(CONFIGS / "metadata.json"),
-        config_file=str(CONFIGS / "inference.json"),
-        attention=attention,
-    )
-    exported = torch.jit.load(str(tmp_path / "model.ts"))
-    x = torch.randn(2, 1, 128, 128)
-    torch.testing.assert_close(exported(x), network(x))
-
-
 def test_train_and_inference_configs_define_the_same_model():
     train = json.loads((CONFIGS / "train.json").read_text())
     inference = json.loads((CONFIGS / "inference.json").read_text())
@@ -124,20 +94,3 @@ def test_train_and_inference_configs_define_the_same_model():
     for key in ("image_size", "roi", "roi_margin", "attention", "batch_norm", "hidden", "amp", "channels_last",
                 "bundle_root"):
         assert train[key] == inference[key], key
-
-
-def test_metadata_fields():
-    """What the model zoo's verify_metadata checks, without downloading its schema."""
-    meta = json.loads((CONFIGS / "metadata.json").read_text())
-    assert meta["version"] in meta["changelog"]
-    for key in ("monai_version", "pytorch_version", "numpy_version", "task", "description", "authors", "license"
-                if "license" in meta else "copyright"):
-        assert meta[key]
-    outputs = meta["network_data_format"]["outputs"]["pred"]
-    assert outputs["channel_def"] == {"0": "benign", "1": "malignant"} and outputs["num_channels"] == 2
-    assert meta["network_data_format"]["inputs"]["image"]["num_channels"] == 1
-    for name in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "logging.conf"):
-        assert (CONFIGS / name).is_file()
-    assert (CONFIGS.parent / "LICENSE").is_file() and (CONFIGS.parent / "docs" / "README.md").is_file()
-
-

@@ -2,26 +2,44 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 
+import pytest
 import torch
+from monai.bundle import ConfigWorkflow
 
-from conftest import copy_bundle
+from conftest import bundle_overrides, copy_bundle
+from monai_bus.commands.demo import read_metrics
+from monai_bus.metrics import METRIC_NAMES
+
+LOGGED_METRICS = re.compile(r"Epoch\[1\] Metrics -- (.*)")
+NAME_VALUE = re.compile(r"(\w+): (\S+)")
 
 
-def test_torchrun_two_processes(tmp_path, tiny_data):
+def uneven_datalist(tiny_data, path):
+    """``tiny_data``'s datalist with 5 validation images, which 2 ranks split 3/2; the test split is the same 5."""
+    datalist = json.loads((tiny_data / "datalist.json").read_text())
+    datalist["validation"] = datalist["test"] = datalist["validation"][:5]
+    path.write_text(json.dumps(datalist))
+    return path
+
+
+def test_torchrun_two_processes_with_an_uneven_validation_split(tmp_path, tiny_data):
     bundle = copy_bundle(tmp_path / "bundle")
     configs = bundle / "configs"
+    datalist = uneven_datalist(tiny_data, tmp_path / "uneven.json")
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29531",
         "-m", "monai.bundle", "run",
         "--config_file", f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']",
         "--meta_file", str(configs / "metadata.json"),
         "--logging_file", str(configs / "logging.conf"),
-        "--bundle_root", str(bundle), "--dataset_dir", str(tiny_data),
-        "--image_size", "64", "--batch_size", "4", "--num_workers", "0", "--max_epochs", "2",
+        "--bundle_root", str(bundle), "--dataset_dir", str(tiny_data), "--datalist", str(datalist),
+        "--image_size", "64", "--batch_size", "4", "--num_workers", "0", "--max_epochs", "1",
     ]
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
@@ -29,6 +47,18 @@ def test_torchrun_two_processes(tmp_path, tiny_data):
     assert (bundle / "models" / "model.pt").is_file()
     state = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
     # 30 training images over 2 ranks with batch 4: ceil(15 / 4) = 4 iterations per epoch and rank
-    assert state["trainer"]["epoch_length"] == 4 and state["trainer"]["iteration"] == 8
+    assert state["trainer"]["epoch_length"] == 4 and state["trainer"]["iteration"] == 4
     assert not any(key.startswith("module.") for key in state["model"])  # saved unwrapped from DDP
-    assert "val_auc" in result.stdout + result.stderr
+
+    logged = [LOGGED_METRICS.search(line) for line in (result.stdout + result.stderr).splitlines()]
+    distributed = dict(NAME_VALUE.findall(next(match[1] for match in logged if match and "val_auc" in match[1])))
+    # the same model, evaluated on the same 5 images by one process
+    flow = ConfigWorkflow(config_file=[str(configs / "train.json"), str(configs / "evaluate.json")],
+                          workflow_type="eval", logging_file=False,
+                          **bundle_overrides(bundle, tiny_data, datalist=str(datalist)))
+    flow.initialize()
+    flow.run()
+    single = read_metrics(bundle / "eval" / "metrics.csv")
+    assert set(distributed) == {"val_auc"} | (set(METRIC_NAMES) - {"auc"})
+    for name, value in single.items():
+        assert float(distributed[name]) == pytest.approx(value, abs=1e-4), name

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import copy_bundle
+from conftest import CONFIGS, copy_bundle
 from monai_bus.bundle_data import load_split
 from monai_bus.cli import main
 from monai_bus.inference import BundleClassifier, BundleError
@@ -33,7 +33,7 @@ def test_prediction(classifier, test_image):
     assert result.class_index == int(np.argmax(result.probabilities))  # no operating_point: argmax
     assert result.class_name == ("benign", "malignant")[result.class_index]
     assert result.malignancy_probability == result.probabilities[1]
-    assert result.model_version == "0.2.0"
+    assert result.model_version == json.loads((CONFIGS / "metadata.json").read_text())["version"]
     assert result.attention.shape == (96, 96)  # the input image's own size
     assert 0.0 <= result.attention.min() <= result.attention.max() <= 1.0
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import copy_bundle
+from conftest import CONFIGS, copy_bundle
 from monai_bus.demo_data import synthesize_case
 from monai_bus.inference import BundleClassifier
 from monai_bus.networks import VGG16Classifier
@@ -106,7 +106,7 @@ def test_end_to_end(module, api, trained_bundle, scene, image):
     assert table.GetCellText(0, 0) == "lesion"
     assert table.GetCellText(0, 1) == expected.class_name
     assert float(table.GetCellText(0, 2)) == pytest.approx(expected.malignancy_probability, abs=1e-6)
-    assert table.GetCellText(0, 3) == "0.2.0"
+    assert table.GetCellText(0, 3) == json.loads((CONFIGS / "metadata.json").read_text())["version"]
     assert table.GetCellText(0, 4) == "whole image"
     assert datetime.fromisoformat(table.GetCellText(0, 5)).tzinfo is not None
 

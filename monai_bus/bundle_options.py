@@ -1,0 +1,49 @@
+"""Checks of the bundle's user-facing ids, called by its configs before the values are used.
+
+``python -m monai.bundle run ... --roi false`` hands the config the *string* ``'false'``, which
+Python counts as true. :func:`flag` turns every spelling of a boolean into a ``bool`` and refuses
+anything else, so a switch never silently stays on.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+TRUE_SPELLINGS = ("true", "1")
+FALSE_SPELLINGS = ("false", "0")
+
+
+def flag(value, name: str) -> bool:
+    """The boolean meant by the value of the id ``name``.
+
+    ``True``, ``1``, ``"true"``, ``"True"`` and ``"1"`` mean on; ``False``, ``0``, ``"false"``,
+    ``"False"`` and ``"0"`` mean off.
+
+    Raises:
+        ValueError: naming the id, for any other value.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in TRUE_SPELLINGS + FALSE_SPELLINGS:
+        return value.strip().lower() in TRUE_SPELLINGS
+    raise ValueError(f"--{name} must be true or false (also True/False or 1/0), got {value!r}.")
+
+
+def bundle_path(bundle_root: str | os.PathLike, name: str) -> str:
+    """``<bundle_root>/<name>``, a folder the bundle writes to, once ``bundle_root`` is known to be a bundle.
+
+    ``bundle_root`` defaults to ``.``, as in the model zoo: run from the bundle's folder, or pass
+    ``--bundle_root``. A folder without ``configs/`` is refused, so that a run started elsewhere
+    writes no models, logs or demo data there.
+
+    Raises:
+        ValueError: saying how to point the bundle at its folder.
+    """
+    if not (Path(bundle_root) / "configs").is_dir():
+        raise ValueError(
+            f"bundle_root {str(bundle_root)!r} ({Path(bundle_root).resolve()}) is not a bundle folder: it has no "
+            "configs/. Run from the bundle's folder, or pass --bundle_root <bundle folder>.")
+    return str(Path(bundle_root) / name)
