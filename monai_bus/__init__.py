@@ -7,6 +7,19 @@ __version__ = "0.1.0"
 
 CLASS_NAMES = ("benign", "malignant")
 
-from monai_bus import bundle_data, bundle_options, handlers, inferers, losses, metrics, networks, roi, transforms  # noqa: E402
+from monai_bus import (  # noqa: E402
+    bundle_data,
+    bundle_options,
+    errors,
+    handlers,
+    inferers,
+    losses,
+    metrics,
+    networks,
+    prediction_files,
+    roi,
+    transforms,
+)
 
-__all__ = ["CLASS_NAMES", "bundle_data", "bundle_options", "handlers", "inferers", "losses", "metrics", "networks", "roi", "transforms"]
+__all__ = ["CLASS_NAMES", "bundle_data", "bundle_options", "errors", "handlers", "inferers", "losses", "metrics",
+           "networks", "prediction_files", "roi", "transforms"]

@@ -6,6 +6,8 @@ import json
 import os
 from pathlib import Path
 
+from monai_bus.errors import InputError
+
 SPLITS = ("training", "validation", "test")
 
 
@@ -24,7 +26,7 @@ def find_datalist(datalist: str | None, dataset_dir: str | None, demo_dir: str) 
 
         return str(write_demo_dataset(demo_dir))
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: datalist not found (build one with `monai-bus datalist`).")
+        raise InputError(f"{path}: datalist not found (build one with `monai-bus datalist`).")
     return str(path)
 
 
@@ -34,30 +36,65 @@ def _resolve(value, base_dir: Path):
     return value if os.path.isabs(value) else str(base_dir / value)
 
 
-def load_split(datalist_file: str, split: str, dataset_dir: str | None = None) -> list[dict]:
-    """Items of one split of a MONAI datalist, with ``image`` and ``mask`` paths made absolute.
+def _problem(item, num_classes: int) -> str | None:
+    """What is wrong with a datalist item, or None."""
+    if not isinstance(item, dict):
+        return f"is not an object with 'image' and 'label' but {item!r}"
+    if not isinstance(item.get("image"), str) or not item["image"]:
+        return f"needs 'image', a file path, got {item.get('image')!r}"
+    label = item.get("label")
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < num_classes:
+        return f"needs 'label', an integer class index from 0 to {num_classes - 1}, got {label!r}"
+    box = item.get("bbox")
+    if box is not None and not (isinstance(box, list) and len(box) == 4 and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in box) and box[0] < box[1] and box[2] < box[3]):
+        return f"has 'bbox' {box!r}; a box is [row_start, row_stop, col_start, col_stop], integers, starts below stops"
+    masks = item.get("mask")
+    if masks is not None and not (isinstance(masks, str) or (
+            isinstance(masks, list) and masks and all(isinstance(m, str) for m in masks))):
+        return f"has 'mask' {masks!r}; a mask is a file path, or a list of them"
+    frame = item.get("frame")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, int) or frame < 0):
+        return f"has 'frame' {frame!r}; a frame is an integer from 0"
+    return None
 
-    Relative paths are taken from ``dataset_dir`` when given, else from the datalist's folder.
+
+def load_split(datalist_file: str, split: str, dataset_dir: str | None = None, num_classes: int = 2) -> list[dict]:
+    """Items of one split of a MONAI datalist, checked, with ``image`` and ``mask`` paths made absolute.
+
+    Relative paths are taken from ``dataset_dir`` when given, else from the datalist's folder. Every
+    item needs an ``image`` file that exists and a ``label`` from 0 to ``num_classes - 1``; ``bbox``,
+    ``mask`` and ``frame`` are checked when present (the box against its image when the image is
+    loaded).
 
     Raises:
-        ValueError: naming the datalist file, when the split is missing or empty, or an item has no
-            ``image`` or no integer ``label``.
+        InputError: naming the datalist file, when it is not JSON or its split is missing or empty,
+            and naming the item's index and image, when an item is malformed or a file is missing.
     """
     if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}.")
-    with open(datalist_file, encoding="utf8") as f:
-        content = json.load(f)
-    items = content.get(split)
-    if not items:
-        raise ValueError(f"{datalist_file}: the '{split}' list is missing or empty.")
+        raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
+    try:
+        with open(datalist_file, encoding="utf8") as f:
+            content = json.load(f)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise InputError(f"{datalist_file}: not a readable JSON datalist ({error}).") from None
+    items = content.get(split) if isinstance(content, dict) else None
+    if not items or not isinstance(items, list):
+        raise InputError(f"{datalist_file}: the '{split}' list is missing or empty.")
     base_dir = Path(dataset_dir) if dataset_dir else Path(datalist_file).resolve().parent
     resolved = []
     for index, item in enumerate(items):
-        if "image" not in item or not isinstance(item.get("label"), int):
-            raise ValueError(f"{datalist_file}: item {index} of '{split}' needs 'image' and an integer 'label': {item}")
+        problem = _problem(item, num_classes)
+        where = f"{datalist_file}: '{split}' item {index}"
+        if problem:
+            raise InputError(f"{where} ({item.get('image') if isinstance(item, dict) else item}) {problem}.")
         item = dict(item)
         for key in ("image", "mask"):
             if key in item:
                 item[key] = _resolve(item[key], base_dir)
+        for path in [item["image"], *([] if "mask" not in item else [item["mask"]] if isinstance(
+                item["mask"], str) else item["mask"])]:
+            if not os.path.isfile(path):
+                raise InputError(f"{where} ({item['image']}): {path} not found.")
         resolved.append(item)
     return resolved

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from monai_bus.errors import InputError
+
 TRUE_SPELLINGS = ("true", "1")
 FALSE_SPELLINGS = ("false", "0")
 
@@ -21,7 +23,7 @@ def flag(value, name: str) -> bool:
     ``"False"`` and ``"0"`` mean off.
 
     Raises:
-        ValueError: naming the id, for any other value.
+        InputError: naming the id, for any other value.
     """
     if isinstance(value, bool):
         return value
@@ -29,7 +31,7 @@ def flag(value, name: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in TRUE_SPELLINGS + FALSE_SPELLINGS:
         return value.strip().lower() in TRUE_SPELLINGS
-    raise ValueError(f"--{name} must be true or false (also True/False or 1/0), got {value!r}.")
+    raise InputError(f"--{name} must be true or false (also True/False or 1/0), got {value!r}.")
 
 
 def bundle_path(bundle_root: str | os.PathLike, name: str) -> str:
@@ -40,10 +42,10 @@ def bundle_path(bundle_root: str | os.PathLike, name: str) -> str:
     writes no models, logs or demo data there.
 
     Raises:
-        ValueError: saying how to point the bundle at its folder.
+        InputError: saying how to point the bundle at its folder.
     """
     if not (Path(bundle_root) / "configs").is_dir():
-        raise ValueError(
+        raise InputError(
             f"bundle_root {str(bundle_root)!r} ({Path(bundle_root).resolve()}) is not a bundle folder: it has no "
             "configs/. Run from the bundle's folder, or pass --bundle_root <bundle folder>.")
     return str(Path(bundle_root) / name)

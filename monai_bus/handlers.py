@@ -1,16 +1,29 @@
-"""Resumable training: an ignite handler that keeps and restores the last epoch's state."""
+"""Training handlers: the best model, resumable state, and a stop on a non-finite loss.
+
+Every file is written atomically (a temporary file, then a rename), so a run killed while saving
+leaves the previous file whole.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
+import math
 import os
+import random
 from pathlib import Path
 
 import ignite.distributed as idist
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
+from monai.handlers import from_engine
+from monai.transforms import Compose
 from torch.nn.parallel import DataParallel, DistributedDataParallel
+
+from monai_bus.errors import TrainingError
 
 logger = logging.getLogger(__name__)
 
@@ -19,46 +32,165 @@ def _unwrap(obj):
     return obj.module if isinstance(obj, (DataParallel, DistributedDataParallel)) else obj
 
 
-class LastCheckpoint:
-    """Save training state after every epoch, and resume from it when a run starts.
+def save_atomically(content: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(content, partial)
+    os.replace(partial, path)
 
-    The file ``<save_dir>/checkpoint_last.pt`` holds the state dicts of ``save_dict`` (network,
-    optimizer, lr scheduler, ...) and of the engine the handler is attached to (key ``trainer``). It is written atomically by rank 0 only. When
-    ``resume`` is true and the file exists, every rank restores it as the run starts, and training
-    continues with the next epoch up to the current ``max_epochs``.
+
+def run_fingerprint(*parts) -> str:
+    """SHA-256 of JSON-serialisable parts of a run's definition (its data items, its settings)."""
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _storable(numpy_state: tuple) -> tuple:
+    """A numpy random state with its key array as a tensor, which ``torch.load(weights_only=True)`` reads."""
+    kind, keys, position, has_gauss, gauss = numpy_state
+    return kind, torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss
+
+
+def _restored(stored: tuple) -> tuple:
+    kind, keys, position, has_gauss, gauss = stored
+    return kind, keys.numpy().astype(np.uint32), position, has_gauss, gauss
+
+
+class BestModelSaver:
+    """Keep the network of the best validation score in ``<save_dir>/model.pt`` (its state dict).
+
+    Attach it to the evaluator. A score that ties the best replaces it (the later model is kept). A
+    non-finite score (NaN AUC of a single-class validation set) is never the best: it is logged and
+    the file is left as it is. Its :meth:`state_dict` (best score and epoch) travels in
+    :class:`LastCheckpoint`, so that a resumed run compares against the best of the epochs before.
+
+    Args:
+        save_dir: folder of ``model.pt``.
+        network: the network to save (unwrapped from DDP).
+        metric: the evaluator's metric to compare.
+    """
+
+    FILENAME = "model.pt"
+
+    def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, metric: str = "val_auc") -> None:
+        self.path = Path(save_dir) / self.FILENAME
+        self.network, self.metric = network, metric
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+
+    def attach(self, evaluator: Engine) -> None:
+        evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, evaluator: Engine) -> None:
+        score, epoch = float(evaluator.state.metrics[self.metric]), evaluator.state.epoch
+        if not math.isfinite(score):
+            logger.warning("epoch %d: %s is %s, which is never the best; %s is left as it is", epoch, self.metric,
+                           score, self.path)
+            return
+        if self.best_score is not None and score < self.best_score:
+            return
+        self.best_score, self.best_epoch = score, epoch
+        if idist.get_rank() == 0:
+            save_atomically(_unwrap(self.network).state_dict(), self.path)
+        logger.info("epoch %d: best %s %.4f, saved %s", epoch, self.metric, score, self.path)
+
+    def state_dict(self) -> dict:
+        return {"best_score": self.best_score, "best_epoch": self.best_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+
+
+class LastCheckpoint:
+    """Save the training state after every epoch, and resume from it when the same run starts again.
+
+    ``<save_dir>/checkpoint_last.pt`` holds the state dicts of ``save_dict`` (network, optimizer, lr
+    scheduler, best model saver, ...), of the attached engine (key ``trainer``), the global random
+    states (torch, numpy, Python), and the run's ``fingerprint``. The training transforms' own random
+    states are drawn afresh from torch's at the start of every epoch, so a resumed run goes on
+    exactly as the uninterrupted one would have. Rank 0 writes the file; every rank reads it.
 
     Args:
         save_dir: folder of the checkpoint.
-        save_dict: name -> object with ``state_dict``/``load_state_dict``; the attached engine is
-            added as ``trainer``.
+        save_dict: name -> object with ``state_dict``/``load_state_dict``.
+        fingerprint: what defines the run (see :func:`run_fingerprint`): its data and settings,
+            ``max_epochs`` included.
         resume: restore the file when it exists.
+
+    Raises:
+        TrainingError: when the file cannot be read, or belongs to another run (another fingerprint):
+            it is never resumed silently.
     """
 
     FILENAME = "checkpoint_last.pt"
 
-    def __init__(self, save_dir: str | os.PathLike, save_dict: dict, resume: bool = True) -> None:
+    def __init__(self, save_dir: str | os.PathLike, save_dict: dict, fingerprint: str, resume: bool = True) -> None:
         self.path = Path(save_dir) / self.FILENAME
         self.save_dict = {name: _unwrap(obj) for name, obj in save_dict.items()}
-        self.resume = resume
+        self.fingerprint, self.resume = fingerprint, resume
 
     def attach(self, engine: Engine) -> None:
         self.save_dict["trainer"] = engine
         engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.EPOCH_STARTED, self.seed_transforms)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+
+    @staticmethod
+    def seed_transforms(engine: Engine) -> None:
+        transform = getattr(engine.data_loader.dataset, "transform", None)
+        if isinstance(transform, Compose):
+            transform.set_random_state(seed=int(torch.randint(2**31 - 1, ()).item()))
 
     def load(self, engine: Engine) -> None:
         if not (self.resume and self.path.is_file()):
             return
-        max_epochs = engine.state.max_epochs
-        checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(self.path, map_location="cpu", weights_only=True)
+            fingerprint = checkpoint.get("fingerprint")
+        except Exception as error:
+            raise TrainingError(f"{self.path}: not a readable checkpoint ({type(error).__name__}: {error}); delete "
+                                "it, or pass --resume false to start again.") from None
+        if fingerprint != self.fingerprint:
+            raise TrainingError(
+                f"{self.path}: was saved by another run (other data, settings or max_epochs), so it is not "
+                "resumed; pass --resume false to start again (it is then overwritten), or use another bundle_root.")
         Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
-        engine.state.max_epochs = max_epochs  # the caller's max_epochs wins over the saved one
-        logger.info("resumed from %s at epoch %d of %d", self.path, engine.state.epoch, max_epochs)
+        torch.set_rng_state(checkpoint["random"]["torch"])
+        np.random.set_state(_restored(checkpoint["random"]["numpy"]))
+        random.setstate(checkpoint["random"]["python"])
+        logger.info("resumed from %s at epoch %d of %d", self.path, engine.state.epoch, engine.state.max_epochs)
 
     def save(self, engine: Engine) -> None:
         if idist.get_rank() != 0:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = self.path.with_suffix(".partial")
-        torch.save({name: obj.state_dict() for name, obj in self.save_dict.items()}, partial)
-        os.replace(partial, self.path)
+        content = {name: obj.state_dict() for name, obj in self.save_dict.items()}
+        content["fingerprint"] = self.fingerprint
+        content["random"] = {"torch": torch.get_rng_state(), "numpy": _storable(np.random.get_state()),
+                             "python": random.getstate()}
+        save_atomically(content, self.path)
+
+
+class StopOnNonFiniteLoss:
+    """Stop training when a batch's loss is NaN or infinite, naming the batch's images.
+
+    Args:
+        file_key: the batch key holding the images' files (``LoadUltrasoundImaged`` writes
+            ``image_file``).
+
+    Raises:
+        TrainingError: the epoch, the iteration, the loss and the files.
+    """
+
+    def __init__(self, file_key: str = "image_file") -> None:
+        self.file_key = file_key
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        loss = float(from_engine(["loss"], first=True)(engine.state.output))
+        if not math.isfinite(loss):
+            files = engine.state.batch.get(self.file_key, "(unknown)")
+            raise TrainingError(f"the loss is {loss} at epoch {engine.state.epoch}, iteration {engine.state.iteration}; "
+                                f"the batch held {', '.join(map(str, files))}. Training stopped; model.pt is left "
+                                "as it was.")

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
+from monai_bus.errors import InputError, _monai_bus_error
 from monai_bus.roi import ROI_META_KEY, check_box
 
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
@@ -35,7 +36,7 @@ NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this mo
 BOX_IGNORED_NOTE = "this model classifies whole images (roi false): the lesion box was not used"
 
 
-class BundleError(ValueError):
+class BundleError(InputError):
     """The bundle folder, its configs or its checkpoint cannot be used."""
 
 
@@ -84,12 +85,14 @@ class Prediction:
 
 
 def _read_checkpoint(path: Path) -> dict:
+    if path.is_dir():
+        raise BundleError(f"{path}: is a folder, not a model file.")
     if not path.is_file():
         raise BundleError(f"{path}: model file not found; train the bundle first (configs/train.json).")
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise BundleError(f"{path}: not a readable PyTorch checkpoint ({error}).") from error
+        raise BundleError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error}).") from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]  # a {"model": state_dict} checkpoint
     return checkpoint
@@ -144,11 +147,11 @@ class BundleClassifier:
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0):
             raise BundleError(f"{meta_file}: needs two classes and an operating_point threshold in [0, 1], got "
                               f"{self.class_names} and {self.threshold}.")
-        checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
+        self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         try:
-            self.network.load_state_dict(_read_checkpoint(checkpoint_path))
+            self.network.load_state_dict(_read_checkpoint(self.checkpoint_path))
         except RuntimeError as error:
-            raise BundleError(f"{checkpoint_path}: does not match the bundle's network_def ({error}).") from error
+            raise BundleError(f"{self.checkpoint_path}: does not match the bundle's network_def ({error}).") from error
         self.network.eval()
 
     @property
@@ -157,7 +160,7 @@ class BundleClassifier:
 
     @torch.no_grad()
     def predict(self, image: str | os.PathLike | np.ndarray,
-                box: tuple[int, int, int, int] | None = None) -> Prediction:
+                box: tuple[int, int, int, int] | None = None, frame: int | None = None) -> Prediction:
         """Classify one image, or the region around its lesion.
 
         Args:
@@ -165,19 +168,21 @@ class BundleClassifier:
             box: the lesion, ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels
                 (half-open, rows first), for a bundle trained on lesion regions. A box reaching past the
                 image is clipped to it.
+            frame: the frame of a multi-frame file (counting from 0).
 
         Raises:
-            ValueError: naming the file, when it cannot be read as a 2D image, or when the box has
-                zero height or width or lies outside the image.
+            InputError: a ``ValueError`` naming the file, for every image that
+                :func:`monai_bus.data.images.read_image` refuses, and for a box that is malformed, lies
+                outside the image or is below the minimum size.
+            BundleError: when the network's output is not finite (corrupt weights).
         """
-        item = {"image": image} if box is None else {"image": image, "bbox": box}
+        item = {"image": image, "frame": frame}
+        if box is not None:
+            item["bbox"] = box
         try:
             data = self.preprocessing(item)
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
-            cause = error
-            while isinstance(cause, RuntimeError) and cause.__cause__ is not None:
-                cause = cause.__cause__
-            raise ValueError(str(cause)) from error
+            raise _monai_bus_error(error) or error from None
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
         rows, columns = image_shape
@@ -200,6 +205,9 @@ class BundleClassifier:
                                   align_corners=False)
             attention = np.zeros((rows, columns), dtype=np.float32)
             attention[row_start:row_stop, col_start:col_stop] = alpha.clamp(0.0, 1.0)[0, 0].cpu().numpy()
+        if not torch.isfinite(probabilities).all():
+            raise BundleError(f"{meta['filename_or_obj']}: the network's output is not finite; the weights of "
+                              f"{self.checkpoint_path} are corrupt.")
         if self.threshold is None:
             index = int(probabilities.argmax())
         else:

@@ -25,8 +25,11 @@ from monai.data import MetaTensor
 from monai.transforms import MapTransform, Randomizable, SpatialCrop
 from PIL import Image
 
+from monai_bus.errors import InputError
+
 Box = tuple[int, int, int, int]
 ROI_META_KEY = "roi"
+MIN_BOX_SIDE = 4  # pixels; the smallest lesion boxes of BUSI and BUS-BRA are 18 pixels
 
 
 def lesion_pixels(mask: Image.Image) -> np.ndarray:
@@ -42,15 +45,15 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     """A lesion mask file (PNG, JPEG, any Pillow mode) as bool [H, W].
 
     Raises:
-        ValueError: naming the file, when it is missing or cannot be decoded.
+        InputError: naming the file, when it is missing or cannot be decoded.
     """
     if not os.path.isfile(path):
-        raise ValueError(f"{os.fspath(path)}: mask file not found.")
+        raise InputError(f"{os.fspath(path)}: mask file not found.")
     try:
         with Image.open(path) as mask:
             return lesion_pixels(mask)
     except (OSError, SyntaxError, ValueError) as error:
-        raise ValueError(f"{os.fspath(path)}: cannot read the mask ({error}).") from error
+        raise InputError(f"{os.fspath(path)}: cannot read the mask ({error}).") from error
 
 
 def box_from_masks(masks, image_shape: Sequence[int] | None = None) -> Box | None:
@@ -62,19 +65,19 @@ def box_from_masks(masks, image_shape: Sequence[int] | None = None) -> Box | Non
         image_shape: (H, W) of the image the masks belong to; every mask must have it.
 
     Raises:
-        ValueError: naming the mask, when it cannot be read or its size differs from the image's or
+        InputError: naming the mask, when it cannot be read or its size differs from the image's or
             from the other masks'.
     """
     masks = masks if isinstance(masks, (list, tuple)) else [masks]
     if not masks:
-        raise ValueError("box_from_masks: no mask given.")
+        raise InputError("box_from_masks: no mask given.")
     union = None
     for mask in masks:
         name = os.fspath(mask) if isinstance(mask, (str, os.PathLike)) else "mask array"
         pixels = read_mask(mask) if isinstance(mask, (str, os.PathLike)) else np.asarray(mask) != 0
         expected = tuple(image_shape) if image_shape is not None else union.shape if union is not None else None
         if pixels.ndim != 2 or (expected is not None and pixels.shape != expected):
-            raise ValueError(f"{name}: mask of size {list(pixels.shape)} does not match its image "
+            raise InputError(f"{name}: mask of size {list(pixels.shape)} does not match its image "
                              f"{list(expected) if expected else '(expected a 2D mask)'}.")
         union = pixels if union is None else union | pixels
     rows, columns = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
@@ -87,21 +90,26 @@ def check_box(box, image_shape: Sequence[int], name: str = "image") -> Box:
     """The box as four ints, clipped to an image of ``image_shape`` (H, W).
 
     Raises:
-        ValueError: naming ``name``, for anything but four integers, a box of zero (or negative)
-            height or width, or a box that holds no pixel of the image.
+        InputError: naming ``name``, for anything but four integers, a box of zero (or negative)
+            height or width, a box that holds no pixel of the image, or one whose part inside the
+            image is below :data:`MIN_BOX_SIDE` pixels high or wide.
     """
     values = list(box) if isinstance(box, (list, tuple, np.ndarray)) else None
     if values is None or len(values) != 4 or not all(isinstance(v, (int, np.integer)) for v in values):
-        raise ValueError(f"{name}: a lesion box is 4 integers (row_start, row_stop, col_start, col_stop), got {box!r}.")
+        raise InputError(f"{name}: a lesion box is 4 integers (row_start, row_stop, col_start, col_stop), got {box!r}.")
     row_start, row_stop, col_start, col_stop = (int(v) for v in values)
     if row_stop <= row_start or col_stop <= col_start:
-        raise ValueError(f"{name}: the lesion box {[row_start, row_stop, col_start, col_stop]} has zero height or "
+        raise InputError(f"{name}: the lesion box {[row_start, row_stop, col_start, col_stop]} has zero height or "
                          "width (expected row_start < row_stop and col_start < col_stop).")
     rows, columns = (int(s) for s in image_shape)
     clipped = max(row_start, 0), min(row_stop, rows), max(col_start, 0), min(col_stop, columns)
     if clipped[0] >= clipped[1] or clipped[2] >= clipped[3]:
-        raise ValueError(f"{name}: the lesion box {[row_start, row_stop, col_start, col_stop]} lies outside the "
+        raise InputError(f"{name}: the lesion box {[row_start, row_stop, col_start, col_stop]} lies outside the "
                          f"image of {rows} rows and {columns} columns.")
+    if min(clipped[1] - clipped[0], clipped[3] - clipped[2]) < MIN_BOX_SIDE:
+        raise InputError(f"{name}: the lesion box {[row_start, row_stop, col_start, col_stop]} is "
+                         f"{clipped[1] - clipped[0]} x {clipped[3] - clipped[2]} pixels inside the image, below the "
+                         f"minimum of {MIN_BOX_SIDE} x {MIN_BOX_SIDE}.")
     return clipped
 
 
@@ -135,9 +143,11 @@ def _image_name(image) -> str:
 class LesionBoxd(MapTransform):
     """Put an item's lesion box under ``box_key``, computed from its masks when it has none.
 
-    An item keeps the box it has under ``box_key`` (a datalist's ``bbox``, or a caller's box); else it
-    gets the box of the union of its masks (the files under ``keys``); else (no masks, or no lesion
-    pixel in them) it gets no ``box_key`` and is kept whole by the crop transforms.
+    An item keeps the box it has under ``box_key`` (a datalist's ``bbox``, or a caller's box), checked
+    against the image (:func:`check_box`) here, where the bundle caches its data, so that a bad box
+    stops a run before it trains; else it gets the box of the union of its masks (the files under
+    ``keys``); else (no masks, or no lesion pixel in them) it gets no ``box_key`` and is kept whole by
+    the crop transforms.
 
     Args:
         keys: the mask key(s); each value is a file or a list of files (one per lesion).
@@ -153,6 +163,7 @@ class LesionBoxd(MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
         if self.box_key in d:
+            d[self.box_key] = check_box(d[self.box_key], d[self.image_key].shape[-2:], _image_name(d[self.image_key]))
             return d
         for key in self.key_iterator(d):
             box = box_from_masks(d[key], d[self.image_key].shape[-2:])
@@ -174,14 +185,14 @@ class CropToLesiond(MapTransform):
         margin: fraction of the box's height (above and below) and width (left and right) added.
 
     Raises:
-        ValueError: naming the image file, for a degenerate box (see :func:`check_box`).
+        InputError: naming the image file, for a degenerate box (see :func:`check_box`).
     """
 
     def __init__(self, keys: KeysCollection = "image", box_key: str = "bbox", margin: float = 0.25,
                  allow_missing_keys: bool = False) -> None:
         super().__init__(keys, allow_missing_keys)
         if margin < 0:
-            raise ValueError(f"margin must be >= 0, got {margin}.")
+            raise InputError(f"margin must be >= 0, got {margin}.")
         self.box_key = box_key
         self.margins, self.shift = (margin,) * 4, (0.0, 0.0)
 
@@ -221,7 +232,7 @@ class RandCropToLesiond(Randomizable, CropToLesiond):
                  allow_missing_keys: bool = False) -> None:
         low, high = margin_range
         if not 0 <= low <= high or max_shift < 0:
-            raise ValueError(f"need 0 <= margin_range[0] <= margin_range[1] and max_shift >= 0, got {margin_range} "
+            raise InputError(f"need 0 <= margin_range[0] <= margin_range[1] and max_shift >= 0, got {margin_range} "
                              f"and {max_shift}.")
         super().__init__(keys, box_key, margin=low, allow_missing_keys=allow_missing_keys)
         self.margin_range, self.max_shift = (low, high), max_shift

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
-from conftest import CONFIGS, bundle_overrides
+from conftest import CONFIGS, bundle_overrides, copy_bundle
 from monai_bus.bundle_data import load_split
 from monai_bus.commands.demo import read_metrics
+from monai_bus.errors import _monai_bus_error as monai_bus_error
+from monai_bus.prediction_files import read_predictions
 from monai_bus.metrics import METRIC_NAMES, classification_metrics
 
 
@@ -36,40 +38,88 @@ def run_to_end(flow: ConfigWorkflow, check: bool = True) -> None:
     flow.finalize()
 
 
-def read_predictions(path) -> dict[str, list[float]]:
-    with open(path, encoding="utf8") as f:
-        return {row[0]: [float(v) for v in row[1:]] for row in csv.reader(f)}
-
-
 def test_training_outputs(trained_bundle):
     models = trained_bundle / "models"
     assert (models / "model.pt").is_file() and (models / "checkpoint_last.pt").is_file()
+    assert not list(models.glob("*.partial"))  # written atomically
     assert list((trained_bundle / "eval").glob("events.out.tfevents.*"))
     state = torch.load(models / "checkpoint_last.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "lr_scheduler", "trainer"}
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "fingerprint", "random"}
     assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"]
+    assert 0.0 <= state["best_model"]["best_score"] <= 1.0 and state["best_model"]["best_epoch"] in (1, 2)
+    assert set(state["random"]) == {"torch", "numpy", "python"}
 
 
-def test_resume_continues_from_last_epoch(trained_bundle, tiny_data, tmp_path):
-    bundle = shutil.copytree(trained_bundle, tmp_path / "bundle")
-    flow = workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=3)
-    run_to_end(flow, check=False)
-    trainer = flow.parser.get_parsed_content("train#trainer")
-    assert trainer.state.epoch == 3 and trainer.state.iteration == 3 * len(trainer.data_loader)
+def kill_at(iteration: int):
+    def kill(engine):
+        raise KeyboardInterrupt(f"killed at iteration {iteration}")  # what Ctrl-C raises
+    return Events.ITERATION_COMPLETED(once=iteration), kill
+
+
+def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(trained_bundle, tiny_data, tmp_path):
+    """``trained_bundle`` ran 2 epochs of 4 iterations without a stop; this copy is killed in epoch 2."""
+    bundle = copy_bundle(tmp_path / "bundle")
+    flow = workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=2)
+    flow.initialize()
+    flow.parser.get_parsed_content("train#trainer").add_event_handler(*kill_at(6))
+    with pytest.raises(KeyboardInterrupt):
+        flow.run()
     saved = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)["trainer"]
-    assert saved["iteration"] == 3 * saved["epoch_length"]
+    assert saved["iteration"] == saved["epoch_length"]  # the end of epoch 1
+    run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=2), check=False)
+    for name, key in (("checkpoint_last.pt", "model"), ("model.pt", None)):
+        resumed, uninterrupted = (torch.load(b / "models" / name, weights_only=True) for b in (bundle, trained_bundle))
+        resumed, uninterrupted = (resumed[key], uninterrupted[key]) if key else (resumed, uninterrupted)
+        for weight, value in uninterrupted.items():
+            assert torch.equal(resumed[weight], value), (name, weight)
+    best = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)["best_model"]
+    assert best == torch.load(trained_bundle / "models" / "checkpoint_last.pt", weights_only=True)["best_model"]
+
+
+@pytest.mark.parametrize("change", [{"max_epochs": 1}, {"learning_rate": 1e-3}, {"roi": False}, {"datalist": "other"}])
+def test_a_checkpoint_of_another_run_is_not_resumed(trained_bundle, tiny_data, tmp_path, change):
+    bundle = shutil.copytree(trained_bundle, tmp_path / "bundle")
+    if change.get("datalist") == "other":  # the README's order: the demo first, then other data
+        datalist = json.loads((tiny_data / "datalist.json").read_text())
+        datalist["training"] = datalist["training"][1:]
+        (tmp_path / "other.json").write_text(json.dumps(datalist))
+        change = {"datalist": str(tmp_path / "other.json")}
+    before = (bundle / "models" / "checkpoint_last.pt").read_bytes()
+    change = {"max_epochs": 2, **change}
+    with pytest.raises(RuntimeError) as error:
+        run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", **change), check=False)
+    assert "was saved by another run" in str(monai_bus_error(error.value))
+    assert "--resume false" in str(monai_bus_error(error.value))
+    assert (bundle / "models" / "checkpoint_last.pt").read_bytes() == before
+    run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", resume=False, **change), check=False)
+    state = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
+    assert state["fingerprint"] != torch.load(trained_bundle / "models" / "checkpoint_last.pt",
+                                              weights_only=True)["fingerprint"]  # a new run from epoch 1
+
+
+def test_a_corrupt_checkpoint_is_named(trained_bundle, tiny_data, tmp_path):
+    bundle = shutil.copytree(trained_bundle, tmp_path / "bundle")
+    checkpoint = bundle / "models" / "checkpoint_last.pt"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
+    with pytest.raises(RuntimeError) as error:
+        run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=2), check=False)
+    assert str(monai_bus_error(error.value)).startswith(f"{checkpoint}: not a readable checkpoint")
 
 
 def test_inference_and_evaluation_agree(trained_bundle, tiny_data, tmp_path):
     bundle = shutil.copytree(trained_bundle, tmp_path / "bundle")
-    run_to_end(workflow(bundle, tiny_data, ["inference.json"], "infer"))
-    predictions = read_predictions(bundle / "eval" / "predictions.csv")
     test_items = load_split(str(tiny_data / "datalist.json"), "test")
-    assert sorted(predictions) == sorted(item["image"] for item in test_items)
+    test_items[0]["image"] = str(shutil.copy(test_items[0]["image"], tmp_path / "a, \"quoted\" name.png"))
+    datalist = {**json.loads((tiny_data / "datalist.json").read_text()), "test": test_items}
+    (tmp_path / "datalist.json").write_text(json.dumps(datalist))
+    run_to_end(workflow(bundle, tiny_data, ["inference.json"], "infer", datalist=str(tmp_path / "datalist.json")))
+    predictions = read_predictions(bundle / "eval" / "predictions.csv")
+    assert sorted(predictions) == sorted(item["image"] for item in test_items)  # a comma in a name is quoted
     for probabilities in predictions.values():
         assert len(probabilities) == 2 and sum(probabilities) == pytest.approx(1.0, abs=1e-5)
 
-    run_to_end(workflow(bundle, tiny_data, ["train.json", "evaluate.json"], "train"), check=False)
+    run_to_end(workflow(bundle, tiny_data, ["train.json", "evaluate.json"], "train",
+                        datalist=str(tmp_path / "datalist.json")), check=False)
     metrics = read_metrics(bundle / "eval" / "metrics.csv")
     labels = [item["label"] for item in test_items]
     expected = classification_metrics(labels, np.array([predictions[item["image"]] for item in test_items]))

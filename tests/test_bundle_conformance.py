@@ -22,6 +22,7 @@ from packaging.version import Version
 from conftest import CONFIGS, REPO, bundle_overrides, copy_bundle
 from monai_bus.bundle_options import flag
 from monai_bus.networks import vgg16_features
+from monai_bus.prediction_files import read_predictions
 
 META = json.loads((CONFIGS / "metadata.json").read_text())
 # Required by meta_schema_20240725 (the schema that metadata.json names) and the bundle specification.
@@ -112,8 +113,7 @@ def test_inference_with_default_ids_from_the_bundle_folder(tmp_path, trained_bun
     shutil.copytree(trained_bundle / "models", bundle / "models")
     result = run_command(bundle_command("run", "--config_file", "configs/inference.json"), cwd=bundle)
     assert result.returncode == 0, result.stderr[-3000:]
-    with open(bundle / "eval" / "predictions.csv", encoding="utf8") as f:
-        assert len(f.readlines()) == 30  # the demo data's test split, generated into the bundle folder
+    assert len(read_predictions(bundle / "eval" / "predictions.csv")) == 30  # the demo data's test split
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
 
 

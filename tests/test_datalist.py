@@ -156,7 +156,7 @@ def test_folds_cover_every_group_once(grouped_csv, tmp_path):
 
 def test_stratified_proportions(tmp_path):
     for i in range(100):
-        png(tmp_path / "data" / ("benign" if i < 60 else "malignant") / f"{i}.png", seed=i, array=noise(i, (8, 8)))
+        png(tmp_path / "data" / ("benign" if i < 60 else "malignant") / f"{i}.png", seed=i, array=noise(i, (16, 16)))
     datalist, report = build_datalist("folder", tmp_path / "data", tmp_path / "dl.json")
     assert report["grouping"] == "duplicates" and report["duplicate_groups"] == []
     counts = report["counts"]
@@ -343,15 +343,17 @@ def test_unreadable_images_stop_or_are_skipped(tmp_path):
     data = (root / "benign" / "0.png").read_bytes()
     (root / "benign" / "0.png").write_bytes(data[: len(data) // 2])
     (root / "benign" / "1.png").write_bytes(b"not an image at all")
-    Image.fromarray(noise(9)).convert("P").save(root / "malignant" / "4.png")
+    Image.fromarray(noise(9)).convert("CMYK").save(root / "malignant" / "4.jpg")
+    (root / "malignant" / "4.png").unlink()
     (root / "malignant" / "5_mask.png").write_bytes(b"broken mask")
-    with pytest.raises(DatasetError, match=r"0.png: unreadable image"):
+    with pytest.raises(DatasetError, match=r"0.png: not a readable image"):
         build_datalist("folder", root, tmp_path / "dl.json")
     datalist, report = build_datalist("folder", root, tmp_path / "dl.json", skip_bad=True)
     assert sorted(Path(item["image"]).name for item in items(datalist)) == ["2.png", "3.png", "6.png", "7.png"]
     assert [(Path(e["file"]).name, e["reason"].split(" (")[0]) for e in report["skipped"]] == [
-        ("0.png", "unreadable image"), ("1.png", "unreadable image"),
-        ("4.png", "unsupported image mode 'P'"), ("5_mask.png", "unreadable image")]
+        ("0.png", "not a readable image"), ("1.png", "not a readable image"),
+        ("4.jpg", "colour mode CMYK is not supported; convert the image to grey or RGB"),
+        ("5_mask.png", "unreadable image")]
 
 
 def test_cli_writes_datalist_and_report(busi, tmp_path, capsys):

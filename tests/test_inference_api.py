@@ -72,7 +72,7 @@ def test_operating_point_from_metadata(trained_bundle, test_image, tmp_path):
 
 def test_bad_image_names_the_file(classifier, tmp_path):
     (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
-    with pytest.raises(ValueError, match="broken.png: cannot read the image"):
+    with pytest.raises(ValueError, match="broken.png: not a readable image"):
         classifier.predict(tmp_path / "broken.png")
 
 

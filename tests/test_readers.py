@@ -11,6 +11,7 @@ from PIL import Image
 
 from monai_bus.data import BadFiles, DatasetError, build_datalist
 from monai_bus.data.formats import read_dicom
+from monai_bus.data.images import read_image
 from monai_bus.data.validation import read_grey, read_mask
 
 pydicom = pytest.importorskip("pydicom")
@@ -59,22 +60,41 @@ def test_read_grey_supported_images(tmp_path, name, image):
     assert np.abs(grey / scale - GREY).mean() <= tolerance
 
 
-@pytest.mark.parametrize("frames", [GREY[None], np.stack([GREY, 255 - GREY, GREY]),
-                                    np.stack([np.stack([GREY] * 3, axis=-1)] * 2)])
-def test_read_grey_dicom_single_multi_frame_and_rgb(tmp_path, frames):
+def test_read_grey_supported_modes(tmp_path):
+    """Palette and grey+alpha images are read through their grey or RGB values."""
+    Image.fromarray(GREY).convert("LA").save(tmp_path / "grey-alpha.png")
+    assert np.array_equal(read_grey(tmp_path / "grey-alpha.png"), GREY.astype(np.float32))
+    palette = Image.fromarray(np.stack([GREY] * 3, axis=-1)).convert("P", palette=Image.Palette.ADAPTIVE)
+    palette.save(tmp_path / "palette.png")
+    expected = np.asarray(palette.convert("RGB")).astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    np.testing.assert_allclose(read_grey(tmp_path / "palette.png"), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("frames, frame, expected", [
+    (GREY[None], None, GREY),
+    (np.stack([GREY, 255 - GREY, GREY]), 1, 255 - GREY),
+    (np.stack([np.stack([GREY] * 3, axis=-1)] * 2), 0, GREY),
+])
+def test_read_dicom_single_frame_chosen_frame_and_rgb(tmp_path, frames, frame, expected):
     write_dicom(tmp_path / "a.dcm", frames)
-    assert np.array_equal(read_grey(tmp_path / "a.dcm"), GREY.astype(np.float32))
+    np.testing.assert_allclose(read_image(tmp_path / "a.dcm", frame)[0], expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("frames", [3, 4, 5])
+def test_multi_frame_dicom_needs_a_frame(tmp_path, frames):
+    """3 or 4 frames are never mistaken for RGB or RGBA samples."""
+    write_dicom(tmp_path / "a.dcm", np.stack([GREY] * frames))
+    with pytest.raises(DatasetError, match=f"a.dcm: has {frames} frames; choose one"):
+        read_grey(tmp_path / "a.dcm")
 
 
 @pytest.mark.parametrize("name, content, problem", [
-    ("cut.png", "truncated", "unreadable image"),
-    ("junk.png", b"\x89PNG but not really", "unreadable image"),
-    ("palette.png", Image.fromarray(GREY).convert("P"), "unsupported image mode 'P'"),
-    ("cmyk.jpg", Image.fromarray(GREY).convert("CMYK"), "unsupported image mode 'CMYK'"),
-    ("grey-alpha.png", Image.fromarray(GREY).convert("LA"), "unsupported image mode 'LA'"),
+    ("cut.png", "truncated", "not a readable image"),
+    ("junk.png", b"\x89PNG but not really", "not a readable image"),
+    ("cmyk.jpg", Image.fromarray(GREY).convert("CMYK"), "colour mode CMYK is not supported"),
     ("cut.dcm", "truncated", "unreadable DICOM"),
     ("junk.dcm", b"DICM? no", "unreadable DICOM"),
-    ("missing.png", None, "file not found"),
+    ("missing.png", None, "image file not found"),
 ])
 def test_read_grey_rejects_bad_files(tmp_path, name, content, problem):
     path = tmp_path / name
@@ -108,10 +128,10 @@ def test_read_mask_modes(tmp_path):
 
 
 def dicom_dataset(root: Path) -> Path:
-    """Four DICOM files of two patients; labels by SOPInstanceUID and by file name."""
-    uids = [write_dicom(root / "p1" / f"{i}.dcm", np.roll(GREY, 7 * i, axis=1)[None].repeat(1 + i, 0), patient="P1")
+    """Four single-frame DICOM files of two patients; labels by SOPInstanceUID and by file name."""
+    uids = [write_dicom(root / "p1" / f"{i}.dcm", np.roll(GREY, 7 * i, axis=1)[None], patient="P1")
             for i in range(2)]
-    write_dicom(root / "p2" / "IMG0001", RNG.integers(0, 256, (2, 20, 30)), patient="P2")
+    write_dicom(root / "p2" / "IMG0001", RNG.integers(0, 256, (1, 20, 30)), patient="P2")
     write_dicom(root / "p2" / "IMG0002", RNG.integers(0, 256, (1, 20, 30)), patient="P2")
     with open(root / "labels.csv", "w", newline="") as stream:
         csv.writer(stream).writerows([["SOPInstanceUID", "file", "label"], [uids[0], "", "benign"],
@@ -144,3 +164,14 @@ def test_dicom_reader_bad_files(tmp_path):
     assert [(Path(e["file"]).name, e["reason"].split(":")[0]) for e in bad.skipped] == [
         ("notes.txt", "not a readable DICOM file"), ("unlabelled.dcm", "no label"), ("labels.csv", "line 6")]
     assert bad.skipped[2]["reason"] == "line 6: 'p9/gone.dcm' matches no DICOM file"
+
+
+def test_datalist_refuses_a_multi_frame_dicom(tmp_path):
+    """The bundle's loader needs a chosen frame, so the datalist does not take the file either."""
+    root = dicom_dataset(tmp_path / "dicom")
+    write_dicom(root / "p3" / "cine.dcm", np.stack([GREY] * 5), patient="P3")
+    with open(root / "labels.csv", "a") as stream:
+        stream.write(",p3/cine.dcm,benign\n")
+    with pytest.raises(DatasetError, match="cine.dcm: has 5 frames; choose one"):
+        build_datalist("dicom", root, tmp_path / "dl.json", proportions=(0.5, 0.5, 0.0))
+

@@ -77,7 +77,7 @@ def test_errors_name_the_file(tmp_path):
     (tmp_path / "text.png").write_text("not an image")
     load = LoadUltrasoundImage()
     for name in ("truncated.png", "text.png"):
-        with pytest.raises(ValueError, match=rf"{name}: cannot read the image"):
+        with pytest.raises(ValueError, match=rf"{name}: not a readable image"):
             load(tmp_path / name)
     with pytest.raises(ValueError, match="missing.png: image file not found"):
         load(tmp_path / "missing.png")

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the lesion box in the image's pixels: rows R0 to R1 and columns C0 to C1, stops "
                              "excluded, row 0 at the top (one image only); without it a bundle trained on lesion "
                              "regions classifies the whole image and says so in its 'note'")
+    parser.add_argument("--frame", type=int, metavar="N",
+                        help="the frame of a multi-frame file (DICOM cine, multi-page TIFF), counting from 0")
     parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
     parser.add_argument("--checkpoint", help="checkpoint file (default: <bundle>/models/model.pt)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
@@ -41,8 +43,8 @@ def run(args: argparse.Namespace) -> int:
     failures = 0
     for image in args.images:
         try:
-            result = {"image": image, **classifier.predict(image, box=args.box).to_dict()}
+            result = {"image": image, **classifier.predict(image, box=args.box, frame=args.frame).to_dict()}
         except ValueError as error:
             result, failures = {"image": image, "error": str(error)}, failures + 1
-        print(json.dumps(result))
+        print(json.dumps(result, allow_nan=False))
     return 1 if failures else 0

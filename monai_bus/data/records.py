@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from monai_bus.errors import InputError
+
 # label index -> class name; "normal" (2) is only kept with --include-normal
 CLASSES = ("benign", "malignant", "normal")
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A problem with the input data, reported as ``"<path>: <problem>"``.
 
     Parameters

@@ -18,7 +18,6 @@ Training is ``python -m monai.bundle run training --config_file <run>/configs/tr
 
 from __future__ import annotations
 
-import csv
 import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -27,6 +26,7 @@ import numpy as np
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow
 
+from monai_bus.prediction_files import read_predictions
 from monai_bus.study import StudyError
 
 
@@ -84,21 +84,15 @@ def train(run_dir: Path) -> None:
 
 def predict_test_split(run_dir: Path) -> dict[str, float]:
     """P(malignant) of every test image, by the bundle's inference workflow (``run evaluating`` of
-    ``inference.json``, which writes ``eval/predictions.csv``: image path, P(benign), P(malignant)).
+    ``inference.json``, which writes ``eval/predictions.csv``, read by
+    :func:`monai_bus.prediction_files.read_predictions`).
 
     Returns:
         image path, as the bundle resolved it from the datalist -> P(malignant).
     """
     _run(_workflow(run_dir, "inference.json", "infer"))
-    path = run_dir / "eval" / "predictions.csv"
-    result: dict[str, float] = {}
-    with open(path, encoding="utf8", newline="") as f:
-        for line, row in enumerate(csv.reader(f), start=1):
-            if len(row) != 3 or row[0] in result:
-                raise StudyError(f"{path}, line {line}: expected one 'image,p_benign,p_malignant' row per image "
-                                 f"(a comma in a file name breaks it), got {row}.")
-            result[row[0]] = float(row[2])
-    return result
+    predictions = read_predictions(run_dir / "eval" / "predictions.csv")
+    return {image: p_malignant for image, (_, p_malignant) in predictions.items()}
 
 
 @torch.no_grad()

@@ -1,0 +1,171 @@
+"""The one image reader: a file or an array in, a checked grey float32 image [H, W] out.
+
+``monai-bus datalist``, the bundle (training, evaluation, inference), the inference API, the
+Slicer module and MONAI Label all read images through :func:`read_image`, so an image that one of
+them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<file>: <problem>"``:
+
+- a missing file, a folder, or a file that is not an image;
+- an image of more than :data:`MAX_PIXELS` pixels, checked from the header before decoding;
+- an image whose sides are below :data:`MIN_SIDE` pixels;
+- several frames (multi-frame DICOM, multi-page TIFF), unless ``frame`` chooses one;
+- CMYK and other colour spaces without a faithful grey conversion;
+- non-finite pixels (NaN, infinity);
+- an image without content: all, or all but 1%, of its pixels the same value.
+
+Decoders: Pillow for raster formats (PNG, JPEG, TIFF, BMP, ...), ITK's GDCM for DICOM (``.dcm``,
+``.dicom``, no suffix, or a ``DICM`` preamble), numpy for ``.npy``. Colour becomes grey with the
+ITU-R BT.601 luma weights; alpha is dropped.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import itk
+import numpy as np
+from PIL import Image
+
+from monai_bus.data.records import DatasetError
+
+MAX_PIXELS = 4096 * 4096
+MIN_SIDE = 16
+# the share of pixels that must differ from the image's most common value
+MIN_CONTENT_FRACTION = 0.01
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# Pillow modes read as they are; palette and YCbCr images are converted to RGB first
+GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
+CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
+DICOM_SUFFIXES = (".dcm", ".dicom", "")
+
+Image.MAX_IMAGE_PIXELS = None  # our own limit, checked from the header, replaces Pillow's bomb check
+
+
+def is_dicom(path: Path) -> bool:
+    """Whether ``path`` is read as DICOM: by its suffix, or by the ``DICM`` marker at byte 128."""
+    if path.suffix.lower() in DICOM_SUFFIXES:
+        return True
+    with open(path, "rb") as f:
+        f.seek(128)
+        return f.read(4) == b"DICM"
+
+
+def _check_size(path, rows: int, columns: int, frames: int, frame: int | None) -> None:
+    if rows * columns > MAX_PIXELS:
+        raise DatasetError(path, f"image of {columns} x {rows} pixels is over the limit of {MAX_PIXELS:,} pixels")
+    if frames > 1 and frame is None:
+        raise DatasetError(path, f"has {frames} frames; choose one (frame 0 to {frames - 1})")
+    if frame is not None and not 0 <= frame < frames:
+        raise DatasetError(path, f"frame {frame} does not exist (the file has {frames} frame(s))")
+
+
+def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
+    io = itk.GDCMImageIO.New()
+    io.SetFileName(str(path))
+    try:
+        io.ReadImageInformation()
+        columns, rows = io.GetDimensions(0), io.GetDimensions(1)
+        frames = io.GetDimensions(2) if io.GetNumberOfDimensions() > 2 else 1
+        _check_size(path, rows, columns, frames, frame)
+        image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
+    except RuntimeError as error:
+        raise DatasetError(path, f"unreadable DICOM ({str(error).strip().splitlines()[-1]})") from None
+    array = itk.array_from_image(image)  # (frames, rows, columns[, samples]) or (rows, columns[, samples])
+    return array[frame or 0] if image.GetImageDimension() == 3 else array
+
+
+def _read_raster(path: Path, frame: int | None) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            _check_size(path, image.height, image.width, getattr(image, "n_frames", 1), frame)
+            if frame:
+                image.seek(frame)
+            if image.mode in CONVERTED_TO_RGB_MODES:
+                return np.asarray(image.convert("RGBA" if image.mode == "PA" else "RGB"))
+            if image.mode not in GREY_OR_RGB_MODES:
+                raise DatasetError(path, f"colour mode {image.mode} is not supported; convert the image to grey or RGB")
+            image.load()
+            return np.asarray(image)
+    except (OSError, SyntaxError, ValueError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(path, f"not a readable image ({error})") from None
+
+
+def _read_numpy(path: Path, frame: int | None) -> np.ndarray:
+    try:
+        array = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise DatasetError(path, f"not a readable .npy array ({error})") from None
+    rows, columns = (array.shape[:2] if array.ndim >= 2 else (array.size, 1))
+    _check_size(path, rows, columns, 1, frame)
+    return np.asarray(array)
+
+
+def to_grey(array: np.ndarray, name: str) -> np.ndarray:
+    """A row-major image [H, W] or [H, W, C] (C in 1, 2, 3, 4: grey, grey+alpha, RGB, RGBA) as float32 [H, W].
+
+    Raises:
+        DatasetError: naming ``name``, for any other shape or a non-numeric array.
+    """
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise DatasetError(name, f"pixels of type {array.dtype} are not numbers")
+    if array.ndim == 3 and array.shape[-1] in (1, 2):
+        array = array[..., 0]
+    elif array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3].astype(np.float32) @ LUMA_WEIGHTS
+    if array.ndim != 2:
+        raise DatasetError(name, f"expected a 2D image (grey, RGB or RGBA), got an array of shape {list(array.shape)}")
+    return array.astype(np.float32)
+
+
+def check_pixels(grey: np.ndarray, name: str) -> np.ndarray:
+    """``grey`` [H, W] when it is large enough, finite and has content; see the module's rules."""
+    if min(grey.shape) < MIN_SIDE:
+        raise DatasetError(name, f"image of {grey.shape[1]} x {grey.shape[0]} pixels is below the minimum "
+                                 f"of {MIN_SIDE} x {MIN_SIDE}")
+    finite = np.isfinite(grey)
+    if not finite.all():
+        raise DatasetError(name, f"{int(grey.size - finite.sum()):,} pixels are NaN or infinite")
+    # a value held by 99% of the pixels is the most common one of an evenly spaced sample too
+    sample = grey.ravel()[:: max(1, grey.size // 4096)]
+    values, counts = np.unique(sample, return_counts=True)
+    most_common = values[counts.argmax()]
+    same = int(np.count_nonzero(grey == most_common))
+    if grey.size - same < MIN_CONTENT_FRACTION * grey.size:
+        raise DatasetError(name, f"no image content: {same / grey.size:.1%} of the pixels have the value "
+                                 f"{most_common:g}")
+    return grey
+
+
+def read_image(image: str | os.PathLike | np.ndarray, frame: int | None = None) -> tuple[np.ndarray, str]:
+    """The checked grey image [H, W] float32 of a file or array, and the name errors use for it.
+
+    Args:
+        image: a file, or an array [H, W] or [H, W, C] in row-major (display) order.
+        frame: the frame to read from a multi-frame file (counting from 0).
+
+    Raises:
+        DatasetError: ``"<file>: <problem>"`` (``"image array: ..."`` for an array).
+    """
+    if not isinstance(image, (str, os.PathLike)):
+        name = "image array"
+        grey = to_grey(image, name)
+        if grey.size > MAX_PIXELS:
+            raise DatasetError(name, f"{grey.size:,} pixels are over the limit of {MAX_PIXELS:,}")
+        return check_pixels(grey, name), name
+    path = Path(image)
+    if path.is_dir():
+        raise DatasetError(path, "is a folder, not an image file")
+    if not path.is_file():
+        raise DatasetError(path, "image file not found")
+    if path.suffix.lower() == ".npy":
+        array = _read_numpy(path, frame)
+    elif is_dicom(path):
+        array = _read_dicom(path, frame)
+    else:
+        array = _read_raster(path, frame)
+    return check_pixels(to_grey(array, str(path)), str(path)), str(path)
