@@ -41,7 +41,11 @@ def report_in_one_line() -> None:
         found = _monai_bus_error(error)
         if found is None:
             default_hook(kind, error, traceback)
-        else:
-            print(f"error: {found}", file=sys.stderr)
+            return
+        from tqdm import tqdm
+
+        for bar in list(tqdm._instances):  # a progress bar closed later would print after the error
+            bar.close()
+        print(f"error: {found}", file=sys.stderr)
 
     sys.excepthook = hook

@@ -190,7 +190,7 @@ class StopOnNonFiniteLoss:
     def __call__(self, engine: Engine) -> None:
         loss = float(from_engine(["loss"], first=True)(engine.state.output))
         if not math.isfinite(loss):
-            files = engine.state.batch.get(self.file_key, "(unknown)")
+            files = from_engine([self.file_key])(engine.state.batch)  # the batch, decollated by MONAI's trainer
             raise TrainingError(f"the loss is {loss} at epoch {engine.state.epoch}, iteration {engine.state.iteration}; "
                                 f"the batch held {', '.join(map(str, files))}. Training stopped; model.pt is left "
                                 "as it was.")
