@@ -195,16 +195,17 @@ class BundleClassifier:
             check_box(box, image_shape, str(meta.get("filename_or_obj") or "image"))  # a bad box is an error
             note = BOX_IGNORED_NOTE
         batch = data["image"].unsqueeze(0).to(self.device)
-        logits = self.inferer(batch, self.network)
-        probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
         attention = None
-        if self.has_attention:
+        if self.has_attention:  # one forward pass for both
+            logits, alpha = self.inferer(batch, self.network.logits_and_attention_map)
             row_start, row_stop, col_start, col_stop = roi or (0, rows, 0, columns)
-            alpha = self.inferer(batch, self.network.attention_map).float()
             alpha = F.interpolate(alpha, size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
                                   align_corners=False)
             attention = np.zeros((rows, columns), dtype=np.float32)
             attention[row_start:row_stop, col_start:col_stop] = alpha.clamp(0.0, 1.0)[0, 0].cpu().numpy()
+        else:
+            logits = self.inferer(batch, self.network)
+        probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
         if not torch.isfinite(probabilities).all():
             raise BundleError(f"{meta['filename_or_obj']}: the network's output is not finite; the weights of "
                               f"{self.checkpoint_path} are corrupt.")

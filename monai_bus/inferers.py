@@ -34,7 +34,8 @@ class MixedPrecisionInferer(Inferer):
             converted too: ``network.to(memory_format=torch.channels_last)``).
 
     Shapes:
-        inputs [B, C, H, W] -> whatever the network returns (here logits [B, num_classes]).
+        inputs [B, C, H, W] -> whatever the network returns (logits [B, num_classes], or a tuple of
+        tensors such as ``AttentionVGG16.logits_and_attention_map``'s), as float32.
     """
 
     def __init__(self, amp: bool = True, channels_last: bool = True) -> None:
@@ -43,7 +44,7 @@ class MixedPrecisionInferer(Inferer):
         self.channels_last = channels_last
         self._warned = False
 
-    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor:
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor | tuple[torch.Tensor, ...]:
         if isinstance(inputs, MetaTensor):
             inputs = inputs.as_tensor()  # plain tensors avoid MetaTensor overhead in every layer
         if self.channels_last and inputs.ndim == 4:
@@ -57,4 +58,4 @@ class MixedPrecisionInferer(Inferer):
             return network(inputs, *args, **kwargs)
         with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16):
             outputs = network(inputs, *args, **kwargs)
-        return outputs.float()
+        return tuple(o.float() for o in outputs) if isinstance(outputs, tuple) else outputs.float()

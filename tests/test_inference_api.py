@@ -124,3 +124,14 @@ def test_demo_command(tmp_path, tiny_data, capsys):
     table = out.split("| metric | value |")[1].split("Per-image")[0]
     for line in table.strip().splitlines()[1:]:
         assert line.replace("| val_auc |", "| auc |") in recomputed
+
+
+def test_one_forward_pass_per_image(classifier, test_image):
+    """Logits and attention map come from one pass through VGG16."""
+    calls = []
+    hook = classifier.network.features.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        result = classifier.predict(test_image)
+    finally:
+        hook.remove()
+    assert len(calls) == 1 and result.attention is not None

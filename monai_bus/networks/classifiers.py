@@ -120,14 +120,20 @@ class AttentionVGG16(VGG16Classifier):
         return self._logits_and_attention(x)[0]
 
     @torch.jit.export
-    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
-        """Attention coefficients of the gate, bilinearly upsampled to the input size.
+    def logits_and_attention_map(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Logits and attention map of one forward pass.
 
         Args:
             x: images [B, in_channels, H, W].
 
         Returns:
-            [B, 1, H, W], values in [0, 1]; high where the gate passes conv4_3 features.
+            logits [B, num_classes], and the gate's attention coefficients bilinearly upsampled to
+            the input size, [B, 1, H, W] in [0, 1] (high where the gate passes conv4_3 features).
         """
-        alpha = self._logits_and_attention(x)[1]
-        return F.interpolate(alpha, size=x.shape[2:], mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+        logits, alpha = self._logits_and_attention(x)
+        return logits, F.interpolate(alpha, size=x.shape[2:], mode="bilinear", align_corners=False).clamp(0.0, 1.0)
+
+    @torch.jit.export
+    def attention_map(self, x: torch.Tensor) -> torch.Tensor:
+        """The attention map [B, 1, H, W] of :meth:`logits_and_attention_map`."""
+        return self.logits_and_attention_map(x)[1]
