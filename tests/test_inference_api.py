@@ -129,7 +129,7 @@ def test_demo_command(tmp_path, tiny_data, capsys):
 def test_one_forward_pass_per_image(classifier, test_image):
     """Logits and attention map come from one pass through VGG16."""
     calls = []
-    hook = classifier.network.features.register_forward_hook(lambda *args: calls.append(1))
+    hook = classifier.network.features[0].register_forward_hook(lambda *args: calls.append(1))
     try:
         result = classifier.predict(test_image)
     finally:
