@@ -39,7 +39,7 @@ from monai_bus.bundle_data import load_split
 from monai_bus.inference import BundleClassifier
 from monai_bus.inferers import bf16_supported
 from monai_bus.metrics import classification_metrics, roc_auc
-from monai_bus.roi import box_from_masks, shift_box
+from monai_bus.data.boxes import box_from_masks, shift_box
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 MODELS = {"whole": False, "roi": True}

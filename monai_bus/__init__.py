@@ -1,25 +1,20 @@
 """monai-bus: breast-ultrasound lesion classification (benign / malignant) with MONAI.
 
-Importing the package makes its modules available to bundle configs as ``monai_bus.<module>``.
+Bundle configs name the package's modules as ``monai_bus.<module>`` after ``$import monai_bus``;
+each is imported on first use, so that ``monai-bus --help`` does not load torch and MONAI.
 """
+
+import importlib
 
 __version__ = "0.1.0"
 
 CLASS_NAMES = ("benign", "malignant")
 
-from monai_bus import (  # noqa: E402
-    bundle_data,
-    bundle_options,
-    errors,
-    handlers,
-    inferers,
-    losses,
-    metrics,
-    networks,
-    prediction_files,
-    roi,
-    transforms,
-)
-
 __all__ = ["CLASS_NAMES", "bundle_data", "bundle_options", "errors", "handlers", "inferers", "losses", "metrics",
            "networks", "prediction_files", "roi", "transforms"]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return importlib.import_module(f"monai_bus.{name}")
+    raise AttributeError(f"module 'monai_bus' has no attribute {name!r}")

@@ -9,6 +9,8 @@ import argparse
 import importlib
 import sys
 
+from monai_bus.errors import CommandError
+
 # command name -> (module, one-line help)
 COMMANDS = {
     "demo": ("monai_bus.commands.demo", "train, evaluate and report on the synthetic demo data"),
@@ -17,10 +19,6 @@ COMMANDS = {
     "metrics": ("monai_bus.commands.metrics", "recompute the metrics from a per-image predictions CSV"),
     "study": ("monai_bus.commands.study", "run the paper's Table 1 study (6 configurations x seeds) on a datalist"),
 }
-
-
-class CommandError(Exception):
-    """A user-facing error: printed without a traceback, exit status 2."""
 
 
 def main(argv: list[str] | None = None) -> int:

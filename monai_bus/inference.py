@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
 from monai_bus.errors import InputError, _monai_bus_error
-from monai_bus.roi import ROI_META_KEY, check_box
+from monai_bus.data.boxes import check_box
+from monai_bus.roi import ROI_META_KEY
 
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
                "regions and is unreliable on whole images; give a box around the lesion")

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from monai_bus.cli import CommandError
+from monai_bus.errors import CommandError
 from monai_bus.data import FORMATS, build_datalist
 from monai_bus.data.datalist import GROUP_MODES
 from monai_bus.data.splits import DEFAULT_PROPORTIONS, SPLITS

@@ -14,7 +14,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from monai_bus.cli import CommandError
+from monai_bus.errors import CommandError
 from monai_bus.commands.metrics import PREDICTION_COLUMNS, format_table
 
 
@@ -33,7 +33,7 @@ def write_test_predictions(bundle: Path, out_csv: Path) -> None:
     """Classify the demo test split with the trained bundle; one CSV row per image."""
     from monai_bus.bundle_data import find_datalist, load_split
     from monai_bus.inference import BundleClassifier
-    from monai_bus.roi import box_from_masks
+    from monai_bus.data.boxes import box_from_masks
 
     classifier = BundleClassifier(bundle)
     items = load_split(find_datalist(None, None, str(bundle / "demo_data")), "test")

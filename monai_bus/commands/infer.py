@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from monai_bus.cli import CommandError
+from monai_bus.errors import CommandError
 
 
 def _box(text: str) -> tuple[int, int, int, int]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from monai_bus.cli import CommandError
+from monai_bus.errors import CommandError
 
 PREDICTION_COLUMNS = ("image", "label", "p_benign", "p_malignant", "predicted")
 

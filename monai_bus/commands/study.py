@@ -32,7 +32,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from monai_bus.cli import CommandError
+from monai_bus.errors import CommandError
 from monai_bus.study.configurations import BY_ID, RECIPES
 
 

@@ -33,7 +33,7 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
 from monai_bus.demo_data import write_demo_dataset
-from monai_bus.roi import box_from_masks
+from monai_bus.data.boxes import box_from_masks
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "breast_lesion_classifier"
