@@ -8,11 +8,16 @@ just ``error: <message>`` when the error, or one it was raised from, is a :class
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 class MonaiBusError(Exception):
     """An error whose message names what is wrong (the file, item, id or checkpoint) and the problem."""
+
+
+class CommandError(MonaiBusError):
+    """A user-facing error of a ``monai-bus`` command: printed without a traceback, exit status 2."""
 
 
 class InputError(MonaiBusError, ValueError):
@@ -24,28 +29,42 @@ class TrainingError(MonaiBusError, RuntimeError):
 
 
 def _monai_bus_error(error: BaseException | None) -> MonaiBusError | None:
+    """The :class:`MonaiBusError` that ``error`` is, or was raised from (``raise ... from``), if any.
+
+    Only explicit causes are followed: an unrelated error raised while one was being handled keeps
+    its own traceback.
+    """
     seen = set()
     while error is not None and id(error) not in seen:
         if isinstance(error, MonaiBusError):
             return error
         seen.add(id(error))
-        error = error.__cause__ or error.__context__
+        error = error.__cause__
     return None
 
 
+def _report(kind, error, traceback) -> None:
+    found = _monai_bus_error(error)
+    if found is None:
+        _report.default_hook(kind, error, traceback)
+        return
+    from tqdm import tqdm
+
+    for bar in list(tqdm._instances):  # a progress bar closed later would print after the error
+        bar.close()
+    print(f"error: {found}", file=sys.stderr, flush=True)
+    sys.stdout.flush()
+    # End at once: MONAI's data-caching threads may still run, and the interpreter's shutdown would
+    # then abort ("terminate called without an active exception").
+    os._exit(1)
+
+
 def report_in_one_line() -> None:
-    """Make uncaught errors of this process that come from a :class:`MonaiBusError` print one line."""
-    default_hook = sys.excepthook
+    """Make uncaught errors of this process that come from a :class:`MonaiBusError` print one line.
 
-    def hook(kind, error, traceback):
-        found = _monai_bus_error(error)
-        if found is None:
-            default_hook(kind, error, traceback)
-            return
-        from tqdm import tqdm
-
-        for bar in list(tqdm._instances):  # a progress bar closed later would print after the error
-            bar.close()
-        print(f"error: {found}", file=sys.stderr)
-
-    sys.excepthook = hook
+    Such an error ends the process with exit status 1 and ``error: <message>`` as the last line of
+    stderr; any other error keeps Python's traceback. Calling it again changes nothing.
+    """
+    if sys.excepthook is not _report:
+        _report.default_hook = sys.excepthook
+        sys.excepthook = _report

@@ -40,8 +40,23 @@ def save_atomically(content: dict, path: Path) -> None:
     os.replace(partial, path)
 
 
-def run_fingerprint(*parts) -> str:
-    """SHA-256 of JSON-serialisable parts of a run's definition (its data items, its settings)."""
+def _portable(items: list[dict]) -> list[dict]:
+    """Datalist items with their file paths relative to the folder all of them share."""
+    paths = [p for item in items for key in ("image", "mask") for p in np.atleast_1d(item.get(key, [])).tolist()]
+    common = os.path.commonpath(paths) if paths else ""
+    relative = lambda value: (os.path.relpath(value, common) if isinstance(value, str)  # noqa: E731
+                              else [os.path.relpath(v, common) for v in value])
+    return [{key: relative(value) if key in ("image", "mask") else value for key, value in item.items()}
+            for item in items]
+
+
+def run_fingerprint(training: list[dict], validation: list[dict], settings) -> str:
+    """SHA-256 of what defines a training run: its data items and its settings (JSON-serialisable).
+
+    File paths count relative to the folder the items share, so a dataset that moves keeps its
+    fingerprint.
+    """
+    parts = [_portable(training), _portable(validation), settings]
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -106,7 +121,7 @@ class LastCheckpoint:
 
     ``<save_dir>/checkpoint_last.pt`` holds the state dicts of ``save_dict`` (network, optimizer, lr
     scheduler, best model saver, ...), of the attached engine (key ``trainer``), the global random
-    states (torch, numpy, Python), and the run's ``fingerprint``. The training transforms' own random
+    states (torch on the CPU and CUDA, numpy, Python), and the run's ``fingerprint``. The training transforms' own random
     states are drawn afresh from torch's at the start of every epoch, so a resumed run goes on
     exactly as the uninterrupted one would have. Rank 0 writes the file; every rank reads it.
 
@@ -158,6 +173,8 @@ class LastCheckpoint:
         torch.set_rng_state(checkpoint["random"]["torch"])
         np.random.set_state(_restored(checkpoint["random"]["numpy"]))
         random.setstate(checkpoint["random"]["python"])
+        if torch.cuda.is_available() and checkpoint["random"]["cuda"]:
+            torch.cuda.set_rng_state_all(checkpoint["random"]["cuda"])
         logger.info("resumed from %s at epoch %d of %d", self.path, engine.state.epoch, engine.state.max_epochs)
 
     def save(self, engine: Engine) -> None:
@@ -166,7 +183,8 @@ class LastCheckpoint:
         content = {name: obj.state_dict() for name, obj in self.save_dict.items()}
         content["fingerprint"] = self.fingerprint
         content["random"] = {"torch": torch.get_rng_state(), "numpy": _storable(np.random.get_state()),
-                             "python": random.getstate()}
+                             "python": random.getstate(),
+                             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
         save_atomically(content, self.path)
 
 

@@ -292,3 +292,59 @@ def test_a_huge_png_is_refused_before_decoding(tmp_path, trained_bundle):
                                                   "limit of 16,777,216 pixels")
     peak_kb = int(result.stderr.split("peak_kb")[-1])
     assert peak_kb < 1024 * 1024, peak_kb
+
+
+def test_files_are_told_apart_by_content(tmp_path):
+    """A PNG without a suffix is a PNG, not DICOM; a JPEG with preview pictures (MPO) is one image."""
+    from monai_bus.data.images import read_image
+
+    Image.fromarray(SPECKLE).save(tmp_path / "no_suffix", format="PNG")
+    assert read_image(tmp_path / "no_suffix")[0].shape == (96, 96)
+    Image.fromarray(SPECKLE).convert("RGB").save(tmp_path / "camera.jpg", format="MPO", save_all=True,
+                                                 append_images=[Image.fromarray(SPECKLE[:48, :48]).convert("RGB")])
+    assert Image.open(tmp_path / "camera.jpg").format == "MPO"
+    assert read_image(tmp_path / "camera.jpg")[0].shape == (96, 96)
+
+
+def test_sparse_content_is_no_content():
+    from monai_bus.data.images import check_pixels
+
+    sparse = np.zeros((1024, 1024), np.float32)
+    sparse.ravel()[::256] = 1.0  # 0.4% of the pixels, on a regular grid
+    with pytest.raises(ValueError, match="no image content: 99.6% of the pixels have the value 0"):
+        check_pixels(sparse, "sparse")
+
+
+def test_the_datalist_refuses_a_lesion_box_the_bundle_refuses(tmp_path):
+    from monai_bus.data import DatasetError, build_datalist
+
+    root = tmp_path / "BUSI" / "Dataset_BUSI_with_GT"
+    for i in range(1, 5):
+        for label in ("benign", "malignant"):
+            (root / label).mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.roll(SPECKLE, 7 * i + (label == "malignant"), axis=1)).save(
+                root / label / f"{label} ({i}).png")
+            mask = np.zeros((96, 96), np.uint8)
+            mask[10:12 if (i, label) == (1, "benign") else 40, 10:12 if (i, label) == (1, "benign") else 40] = 255
+            Image.fromarray(mask).save(root / label / f"{label} ({i})_mask.png")
+    with pytest.raises(DatasetError, match=r"benign \(1\).png: the lesion box \[10, 12, 10, 12\] is 2 x 2 pixels"):
+        build_datalist("busi", root.parent, tmp_path / "dl.json")
+
+
+def test_an_error_raised_while_handling_one_keeps_its_traceback():
+    from monai_bus.errors import InputError, _monai_bus_error
+
+    try:
+        try:
+            raise InputError("a.png: bad")
+        except InputError:
+            {}["missing"]
+    except KeyError as unrelated:
+        assert _monai_bus_error(unrelated) is None
+    try:
+        try:
+            raise InputError("a.png: bad")
+        except InputError as error:
+            raise RuntimeError("wrapped") from error
+    except RuntimeError as wrapped:
+        assert str(_monai_bus_error(wrapped)) == "a.png: bad"

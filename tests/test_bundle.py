@@ -15,6 +15,7 @@ from conftest import CONFIGS, bundle_overrides, copy_bundle
 from monai_bus.bundle_data import load_split
 from monai_bus.commands.demo import read_metrics
 from monai_bus.errors import _monai_bus_error as monai_bus_error
+from monai_bus.handlers import run_fingerprint
 from monai_bus.prediction_files import read_predictions
 from monai_bus.metrics import METRIC_NAMES, classification_metrics
 
@@ -47,7 +48,7 @@ def test_training_outputs(trained_bundle):
     assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "fingerprint", "random"}
     assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"]
     assert 0.0 <= state["best_model"]["best_score"] <= 1.0 and state["best_model"]["best_epoch"] in (1, 2)
-    assert set(state["random"]) == {"torch", "numpy", "python"}
+    assert set(state["random"]) == {"torch", "cuda", "numpy", "python"}
 
 
 def kill_at(iteration: int):
@@ -91,10 +92,29 @@ def test_a_checkpoint_of_another_run_is_not_resumed(trained_bundle, tiny_data, t
     assert "was saved by another run" in str(monai_bus_error(error.value))
     assert "--resume false" in str(monai_bus_error(error.value))
     assert (bundle / "models" / "checkpoint_last.pt").read_bytes() == before
-    run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", resume=False, **change), check=False)
-    state = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
-    assert state["fingerprint"] != torch.load(trained_bundle / "models" / "checkpoint_last.pt",
-                                              weights_only=True)["fingerprint"]  # a new run from epoch 1
+    assert epochs_trained(workflow(bundle, tiny_data, ["train.json"], "train", resume=False, **change)) == list(
+        range(1, change["max_epochs"] + 1))  # --resume false: a new run from epoch 1
+    assert epochs_trained(workflow(bundle, tiny_data, ["train.json"], "train", **change)) == []  # then resumable
+
+
+def epochs_trained(flow: ConfigWorkflow) -> list[int]:
+    flow.initialize()
+    epochs = []
+    flow.parser.get_parsed_content("train#trainer").add_event_handler(
+        Events.EPOCH_COMPLETED, lambda engine: epochs.append(engine.state.epoch))
+    flow.run()
+    return epochs
+
+
+def test_the_fingerprint_follows_the_data_not_its_folder():
+    items = [{"image": "/data/a/1.png", "label": 0, "mask": ["/data/a/1_mask.png"]}, {"image": "/data/b/2.png",
+                                                                                       "label": 1}]
+    moved = [{**item, "image": item["image"].replace("/data", "/mnt/copy")} for item in items]
+    moved[0]["mask"] = ["/mnt/copy/a/1_mask.png"]
+    assert run_fingerprint(items, items[:1], [1]) == run_fingerprint(moved, moved[:1], [1])
+    assert run_fingerprint(items, items[:1], [1]) != run_fingerprint(items[::-1], items[:1], [1])
+    assert run_fingerprint(items, items[:1], [1]) != run_fingerprint(items, items[:1], [2])
+    assert run_fingerprint(items, items[:1], [1]) != run_fingerprint([{**items[0], "label": 1}, items[1]], items[:1], [1])
 
 
 def test_a_corrupt_checkpoint_is_named(trained_bundle, tiny_data, tmp_path):

@@ -17,7 +17,7 @@ from monai_bus.data import BadFiles, DatasetError, build_datalist
 from monai_bus.data.duplicates import components, equal_pairs, fingerprint, near_duplicate_pairs
 from monai_bus.data.formats import read_busbra, read_busi, read_csv, read_folder, read_udiat
 from monai_bus.data.splits import assign_groups, fold_splits
-from monai_bus.roi import box_from_masks
+from monai_bus.data.boxes import box_from_masks
 
 SPLITS = ("training", "validation", "test")
 
@@ -353,7 +353,7 @@ def test_unreadable_images_stop_or_are_skipped(tmp_path):
     assert [(Path(e["file"]).name, e["reason"].split(" (")[0]) for e in report["skipped"]] == [
         ("0.png", "not a readable image"), ("1.png", "not a readable image"),
         ("4.jpg", "colour mode CMYK is not supported; convert the image to grey or RGB"),
-        ("5_mask.png", "unreadable image")]
+        ("5_mask.png", "unreadable mask")]
 
 
 def test_cli_writes_datalist_and_report(busi, tmp_path, capsys):

@@ -11,8 +11,8 @@ from PIL import Image
 
 from monai_bus.data import BadFiles, DatasetError, build_datalist
 from monai_bus.data.formats import read_dicom
+from monai_bus.data.boxes import read_mask
 from monai_bus.data.images import read_image
-from monai_bus.data.validation import read_grey, read_mask
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
@@ -20,6 +20,10 @@ from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage
 
 RNG = np.random.default_rng(0)
 GREY = RNG.integers(0, 256, (20, 30), dtype=np.uint8)
+
+
+def read_grey(path: Path) -> np.ndarray:
+    return read_image(path)[0]
 
 
 def write_dicom(path: Path, frames: np.ndarray, patient: str | None = "P1") -> str:
@@ -123,7 +127,7 @@ def test_read_mask_modes(tmp_path):
     for name in ("bilevel.png", "rgba.png", "grey_alpha.png"):
         np.testing.assert_array_equal(read_mask(tmp_path / name), lesion)
     (tmp_path / "bad.png").write_bytes(b"no")
-    with pytest.raises(DatasetError, match="bad.png: unreadable image"):
+    with pytest.raises(DatasetError, match="bad.png: unreadable mask"):
         read_mask(tmp_path / "bad.png")
 
 
@@ -174,4 +178,18 @@ def test_datalist_refuses_a_multi_frame_dicom(tmp_path):
         stream.write(",p3/cine.dcm,benign\n")
     with pytest.raises(DatasetError, match="cine.dcm: has 5 frames; choose one"):
         build_datalist("dicom", root, tmp_path / "dl.json", proportions=(0.5, 0.5, 0.0))
+
+
+def test_datalist_takes_a_chosen_frame(tmp_path):
+    root = dicom_dataset(tmp_path / "dicom")
+    write_dicom(root / "p3" / "cine.dcm", np.stack([GREY, 255 - GREY, GREY]), patient="P3")
+    with open(root / "labels.csv") as stream:
+        rows = list(csv.reader(stream))
+    rows = [rows[0] + ["frame"]] + [row + [""] for row in rows[1:]] + [["", "p3/cine.dcm", "malignant", "1"]]
+    with open(root / "labels.csv", "w", newline="") as stream:
+        csv.writer(stream).writerows(rows)
+    datalist, _ = build_datalist("dicom", root, tmp_path / "dl.json", proportions=(0.5, 0.5, 0.0))
+    items = [item for part in ("training", "validation") for item in datalist[part]]
+    cine = next(item for item in items if item["image"].endswith("cine.dcm"))
+    assert cine["frame"] == 1 and all("frame" not in item for item in items if item is not cine)
 

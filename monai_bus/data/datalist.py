@@ -23,8 +23,8 @@ from monai_bus.data.duplicates import (CORRELATION_THRESHOLD, components, equal_
 from monai_bus.data.formats import FORMATS
 from monai_bus.data.records import CLASSES, BadFiles, DatasetError, Record
 from monai_bus.data.splits import DEFAULT_PROPORTIONS, SPLITS, assign_groups, fold_splits
-from monai_bus.data.validation import read_grey, read_mask
-from monai_bus.roi import box_from_masks, check_box
+from monai_bus.data.boxes import box_from_masks, check_box, read_mask
+from monai_bus.data.images import read_image
 
 GROUP_MODES = ("auto", "patient", "duplicates", "none")
 
@@ -36,22 +36,21 @@ def _masks(record: Record) -> list[Path]:
 def _lesion_box(record: Record, image_shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """The record's lesion box: the dataset's own, checked against the image; else the box of the union
     of its masks (each decoded in full); None without a lesion pixel."""
-    if record.bbox is not None:
-        try:
-            return check_box(record.bbox, image_shape, str(record.image))
-        except ValueError as error:
-            raise DatasetError(record.image, str(error).removeprefix(f"{record.image}: ")) from None
-    masks = [read_mask(mask) for mask in _masks(record)]
+    masks = [] if record.bbox is not None else [read_mask(mask) for mask in _masks(record)]
     for mask, array in zip(_masks(record), masks):
         if array.shape != image_shape:
             raise DatasetError(mask, f"mask of size {list(array.shape)} does not match its image {list(image_shape)}")
-    return box_from_masks(masks) if masks else None
+    box = record.bbox if record.bbox is not None else box_from_masks(masks) if masks else None
+    try:  # the bundle refuses what check_box refuses: the datalist must not hold it
+        return None if box is None else check_box(box, image_shape, str(record.image))
+    except ValueError as error:
+        raise DatasetError(record.image, str(error).removeprefix(f"{record.image}: ")) from None
 
 
 def _inspect(record: Record) -> tuple[str, np.ndarray, tuple[int, int, int, int] | None] | DatasetError:
     """Byte hash, thumbnail fingerprint and lesion box of a record's image, after decoding it and its masks."""
     try:
-        grey = read_grey(record.image)
+        grey = read_image(record.image, record.frame)[0]
         return file_hash(record.image), fingerprint(grey), _lesion_box(record, grey.shape)
     except DatasetError as error:
         return error
@@ -208,6 +207,8 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         masks = [os.path.relpath(mask, out.parent) for mask in _masks(record)]
         if masks:
             item["mask"] = masks[0] if len(masks) == 1 else masks
+        if record.frame is not None:
+            item["frame"] = record.frame
         if boxes[i] is None:
             item["whole_image"] = True
         else:

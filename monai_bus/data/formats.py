@@ -16,7 +16,6 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-import itk
 
 from monai_bus.data.records import CLASSES, BadFiles, DatasetError, Record
 
@@ -225,6 +224,8 @@ def read_csv(root: Path, bad: BadFiles) -> list[Record]:
 
 def _dicom_header(path: Path) -> tuple[str, str] | None:
     """``(SOPInstanceUID, PatientID)`` of a DICOM file, or None if it is not readable DICOM."""
+    import itk  # slow to import; only the dicom format needs it
+
     reader = itk.GDCMImageIO.New()
     if not reader.CanReadFile(str(path)):
         return None
@@ -238,19 +239,23 @@ def _dicom_header(path: Path) -> tuple[str, str] | None:
 
 
 def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
-    """Ultrasound DICOM files (single- or multi-frame, any depth below ``root``) labelled by
-    ``root/labels.csv``: column ``label`` and, per row, ``SOPInstanceUID`` or ``file`` (path
-    relative to ``root``). ``PatientID``, where present, is the patient id. One item per file."""
+    """Ultrasound DICOM files (any depth below ``root``) labelled by ``root/labels.csv``: column
+    ``label`` and, per row, ``SOPInstanceUID`` or ``file`` (path relative to ``root``). An optional
+    column ``frame`` chooses the frame of a multi-frame file (counting from 0); a multi-frame file
+    without one is refused, as the bundle refuses it. ``PatientID``, where present, is the patient
+    id. One item per file."""
     table = root / "labels.csv"
-    labels, lines = {}, {}
+    labels, frames, lines = {}, {}, {}
     for line, row in _csv_rows(table, ("label",)):
         key = row.get("SOPInstanceUID") or row.get("file")
         label = _label(row["label"])
-        if not key or label is None:
+        frame = (row.get("frame") or "").strip()
+        if not key or label is None or not (frame == "" or frame.isdigit()):
             bad(table, f"line {line}: needs a SOPInstanceUID or file and a label "
-                       f"(benign, malignant, normal or 0, 1, 2), got {key!r} and {row['label']!r}")
+                       f"(benign, malignant, normal or 0, 1, 2), and a frame number or none, got {key!r}, "
+                       f"{row['label']!r} and {frame!r}")
             continue
-        labels[key], lines[key] = label, line
+        labels[key], frames[key], lines[key] = label, int(frame) if frame else None, line
     records, used = [], set()
     for path in _files(root):
         if path == table or path.name == "DICOMDIR":
@@ -264,7 +269,8 @@ def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
             bad(path, f"no label: neither the file nor its SOPInstanceUID {header[0]!r} is in {table.name}")
         else:
             used.add(key)
-            records.append(Record(path, labels[key], patient=f"dicom:{header[1]}" if header[1] else None))
+            records.append(Record(path, labels[key], patient=f"dicom:{header[1]}" if header[1] else None,
+                                  frame=frames[key]))
     for key in sorted(set(labels) - used, key=lines.get):
         bad(table, f"line {lines[key]}: {key!r} matches no DICOM file")
     return records

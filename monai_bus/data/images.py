@@ -13,7 +13,7 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
 - an image without content: all, or all but 1%, of its pixels the same value.
 
 Decoders: Pillow for raster formats (PNG, JPEG, TIFF, BMP, ...), ITK's GDCM for DICOM (``.dcm``,
-``.dicom``, no suffix, or a ``DICM`` preamble), numpy for ``.npy``. Colour becomes grey with the
+``.dicom``, a ``DICM`` preamble, or no suffix and no raster signature), numpy for ``.npy``. Colour becomes grey with the
 ITU-R BT.601 luma weights; alpha is dropped.
 """
 
@@ -22,7 +22,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import itk
 import numpy as np
 from PIL import Image
 
@@ -36,18 +35,23 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 # Pillow modes read as they are; palette and YCbCr images are converted to RGB first
 GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
 CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
-DICOM_SUFFIXES = (".dcm", ".dicom", "")
+DICOM_SUFFIXES = (".dcm", ".dicom")
 
-Image.MAX_IMAGE_PIXELS = None  # our own limit, checked from the header, replaces Pillow's bomb check
+# the first bytes of the raster formats Pillow reads, to tell a suffix-less PNG or JPEG from DICOM
+RASTER_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
 
 
 def is_dicom(path: Path) -> bool:
-    """Whether ``path`` is read as DICOM: by its suffix, or by the ``DICM`` marker at byte 128."""
-    if path.suffix.lower() in DICOM_SUFFIXES:
+    """Whether ``path`` is read as DICOM: by the ``DICM`` marker at byte 128, by the suffix ``.dcm`` or
+    ``.dicom``, or, without a suffix, unless it starts like a PNG, JPEG, TIFF, BMP or GIF file."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(132)
+    except OSError as error:
+        raise DatasetError(path, f"cannot be read ({error.strerror})") from None
+    if head[128:132] == b"DICM" or path.suffix.lower() in DICOM_SUFFIXES:
         return True
-    with open(path, "rb") as f:
-        f.seek(128)
-        return f.read(4) == b"DICM"
+    return path.suffix == "" and not head.startswith(RASTER_SIGNATURES)
 
 
 def _check_size(path, rows: int, columns: int, frames: int, frame: int | None) -> None:
@@ -60,6 +64,8 @@ def _check_size(path, rows: int, columns: int, frames: int, frame: int | None) -
 
 
 def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
+    import itk  # slow to import; only DICOM needs it
+
     io = itk.GDCMImageIO.New()
     io.SetFileName(str(path))
     try:
@@ -77,7 +83,8 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
 def _read_raster(path: Path, frame: int | None) -> np.ndarray:
     try:
         with Image.open(path) as image:
-            _check_size(path, image.height, image.width, getattr(image, "n_frames", 1), frame)
+            frames = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)  # MPO: a JPEG plus previews
+            _check_size(path, image.height, image.width, frames, frame)
             if frame:
                 image.seek(frame)
             if image.mode in CONVERTED_TO_RGB_MODES:
@@ -86,7 +93,7 @@ def _read_raster(path: Path, frame: int | None) -> np.ndarray:
                 raise DatasetError(path, f"colour mode {image.mode} is not supported; convert the image to grey or RGB")
             image.load()
             return np.asarray(image)
-    except (OSError, SyntaxError, ValueError) as error:
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as error:
         if isinstance(error, DatasetError):
             raise
         raise DatasetError(path, f"not a readable image ({error})") from None
@@ -130,8 +137,9 @@ def check_pixels(grey: np.ndarray, name: str) -> np.ndarray:
     finite = np.isfinite(grey)
     if not finite.all():
         raise DatasetError(name, f"{int(grey.size - finite.sum()):,} pixels are NaN or infinite")
-    # a value held by 99% of the pixels is the most common one of an evenly spaced sample too
-    sample = grey.ravel()[:: max(1, grey.size // 4096)]
+    # a value held by 99% of the pixels is, but for a chance below 1e-100, the most common one of a random
+    # sample of 4096 (a fixed seed keeps the check deterministic)
+    sample = grey.ravel()[np.random.default_rng(0).integers(0, grey.size, 4096)]
     values, counts = np.unique(sample, return_counts=True)
     most_common = values[counts.argmax()]
     same = int(np.count_nonzero(grey == most_common))

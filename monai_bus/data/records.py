@@ -46,6 +46,8 @@ class Record:
     bbox : tuple of int, optional
         The lesion box from the dataset's own table, ``(row_start, row_stop, col_start, col_stop)``
         in pixels (half-open, rows first), where it has one (BUS-BRA's ``BBOX``).
+    frame : int, optional
+        The frame of a multi-frame file (counting from 0), where the dataset names one.
     """
 
     image: Path
@@ -54,6 +56,7 @@ class Record:
     patient: str | None = None
     fold: int | None = None
     bbox: tuple[int, int, int, int] | None = None
+    frame: int | None = None
 
 
 class BadFiles:
