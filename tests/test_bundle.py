@@ -8,14 +8,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from ignite.engine import Events
+from ignite.engine import Engine, Events
 from monai.bundle import ConfigWorkflow
 
 from conftest import CONFIGS, bundle_overrides, copy_bundle
 from monai_bus.bundle_data import load_split
 from monai_bus.commands.demo import read_metrics
 from monai_bus.errors import _monai_bus_error as monai_bus_error
-from monai_bus.handlers import run_fingerprint
+from monai_bus.handlers import BestModelSaver, run_fingerprint
 from monai_bus.prediction_files import read_predictions
 from monai_bus.metrics import METRIC_NAMES, classification_metrics
 
@@ -164,3 +164,16 @@ def test_train_and_inference_configs_define_the_same_model():
     for key in ("image_size", "roi", "roi_margin", "attention", "batch_norm", "hidden", "amp", "channels_last",
                 "bundle_root"):
         assert train[key] == inference[key], key
+
+
+def test_a_nan_validation_score_is_never_the_best(tmp_path):
+    network = torch.nn.Linear(2, 2)
+    saver = BestModelSaver(tmp_path, network)
+    evaluator = Engine(lambda engine, batch: None)
+    for epoch, score in enumerate([float("nan"), 0.6, float("nan"), 0.5, 0.6], start=1):
+        evaluator.state.epoch, evaluator.state.metrics = epoch, {"val_auc": score}
+        network.bias.data.fill_(epoch)
+        saver(evaluator)
+        assert (tmp_path / "model.pt").exists() == (epoch >= 2)
+    assert saver.state_dict() == {"best_score": 0.6, "best_epoch": 5}  # a tie keeps the later model
+    assert torch.load(tmp_path / "model.pt", weights_only=True)["bias"].tolist() == [5.0, 5.0]
