@@ -24,12 +24,13 @@ setup(
         "tensorboard",
         "tqdm",
         "scipy",
+        "scikit-learn",
         "pydicom",
         "openpyxl",
         "matplotlib",
     ],
     extras_require={
-        "test": ["pytest", "scikit-learn"],
+        "test": ["pytest"],
         # a real MRML scene for the 3D Slicer module's tests (slicer_extension/), without the Slicer app
         "slicer": ["slicer-core==5.13.31053.0"],
     },

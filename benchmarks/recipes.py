@@ -16,10 +16,12 @@ import csv
 import time
 from pathlib import Path
 
+import numpy as np
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
 from monai_bus.commands.metrics import PREDICTION_COLUMNS
+from monai_bus.metrics import predicted_malignant
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
 RECIPES = {
@@ -43,7 +45,7 @@ def write_predictions(path: Path, images: list[str], outputs: list[dict]) -> Non
         for image, item in zip(images, outputs):
             p_benign, p_malignant = (float(p) for p in item["pred"])
             writer.writerow([Path(image).name, int(item["label"]), f"{p_benign:.6f}", f"{p_malignant:.6f}",
-                             int(p_malignant >= 0.5)])
+                             int(predicted_malignant(np.array([[p_benign, p_malignant]]))[0])])
     outputs.clear()
 
 

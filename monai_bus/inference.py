@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
 from monai_bus.errors import InputError, _monai_bus_error
+from monai_bus.metrics import predicted_malignant
 from monai_bus.data.boxes import check_box
 from monai_bus.roi import ROI_META_KEY
 
@@ -210,10 +211,7 @@ class BundleClassifier:
         if not torch.isfinite(probabilities).all():
             raise BundleError(f"{meta['filename_or_obj']}: the network's output is not finite; the weights of "
                               f"{self.checkpoint_path} are corrupt.")
-        if self.threshold is None:
-            index = int(probabilities.argmax())
-        else:
-            index = int(probabilities[1] >= self.threshold)
+        index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
         return Prediction(
             class_index=index,
             class_name=self.class_names[index],

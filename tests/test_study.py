@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from sklearn import metrics as sk
 
 from conftest import BUNDLE, TINY
 from monai_bus.cli import main
@@ -17,7 +16,7 @@ from monai_bus.metrics import METRIC_NAMES, classification_metrics, roc_auc
 from monai_bus.study import StudyError, runner
 from monai_bus.study.bundle_runs import prepare_run
 from monai_bus.study.configurations import COMPARISONS, CONFIGURATIONS, RECIPES
-from monai_bus.study.figures import confusion_grid, roc_curves, roc_points
+from monai_bus.study.figures import confusion_grid, roc_curves
 from monai_bus.study.predictions import RunPredictions, probabilities_of, read_predictions, write_predictions
 from monai_bus.study.report import summarise, write_comparisons, write_table
 from monai_bus.study.statistics import (bootstrap_p_value, delong_components, delong_test, group_resamples,
@@ -87,17 +86,6 @@ def test_bootstrap_p_value_and_interval():
     np.testing.assert_allclose(bootstrap_p_value(differences), [0.5, 1.0, np.nan])
     low, high = percentile_interval(differences)
     assert low[0] == pytest.approx(1.05) and high[0] == pytest.approx(2.95) and np.isnan(low[2])
-
-
-def test_roc_points_match_sklearn():
-    rng = np.random.default_rng(2)
-    labels = rng.integers(0, 2, 50)
-    scores = scores_with_ties(rng, labels, 1)[0]
-    fpr, tpr = roc_points(labels, scores)
-    expected_fpr, expected_tpr, _ = sk.roc_curve(labels, scores, drop_intermediate=False)
-    np.testing.assert_allclose(fpr, expected_fpr)
-    np.testing.assert_allclose(tpr, expected_tpr)
-    assert np.trapezoid(tpr, fpr) == pytest.approx(roc_auc(labels, scores))
 
 
 def synthetic_runs(seeds=(0, 1), n=24) -> dict:

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 THUMBNAIL_SIZE = 16
 CORRELATION_THRESHOLD = 0.95
@@ -59,20 +61,14 @@ def equal_pairs(keys: list) -> list[tuple[int, int]]:
 
 
 def components(count: int, pairs: Iterable[tuple[int, int]]) -> list[int]:
-    """Connected components of ``count`` items linked by ``pairs`` (union-find).
+    """Connected components of ``count`` items linked by ``pairs`` (scipy's ``connected_components``).
 
     Returns, for each item, the smallest index in its component, so the labelling depends only
     on the item order.
     """
-    parent = list(range(count))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    for i, j in pairs:
-        a, b = root(i), root(j)
-        parent[max(a, b)] = min(a, b)
-    return [root(i) for i in range(count)]
+    pairs = np.asarray(list(pairs), dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(count, count))
+    labels = connected_components(graph, directed=False)[1]
+    smallest = np.full(labels.max(initial=-1) + 1, count)
+    np.minimum.at(smallest, labels, np.arange(count))
+    return smallest[labels].tolist()

@@ -10,6 +10,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from sklearn.metrics import roc_curve
 
 from monai_bus.metrics import confusion_counts, roc_auc
 from monai_bus.study.configurations import CONFIGURATIONS, FIGURE5_ORDER, LOSS_NAMES
@@ -42,7 +43,7 @@ def confusion_grid(runs: dict[RunKey, RunPredictions], path: Path) -> None:
     for ax, letter, configuration in zip(axes.flat, "abcdef", present):
         config_runs = _runs_of(runs, configuration.id)
         counts = np.mean([[[c["tn"], c["fp"]], [c["fn"], c["tp"]]] for c in
-                          (confusion_counts(run.labels, run.predicted == 1) for run in config_runs)], axis=0)
+                          (confusion_counts(run.labels, run.predicted) for run in config_runs)], axis=0)
         shares = np.divide(counts, counts.sum(axis=1, keepdims=True), out=np.zeros_like(counts),
                            where=counts.sum(axis=1, keepdims=True) > 0)
         ax.imshow(shares, cmap="Blues", vmin=0.0, vmax=1.0)
@@ -62,17 +63,6 @@ def confusion_grid(runs: dict[RunKey, RunPredictions], path: Path) -> None:
     figure.savefig(path, dpi=150)
 
 
-def roc_points(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates of the ROC curve [K], from (0, 0) to (1, 1), one point per distinct
-    score (ties make one diagonal step); needs both classes."""
-    order = np.argsort(-np.asarray(scores), kind="mergesort")
-    positive = np.asarray(labels)[order] == 1
-    last_of_tie = np.r_[np.flatnonzero(np.diff(np.asarray(scores)[order])), len(order) - 1]
-    true_positives = np.cumsum(positive)[last_of_tie]
-    false_positives = last_of_tie + 1 - true_positives
-    return (np.r_[0.0, false_positives / (~positive).sum()], np.r_[0.0, true_positives / positive.sum()])
-
-
 def roc_curves(runs: dict[RunKey, RunPredictions], path: Path) -> None:
     """One panel per network, one colour per loss, one curve per seed; the legend gives the mean AUC."""
     networks = [attention for attention in (False, True) if any(
@@ -86,7 +76,7 @@ def roc_curves(runs: dict[RunKey, RunPredictions], path: Path) -> None:
                 if math.isnan(aucs[index]):
                     continue  # one class only: no curve
                 label = f"{configuration.loss_name} (AUC {np.mean(aucs):.3f})" if index == 0 else None
-                ax.plot(*roc_points(run.labels, run.p_malignant), color=LOSS_COLOURS[configuration.loss],
+                ax.plot(*roc_curve(run.labels, run.p_malignant)[:2], color=LOSS_COLOURS[configuration.loss],
                         alpha=1.0 if len(config_runs) == 1 else 0.6, linewidth=1.2, label=label)
         ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
         ax.set_xlim(0, 1)

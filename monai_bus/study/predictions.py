@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_bus.metrics import predicted_malignant
 from monai_bus.study import StudyError
 from monai_bus.study.configurations import BY_ID, CONFIGURATIONS
 
@@ -59,8 +60,8 @@ class RunPredictions:
 
     @property
     def predicted(self) -> np.ndarray:
-        """[N] predicted class: the argmax of :attr:`probabilities` (ties go to benign)."""
-        return self.probabilities.argmax(axis=1)
+        """[N] predicted class by :func:`monai_bus.metrics.predicted_malignant` (the argmax; ties go to benign)."""
+        return predicted_malignant(self.probabilities).astype(int)
 
 
 def _order(key: RunKey) -> tuple[int, int]:
@@ -94,7 +95,7 @@ def _parse_row(path: Path, line: int, row: dict) -> tuple[RunKey, str, str, int,
     if label not in (0, 1) or not 0.0 <= p <= 1.0:
         raise StudyError(f"{path}, line {line}: label must be 0 or 1 and p_malignant in [0, 1], "
                          f"got {row['label']!r} and {row['p_malignant']!r}.")
-    if predicted != int(probabilities_of([p]).argmax()):
+    if predicted != int(predicted_malignant(probabilities_of([p]))[0]):
         raise StudyError(f"{path}, line {line}: predicted {predicted} is not the argmax of p_malignant {p}.")
     return (row["configuration"], seed), row["image"], row["group"] or "", label, p
 
