@@ -27,10 +27,11 @@ setup(
         "scikit-learn",
         "pydicom",
         "openpyxl",
-        "matplotlib",
     ],
     extras_require={
         "test": ["pytest"],
+        # the study harness's figures (monai-bus study)
+        "study": ["matplotlib"],
         # a real MRML scene for the 3D Slicer module's tests (slicer_extension/), without the Slicer app
         "slicer": ["slicer-core==5.13.31053.0"],
     },

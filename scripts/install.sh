@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,slicer]"
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,slicer,study]"

@@ -51,6 +51,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib") is None:
+        raise CommandError("the study's figures need matplotlib: pip install 'monai-bus[study]'")
     from monai_bus.study import StudyError
     from monai_bus.study.runner import run_study
 
