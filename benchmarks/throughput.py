@@ -3,25 +3,40 @@
 Prints, from one run on this machine: the matmul rate (GFLOP/s) in float32 and bfloat16; for each
 network and precision, training img/s (forward, CE-logcosh loss, backward, AdamW step; batch 32)
 and inference img/s (batch 1 and 32); the training FLOP rate as a fraction of the matmul rate of
-the same precision; and the cost of the attention gate relative to plain VGG16.
+the same precision; the cost of the attention gate relative to plain VGG16; and one image end to
+end through the inference API (file to probability and attention map), with the bundle's configs
+and a network of random weights (the time does not depend on the weights). ``--json`` writes the
+same figures to a file.
 
-    python benchmarks/throughput.py [--iterations 6] [--threads N]
+    python benchmarks/throughput.py [--iterations 6] [--threads N] [--json results.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import platform
+import shutil
+import statistics
+import tempfile
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
+import numpy as np
 import torch
+from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from monai_bus.demo_data import synthesize_case
+from monai_bus.inference import BundleClassifier
 from monai_bus.inferers import bf16_supported
 from monai_bus.losses import CELogCoshLoss
 from monai_bus.networks import AttentionVGG16, VGG16Classifier
 
 SIZE, BATCH = 128, 32
+BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+END_TO_END_IMAGE = 560  # pixels a side, about a BUSI or BUS-BRA image
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -87,10 +102,42 @@ def inference_rate(network_class, bf16: bool, batch: int, iterations: int) -> fl
     return batch * repeats / (time.perf_counter() - start)
 
 
+def cpu_name() -> str:
+    """The processor's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    cpuinfo = Path("/proc/cpuinfo")
+    for line in cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def end_to_end_ms(repeats: int) -> float:
+    """Median milliseconds of ``BundleClassifier.predict`` on a PNG file with a lesion box: reading,
+    checks, crop, resize, one forward pass, softmax and the attention map at the image's size."""
+    with tempfile.TemporaryDirectory() as folder:
+        bundle = Path(shutil.copytree(BUNDLE / "configs", Path(folder) / "bundle" / "configs")).parent
+        (bundle / "models").mkdir()
+        torch.save(AttentionVGG16(batch_norm=True).state_dict(), bundle / "models" / "model.pt")
+        image, mask = synthesize_case(1, END_TO_END_IMAGE, np.random.default_rng(0))
+        Image.fromarray(image).save(Path(folder) / "image.png")
+        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        box = (int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1)
+        classifier = BundleClassifier(bundle, device="cpu")
+        for _ in range(3):
+            classifier.predict(Path(folder) / "image.png", box=box)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            classifier.predict(Path(folder) / "image.png", box=box)
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=6, help="timed batches per measurement")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
+    parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -103,7 +150,7 @@ def main() -> None:
     print(f"matmul 2048^3: fp32 {peak[False]:.0f} GFLOP/s" + (f", bf16 {peak[True]:.0f} GFLOP/s" if has_bf16 else ""))
     print(f"\n{'network':16s} {'precision':20s} {'train img/s':>11s} {'train GFLOP/s':>13s} {'of matmul':>9s} "
           f"{'infer b1 img/s':>14s} {'infer b32 img/s':>15s}")
-    train_rates = {}
+    train_rates, rows = {}, []
     for bf16 in [False, True] if has_bf16 else [False]:
         for network_class in (VGG16Classifier, AttentionVGG16):
             flops = training_flops_per_image(network_class)
@@ -114,6 +161,9 @@ def main() -> None:
             achieved = flops * rate / 1e9
             print(f"{network_class.__name__:16s} {'bf16 + channels_last' if bf16 else 'fp32':20s} {rate:11.1f} "
                   f"{achieved:13.0f} {achieved / peak[bf16]:9.0%} {b1:14.1f} {b32:15.1f}")
+            rows.append({"network": network_class.__name__, "precision": "bf16 + channels_last" if bf16 else "fp32",
+                         "train_img_per_s": rate, "train_gflops": achieved, "of_matmul": achieved / peak[bf16],
+                         "infer_b1_img_per_s": b1, "infer_b32_img_per_s": b32})
     print()
     for bf16 in [False, True] if has_bf16 else [False]:
         extra = train_rates["VGG16Classifier", bf16] / train_rates["AttentionVGG16", bf16] - 1
@@ -121,6 +171,15 @@ def main() -> None:
     if has_bf16:
         print(f"bf16 + channels_last training speed-up over fp32 (AttentionVGG16): "
               f"{train_rates['AttentionVGG16', True] / train_rates['AttentionVGG16', False]:.1f}x")
+    end_to_end = end_to_end_ms(repeats=10 * args.iterations)
+    print(f"one {END_TO_END_IMAGE}x{END_TO_END_IMAGE} PNG end to end through BundleClassifier.predict (with a box): "
+          f"{end_to_end:.1f} ms (median)")
+    if args.json:
+        args.json.write_text(json.dumps({
+            "machine": {"processor": cpu_name(), "threads": torch.get_num_threads(),
+                        "native_bf16": has_bf16, "torch": torch.__version__},
+            "matmul_gflops": {"fp32": peak[False], **({"bf16": peak[True]} if has_bf16 else {})},
+            "networks": rows, "end_to_end_ms": end_to_end}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
