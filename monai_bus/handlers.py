@@ -121,9 +121,10 @@ class LastCheckpoint:
 
     ``<save_dir>/checkpoint_last.pt`` holds the state dicts of ``save_dict`` (network, optimizer, lr
     scheduler, best model saver, ...), of the attached engine (key ``trainer``), the global random
-    states (torch on the CPU and CUDA, numpy, Python), and the run's ``fingerprint``. The training transforms' own random
-    states are drawn afresh from torch's at the start of every epoch, so a resumed run goes on
-    exactly as the uninterrupted one would have. Rank 0 writes the file; every rank reads it.
+    states (torch on the CPU and CUDA, numpy, Python), and the run's ``fingerprint``. The training
+    transforms' own random states are drawn afresh from torch's at the start of every epoch, so a
+    resumed run goes on exactly as the uninterrupted one would have. Rank 0 writes the file; every
+    rank reads it.
 
     Args:
         save_dir: folder of the checkpoint.
@@ -209,6 +210,6 @@ class StopOnNonFiniteLoss:
         loss = float(from_engine(["loss"], first=True)(engine.state.output))
         if not math.isfinite(loss):
             files = from_engine([self.file_key])(engine.state.batch)  # the batch, decollated by MONAI's trainer
-            raise TrainingError(f"the loss is {loss} at epoch {engine.state.epoch}, iteration {engine.state.iteration}; "
-                                f"the batch held {', '.join(map(str, files))}. Training stopped; model.pt is left "
+            raise TrainingError(f"the loss is {loss} at epoch {engine.state.epoch}, iteration "
+                                f"{engine.state.iteration}; the batch held {', '.join(map(str, files))}. Training stopped; model.pt is left "
                                 "as it was.")

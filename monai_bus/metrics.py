@@ -82,7 +82,8 @@ def confusion_counts(labels: Sequence[int], predicted: Sequence[bool]) -> dict[s
     truth = np.asarray(labels) == POSITIVE_CLASS
     predicted = np.asarray(predicted, dtype=bool)
     if truth.shape != predicted.shape or truth.ndim != 1:
-        raise ValueError(f"labels and predictions must be 1-D of equal length, got {truth.shape} and {predicted.shape}.")
+        raise ValueError(f"labels and predictions must be 1-D of equal length, got {truth.shape} and "
+                         f"{predicted.shape}.")
     tn, fp, fn, tp = np.bincount(2 * truth + predicted, minlength=4).tolist()
     return {"tp": tp, "fp": fp, "tn": tn, "fn": fn}
 

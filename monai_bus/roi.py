@@ -1,8 +1,8 @@
 """Lesion regions of interest: the bundle's transforms that find the lesion box and crop around it.
 
 Boxes (:mod:`monai_bus.data.boxes`) are in pixel coordinates of the image as displayed, half-open,
-rows first: ``(row_start, row_stop, col_start, col_stop)``. The bundle (option ``roi``) crops every image around its lesion box plus a margin, then resizes the crop
-to ``image_size``:
+rows first: ``(row_start, row_stop, col_start, col_stop)``. The bundle (option ``roi``) crops every
+image around its lesion box plus a margin, then resizes the crop to ``image_size``:
 
 - in training, :class:`RandCropToLesiond` draws each side's margin from a range and shifts the box a
   little, so that the model tolerates the imprecise boxes users draw;
