@@ -28,7 +28,7 @@ class TrainingError(MonaiBusError, RuntimeError):
     """A training run that cannot go on (a non-finite loss, a checkpoint of another run)."""
 
 
-def _monai_bus_error(error: BaseException | None) -> MonaiBusError | None:
+def find_monai_bus_error(error: BaseException | None) -> MonaiBusError | None:
     """The :class:`MonaiBusError` that ``error`` is, or was raised from (``raise ... from``), if any.
 
     Only explicit causes are followed: an unrelated error raised while one was being handled keeps
@@ -44,7 +44,7 @@ def _monai_bus_error(error: BaseException | None) -> MonaiBusError | None:
 
 
 def _report(kind, error, traceback) -> None:
-    found = _monai_bus_error(error)
+    found = find_monai_bus_error(error)
     if found is None:
         _report.default_hook(kind, error, traceback)
         return

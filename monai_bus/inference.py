@@ -28,9 +28,9 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
-from monai_bus.errors import InputError, _monai_bus_error
-from monai_bus.metrics import predicted_malignant
 from monai_bus.data.boxes import check_box
+from monai_bus.errors import InputError, find_monai_bus_error
+from monai_bus.metrics import predicted_malignant
 from monai_bus.roi import ROI_META_KEY
 
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
@@ -184,7 +184,7 @@ class BundleClassifier:
         try:
             data = self.preprocessing(item)
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
-            raise _monai_bus_error(error) or error from None
+            raise find_monai_bus_error(error) or error from None
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
         rows, columns = image_shape

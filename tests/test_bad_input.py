@@ -332,7 +332,7 @@ def test_the_datalist_refuses_a_lesion_box_the_bundle_refuses(tmp_path):
 
 
 def test_an_error_raised_while_handling_one_keeps_its_traceback():
-    from monai_bus.errors import InputError, _monai_bus_error
+    from monai_bus.errors import InputError, find_monai_bus_error
 
     try:
         try:
@@ -340,11 +340,11 @@ def test_an_error_raised_while_handling_one_keeps_its_traceback():
         except InputError:
             {}["missing"]
     except KeyError as unrelated:
-        assert _monai_bus_error(unrelated) is None
+        assert find_monai_bus_error(unrelated) is None
     try:
         try:
             raise InputError("a.png: bad")
         except InputError as error:
             raise RuntimeError("wrapped") from error
     except RuntimeError as wrapped:
-        assert str(_monai_bus_error(wrapped)) == "a.png: bad"
+        assert str(find_monai_bus_error(wrapped)) == "a.png: bad"

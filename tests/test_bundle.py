@@ -14,7 +14,7 @@ from monai.bundle import ConfigWorkflow
 from conftest import CONFIGS, bundle_overrides, copy_bundle
 from monai_bus.bundle_data import load_split
 from monai_bus.commands.demo import read_metrics
-from monai_bus.errors import _monai_bus_error as monai_bus_error
+from monai_bus.errors import find_monai_bus_error
 from monai_bus.handlers import BestModelSaver, run_fingerprint
 from monai_bus.prediction_files import read_predictions
 from monai_bus.metrics import METRIC_NAMES, classification_metrics
@@ -89,8 +89,8 @@ def test_a_checkpoint_of_another_run_is_not_resumed(trained_bundle, tiny_data, t
     change = {"max_epochs": 2, **change}
     with pytest.raises(RuntimeError) as error:
         run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", **change), check=False)
-    assert "was saved by another run" in str(monai_bus_error(error.value))
-    assert "--resume false" in str(monai_bus_error(error.value))
+    assert "was saved by another run" in str(find_monai_bus_error(error.value))
+    assert "--resume false" in str(find_monai_bus_error(error.value))
     assert (bundle / "models" / "checkpoint_last.pt").read_bytes() == before
     assert epochs_trained(workflow(bundle, tiny_data, ["train.json"], "train", resume=False, **change)) == list(
         range(1, change["max_epochs"] + 1))  # --resume false: a new run from epoch 1
@@ -123,7 +123,7 @@ def test_a_corrupt_checkpoint_is_named(trained_bundle, tiny_data, tmp_path):
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
     with pytest.raises(RuntimeError) as error:
         run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=2), check=False)
-    assert str(monai_bus_error(error.value)).startswith(f"{checkpoint}: not a readable checkpoint")
+    assert str(find_monai_bus_error(error.value)).startswith(f"{checkpoint}: not a readable checkpoint")
 
 
 def test_inference_and_evaluation_agree(trained_bundle, tiny_data, tmp_path):

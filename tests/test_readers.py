@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from monai_bus.data import BadFiles, DatasetError, build_datalist
-from monai_bus.data.formats import read_dicom
 from monai_bus.data.boxes import read_mask
+from monai_bus.data.formats import read_dicom
 from monai_bus.data.images import read_image
 
 pydicom = pytest.importorskip("pydicom")

@@ -13,8 +13,8 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
 - an image without content: all, or all but 1%, of its pixels the same value.
 
 Decoders: Pillow for raster formats (PNG, JPEG, TIFF, BMP, ...), ITK's GDCM for DICOM (``.dcm``,
-``.dicom``, a ``DICM`` preamble, or no suffix and no raster signature), numpy for ``.npy``. Colour becomes grey with the
-ITU-R BT.601 luma weights; alpha is dropped.
+``.dicom``, a ``DICM`` preamble, or no suffix and no raster signature), numpy for ``.npy``. Colour
+becomes grey with the ITU-R BT.601 luma weights; alpha is dropped.
 """
 
 from __future__ import annotations
