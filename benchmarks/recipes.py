@@ -1,95 +1,144 @@
-"""Learning curves of the bundle's training recipes, measured in one run.
+"""Ablation of the default recipe's candidate remedies, several seeds each, through the study harness.
 
-Trains the bundle once per recipe on the same datalist and seed, and prints the validation AUC
-after every epoch, plus each run's best AUC and wall time. Used to choose the default recipe.
-The per-image validation predictions of every epoch go to
-``<out>/<recipe>/val_predictions/epoch_NNN.csv``; ``monai-bus metrics`` recomputes any epoch's figures.
+Each variant is the bundle's default recipe (Attention-VGG16, CE-logcosh) with a few bundle ids
+changed (:data:`VARIANTS`). Every (variant, seed) run is a study run (``monai-bus study``'s code):
+trained and evaluated by the bundle's own workflows, its test predictions appended to
+``<out>/<variant>/predictions.csv``. Stopped and started again, finished runs are skipped and an
+interrupted run resumes from its last epoch. Runs go seed by seed, so every variant gets its
+seed 0 before any gets its seed 1.
 
-    python benchmarks/recipes.py --max-epochs 20                       # synthetic demo data
-    python benchmarks/recipes.py --datalist busbra.json --max-epochs 20 --out runs/recipes
+Then ``<out>/ablation.md`` and ``ablation.json`` are written from the predictions alone: per variant,
+each seed's test AUC, sensitivity and specificity at the argmax, whether the seed collapsed (fewer
+than 10% of either class called right), the seed-mean AUC with its group-bootstrap 95% CI, the
+spread of AUC across seeds, the paired AUC difference from ``default`` and each run's wall time
+(``times.json``; a resumed run's time adds its parts).
+
+    python benchmarks/recipes.py --datalist docs/results/lists/busi.json --out docs/results/recipe/busi \\
+        --seeds 3 --max-epochs 15
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
+import json
 import time
 from pathlib import Path
 
 import numpy as np
-from ignite.engine import Events
-from monai.bundle import ConfigWorkflow
 
-from monai_bus.commands.metrics import PREDICTION_COLUMNS
-from monai_bus.metrics import predicted_malignant
+from monai_bus.metrics import classification_metrics, roc_auc
+from monai_bus.study.predictions import read_predictions
+from monai_bus.study.runner import run_study
+from monai_bus.study.statistics import group_resamples, percentile_interval
 
-CONFIGS = Path(__file__).resolve().parents[1] / "bundle" / "configs"
-RECIPES = {
-    "default": ["train.json"],
-    "paper (from scratch)": ["train.json", "paper_recipe.json"],
+CONFIGURATION = "attention_vgg16_ce_logcosh"
+VARIANTS = {
+    "default": {},
+    "wide_head": {"hidden": 256},
+    "balanced_sampling": {
+        "train#dataloader#shuffle": False,
+        "train#dataloader#sampler": "$torch.utils.data.WeightedRandomSampler("
+                                    "[1.0 / [j['label'] for j in @train#dataset#data].count(i['label']) "
+                                    "for i in @train#dataset#data], len(@train#dataset#data))",
+    },
 }
+COLLAPSE = 0.1  # a seed collapses when its sensitivity or specificity at the argmax is below this
 
 
-def write_predictions(path: Path, images: list[str], outputs: list[dict]) -> None:
-    """One CSV row (PREDICTION_COLUMNS) per validation image, then empty ``outputs`` for the next epoch.
-
-    ``outputs`` are the evaluator's decollated output items, in the order of ``images`` (the
-    validation loader does not shuffle).
-    """
-    if len(images) != len(outputs):
-        raise RuntimeError(f"{len(outputs)} validation outputs for {len(images)} images")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(PREDICTION_COLUMNS)
-        for image, item in zip(images, outputs):
-            p_benign, p_malignant = (float(p) for p in item["pred"])
-            writer.writerow([Path(image).name, int(item["label"]), f"{p_benign:.6f}", f"{p_malignant:.6f}",
-                             int(predicted_malignant(np.array([[p_benign, p_malignant]]))[0])])
-    outputs.clear()
+def train_variants(datalist: Path, out: Path, variants: list[str], seeds: int, max_epochs: int) -> None:
+    times_file = out / "times.json"
+    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
+    for seed in range(seeds):
+        for variant in variants:
+            runs_csv = out / variant / "predictions.csv"
+            if runs_csv.is_file() and (CONFIGURATION, seed) in read_predictions(runs_csv):
+                continue
+            start = time.perf_counter()
+            run_study(datalist, out / variant, seeds=seed + 1, max_epochs=max_epochs,
+                      configurations=[CONFIGURATION], overrides=VARIANTS[variant])
+            key = f"{variant}/seed_{seed}"
+            times[key] = times.get(key, 0.0) + time.perf_counter() - start
+            times_file.write_text(json.dumps(times, indent=1) + "\n")
 
 
-def learning_curve(config_files: list[str], out: Path, overrides: dict) -> tuple[list[float], float]:
-    flow = ConfigWorkflow(
-        config_file=[str(CONFIGS / name) for name in config_files],
-        meta_file=str(CONFIGS / "metadata.json"),
-        logging_file=False,
-        workflow_type="train",
-        bundle_root=str(out),
-        **overrides,
-    )
-    flow.initialize()
-    curve: list[float] = []
-    evaluator = flow.parser.get_parsed_content("validate#evaluator")
-    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: curve.append(engine.state.metrics["val_auc"]))
-    images = [item["image"] for item in flow.parser.get_parsed_content("validate#dataset").data]
-    outputs: list[dict] = []
-    evaluator.add_event_handler(Events.ITERATION_COMPLETED, lambda engine: outputs.extend(engine.state.output))
-    evaluator.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: write_predictions(
-        out / "val_predictions" / f"epoch_{len(curve):03d}.csv", images, outputs))
-    start = time.perf_counter()
-    flow.run()
-    flow.finalize()
-    return curve, time.perf_counter() - start
+def _seed_mean_auc(runs: list, resample: np.ndarray) -> float:
+    return float(np.mean([roc_auc(run.labels[resample], run.p_malignant[resample]) for run in runs]))
+
+
+def _interval(resampled: np.ndarray) -> list[float]:
+    """95% percentile interval of one statistic's resampled values [B]."""
+    return [float(bound[0]) for bound in percentile_interval(resampled[:, None])]
+
+
+def summarise(out: Path, variants: list[str], n_resamples: int = 2000) -> dict:
+    times = json.loads((out / "times.json").read_text())
+    runs = {v: [run for _, run in sorted(read_predictions(out / v / "predictions.csv").items())] for v in variants}
+    reference = runs[variants[0]][0]
+    resamples = group_resamples(reference.groups, n_resamples, seed=0)
+    resampled = {v: np.array([_seed_mean_auc(runs[v], r) for r in resamples]) for v in variants}
+    summary = {"test_images": len(reference.labels), "malignant": int(reference.labels.sum()),
+               "bootstrap": {"resamples": n_resamples, "seed": 0, "by": "group"}, "variants": {}}
+    for variant in variants:
+        seeds = []
+        for seed, run in enumerate(runs[variant]):
+            metrics = classification_metrics(run.labels, run.probabilities)
+            seeds.append({"seed": seed, "auc": metrics["auc"], "sensitivity": metrics["sensitivity"],
+                          "specificity": metrics["specificity"],
+                          "collapsed": min(metrics["sensitivity"], metrics["specificity"]) < COLLAPSE,
+                          "minutes": times[f"{variant}/seed_{seed}"] / 60})
+        aucs = [s["auc"] for s in seeds]
+        difference = resampled[variant] - resampled["default"] if "default" in resampled else None
+        summary["variants"][variant] = {
+            "overrides": VARIANTS[variant], "seeds": seeds, "auc": float(np.mean(aucs)),
+            "auc_ci": _interval(resampled[variant]), "auc_spread": max(aucs) - min(aucs),
+            "collapsed_seeds": sum(s["collapsed"] for s in seeds),
+            "auc_minus_default": None if difference is None else {
+                "mean": float(np.mean(aucs)) - float(np.mean([classification_metrics(r.labels, r.probabilities)["auc"]
+                                                             for r in runs["default"]])),
+                "ci": _interval(difference)},
+        }
+    return summary
+
+
+def write_summary(summary: dict, out: Path, command: str) -> None:
+    (out / "ablation.json").write_text(json.dumps(summary, indent=1) + "\n")
+    lines = [f"# Recipe ablation: {summary['test_images']} test images ({summary['malignant']} malignant)", "",
+             f"Command: `{command}`", "",
+             "| variant | seed AUCs | seed sens / spec at argmax | collapsed | mean AUC [95% CI] | AUC spread "
+             "| AUC − default [95% CI] | minutes per run |", "|---|---|---|---|---|---|---|---|"]
+    for name, variant in summary["variants"].items():
+        seeds = variant["seeds"]
+        difference = variant["auc_minus_default"]
+        aucs = " ".join(f"{s['auc']:.3f}" for s in seeds)
+        rates = " ".join(f"{s['sensitivity']:.2f}/{s['specificity']:.2f}" for s in seeds)
+        minutes = " ".join(f"{s['minutes']:.1f}" for s in seeds)
+        low, high = variant["auc_ci"]
+        versus = "" if difference is None or name == "default" else \
+            f"{difference['mean']:+.3f} [{difference['ci'][0]:+.3f}, {difference['ci'][1]:+.3f}]"
+        lines.append(f"| {name} | {aucs} | {rates} | {variant['collapsed_seeds']} of {len(seeds)} "
+                     f"| {variant['auc']:.3f} [{low:.3f}, {high:.3f}] | {variant['auc_spread']:.3f} | {versus} "
+                     f"| {minutes} |")
+    lines += ["", f"CIs: 95% percentile intervals of {summary['bootstrap']['resamples']} bootstrap resamples of the "
+              "test groups (seed 0), of the seed-mean AUC; the differences are paired (same resamples). "
+              f"A seed is collapsed when its sensitivity or specificity at the argmax is below {COLLAPSE}. "
+              "Overrides of each variant: ablation.json. Per-image predictions: <variant>/predictions.csv."]
+    (out / "ablation.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--datalist", help="MONAI datalist JSON (default: the synthetic demo data)")
-    parser.add_argument("--max-epochs", type=int, default=20)
-    parser.add_argument("--out", default="runs/recipes", help="folder for the runs' bundles")
+    parser.add_argument("--datalist", required=True, help="MONAI datalist with training, validation and test lists")
+    parser.add_argument("--out", required=True, help="output folder, one study folder per variant")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--max-epochs", type=int, default=15)
     args = parser.parse_args()
-    overrides = {"max_epochs": args.max_epochs, "pretrained": False, "resume": False}
-    if args.datalist:
-        overrides["datalist"] = args.datalist
-    results = {}
-    for name, config_files in RECIPES.items():
-        out = Path(args.out) / name.split()[0]
-        results[name] = learning_curve(config_files, out, overrides)
-    print(f"\nvalidation AUC per epoch ({args.datalist or 'synthetic demo data'}, {args.max_epochs} epochs)")
-    for name, (curve, seconds) in results.items():
-        print(f"{name:22s} best {max(curve):.3f} at epoch {curve.index(max(curve)) + 1}, {seconds / 60:.1f} min: "
-              + " ".join(f"{auc:.2f}" for auc in curve))
+    out = Path(args.out)
+    train_variants(Path(args.datalist), out, args.variants, args.seeds, args.max_epochs)
+    command = (f"python benchmarks/recipes.py --datalist {args.datalist} --out {args.out} --variants "
+               f"{' '.join(args.variants)} --seeds {args.seeds} --max-epochs {args.max_epochs}")
+    write_summary(summarise(out, args.variants), out, command)
+    print((out / "ablation.md").read_text())
 
 
 if __name__ == "__main__":

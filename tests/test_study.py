@@ -143,8 +143,17 @@ def test_prepare_run_writes_the_run_settings(tmp_path):
     assert train["optimizer"]["_target_"] == "torch.optim.RMSprop" and train["train"]["random_transforms"] == []
     assert inference["attention"] is False and inference["batch_norm"] is False  # as trained
     assert inference["load_pretrain"] is True and inference["device"].startswith("$")  # its own ids kept
-    with pytest.raises(StudyError, match="'max_epoch'] are not top-level ids"):
+    with pytest.raises(StudyError, match="'max_epoch'] are neither top-level ids"):
         prepare_run(BUNDLE, tmp_path / "other", RECIPES["default"], {"max_epoch": 3})
+
+
+def test_prepare_run_sets_a_nested_id_inside_an_existing_one(tmp_path):
+    prepare_run(BUNDLE, tmp_path / "run", RECIPES["default"], {"train#dataloader#shuffle": False,
+                                                               "train#dataloader#sampler": "$None"})
+    dataloader = json.loads((tmp_path / "run" / "configs" / "train.json").read_text())["train"]["dataloader"]
+    assert dataloader["shuffle"] is False and dataloader["sampler"] == "$None"
+    with pytest.raises(StudyError, match=r"\['train#data_loader#sampler'\] are neither"):
+        prepare_run(BUNDLE, tmp_path / "other", RECIPES["default"], {"train#data_loader#sampler": "$None"})
 
 
 @pytest.fixture(scope="module")

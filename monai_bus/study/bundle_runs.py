@@ -41,13 +41,15 @@ def prepare_run(source: Path, run_dir: Path, recipe_files: Sequence[str], settin
     Files already in ``run_dir`` (a checkpoint of an interrupted run) are kept; its configs are rewritten.
 
     Raises:
-        StudyError: when a setting is not a top-level id of the merged training config.
+        StudyError: when a setting is neither a top-level id of the merged training config nor a
+            nested id (``train#dataloader#sampler``) whose parent is in it.
     """
     configs = source / "configs"
     train = ConfigParser(ConfigParser.load_config_files([str(configs / name) for name in recipe_files]))
-    unknown = sorted(set(settings) - set(train.get()))
+    unknown = sorted(key for key in settings if key.rsplit("#", 1)[0] not in train)
     if unknown:
-        raise StudyError(f"{configs}: {unknown} are not top-level ids of {' + '.join(recipe_files)}.")
+        raise StudyError(f"{configs}: {unknown} are neither top-level ids of {' + '.join(recipe_files)} nor "
+                         "inside one of its ids.")
     for key, value in settings.items():
         train[key] = value
     inference = ConfigParser.load_config_file(str(configs / "inference.json"))
