@@ -35,7 +35,7 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
-from monai_bus.bundle_data import load_split
+from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier
 from monai_bus.inferers import bf16_supported
 from monai_bus.metrics import classification_metrics, roc_auc

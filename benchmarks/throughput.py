@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
-from monai_bus.demo_data import synthesize_case
+from monai_bus.data.demo import synthesize_case
 from monai_bus.inference import BundleClassifier
 from monai_bus.inferers import bf16_supported
 from monai_bus.losses import CELogCoshLoss

@@ -8,10 +8,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-CLASS_NAMES = ("benign", "malignant")
-
-__all__ = ["CLASS_NAMES", "bundle_data", "bundle_options", "errors", "handlers", "inferers", "losses", "metrics",
-           "networks", "prediction_files", "roi", "transforms"]
+__all__ = ["bundle_options", "data", "errors", "handlers", "inference", "inferers", "losses", "metrics", "networks",
+           "prediction_files"]
 
 
 def __getattr__(name: str):

@@ -9,7 +9,7 @@ import argparse
 import importlib
 import sys
 
-from monai_bus.errors import CommandError
+from monai_bus.errors import MonaiBusError
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -32,6 +32,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return modules[args.command].run(args) or 0
-    except CommandError as error:
+    except MonaiBusError as error:
         print(f"monai-bus {args.command}: error: {error}", file=sys.stderr)
         return 2

@@ -12,7 +12,7 @@ The operating point is ``metadata.json``'s optional ``operating_point``:
 of the bundle's metrics (:mod:`monai_bus.metrics`).
 
 A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
-lesion box given by the caller: the box plus the bundle's fixed margin (:mod:`monai_bus.roi`). Without
+lesion box given by the caller: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). Without
 a box it classifies the whole image, and its :class:`Prediction` says so; a bundle trained on whole
 images ignores a box, and says so too.
 """
@@ -31,7 +31,7 @@ from monai.bundle import ConfigParser
 from monai_bus.data.boxes import check_box
 from monai_bus.errors import InputError, find_monai_bus_error
 from monai_bus.metrics import predicted_malignant
-from monai_bus.roi import ROI_META_KEY
+from monai_bus.data.roi import ROI_META_KEY
 
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
                "regions and is unreliable on whole images; give a box around the lesion")
@@ -160,7 +160,6 @@ class BundleClassifier:
     def has_attention(self) -> bool:
         return hasattr(self.network, "attention_map")
 
-    @torch.no_grad()
     def predict(self, image: str | os.PathLike | np.ndarray,
                 box: tuple[int, int, int, int] | None = None, frame: int | None = None) -> Prediction:
         """Classify one image, or the region around its lesion.
@@ -181,20 +180,27 @@ class BundleClassifier:
         item = {"image": image, "frame": frame}
         if box is not None:
             item["bbox"] = box
+        return self.predict_item(item)
+
+    @torch.no_grad()
+    def predict_item(self, item: dict) -> Prediction:
+        """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,
+        else the box of its ``mask`` files (:class:`monai_bus.data.roi.LesionBoxd`). Errors as for
+        :meth:`predict`."""
         try:
-            data = self.preprocessing(item)
+            data = self.preprocessing(dict(item))
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             raise find_monai_bus_error(error) or error from None
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
         rows, columns = image_shape
         roi, note = None, None
-        if self.roi and box is not None:
+        if self.roi and data.get("bbox") is not None:
             roi = tuple(int(v) for v in meta[ROI_META_KEY])  # checked and cropped by CropToLesiond
         elif self.roi:
             note = NO_BOX_NOTE
-        elif box is not None:
-            check_box(box, image_shape, str(meta.get("filename_or_obj") or "image"))  # a bad box is an error
+        elif item.get("bbox") is not None:
+            check_box(item["bbox"], image_shape, str(meta.get("filename_or_obj") or "image"))  # a bad box is an error
             note = BOX_IGNORED_NOTE
         batch = data["image"].unsqueeze(0).to(self.device)
         attention = None

@@ -1,23 +1,31 @@
-"""The bundle's ``predictions.csv``: one row per image, with a header, written and read with ``csv``.
+"""Per-image prediction CSVs, written and read with ``csv`` (names with a comma are quoted).
 
-Columns: ``image`` (the file), ``p_benign`` and ``p_malignant``. File names are quoted where they
-need it, so a comma in a name cannot break a row.
+- The bundle's ``eval/predictions.csv``, written by its inference workflow
+  (:class:`WritePredictionsd`): :data:`COLUMNS`, one row per image.
+- Labelled predictions, kept beside every figure in the documentation so that ``monai-bus metrics``
+  can recompute it: :data:`LABELLED_COLUMNS` (``image``, ``label``, ``p_benign``, ``p_malignant``,
+  ``predicted``), possibly after columns of their own (the study's ``configuration`` and ``seed``).
+  :func:`labelled_row` makes a row, :func:`write_rows` writes a file, :func:`read_rows` and
+  :func:`read_labelled_predictions` read one.
 """
 
 from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform
 
 from monai_bus.errors import InputError
+from monai_bus.metrics import predicted_malignant
 
 COLUMNS = ("image", "p_benign", "p_malignant")
+LABELLED_COLUMNS = ("image", "label", "p_benign", "p_malignant", "predicted")
 
 
 class WritePredictionsd(MapTransform):
@@ -73,3 +81,64 @@ def read_predictions(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
                 raise InputError(f"{path}, line {line}: expected one image,p_benign,p_malignant row per image, "
                                  f"got {row}.") from None
     return result
+
+
+def labelled_row(image: str, label: int, p_malignant: float, threshold: float | None = None) -> dict[str, object]:
+    """One row of :data:`LABELLED_COLUMNS`, probabilities to 6 decimals; ``predicted`` by
+    :func:`monai_bus.metrics.predicted_malignant` on the rounded probabilities."""
+    p_malignant = float(f"{p_malignant:.6f}")
+    predicted = int(predicted_malignant(np.array([[1.0 - p_malignant, p_malignant]]), threshold)[0])
+    return {"image": image, "label": int(label), "p_benign": f"{1.0 - p_malignant:.6f}",
+            "p_malignant": f"{p_malignant:.6f}", "predicted": predicted}
+
+
+def write_rows(path: str | os.PathLike, columns: Sequence[str], rows: list[dict]) -> None:
+    """Write ``rows`` (dicts with ``columns``) under a header, atomically: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    with open(partial, "w", encoding="utf8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(partial, path)
+
+
+def read_rows(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line number, row) of a CSV with a header that holds at least ``columns``.
+
+    Raises:
+        InputError: naming the file, when it cannot be read or lacks a column.
+    """
+    try:
+        with open(path, encoding="utf8", newline="") as f:
+            reader = csv.DictReader(f)
+            missing = set(columns) - set(reader.fieldnames or ())
+            if missing:
+                raise InputError(f"{path}: missing column(s) {sorted(missing)}; found {reader.fieldnames}.")
+            yield from enumerate(reader, start=2)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read ({error.strerror}).") from error
+
+
+def read_labelled_predictions(path: str | os.PathLike) -> tuple[list[int], np.ndarray]:
+    """Labels [N] and class probabilities [N, 2] from a CSV with ``label`` and ``p_malignant`` columns.
+
+    Raises:
+        InputError: naming the file (and line), for a missing column, a bad value or no rows.
+    """
+    labels, p_malignant = [], []
+    for line, row in read_rows(path, ("label", "p_malignant")):
+        try:
+            label, probability = int(row["label"]), float(row["p_malignant"])
+        except (TypeError, ValueError) as error:
+            raise InputError(f"{path}, line {line}: {error}.") from None
+        if label not in (0, 1) or not 0.0 <= probability <= 1.0:
+            raise InputError(f"{path}, line {line}: label must be 0 or 1 and p_malignant in [0, 1], "
+                             f"got {row['label']!r} and {row['p_malignant']!r}.")
+        labels.append(label)
+        p_malignant.append(probability)
+    if not labels:
+        raise InputError(f"{path}: no prediction rows.")
+    p_malignant = np.asarray(p_malignant)
+    return labels, np.stack([1.0 - p_malignant, p_malignant], axis=1)

@@ -48,7 +48,7 @@ def trained_copy(trained: Path, destination: Path, roi: bool) -> Path:
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory) -> Path:
     """Folder with 40 synthetic 96 px images and ``datalist.json`` (30/6/4 split)."""
-    from monai_bus.demo_data import write_demo_dataset
+    from monai_bus.data.demo import write_demo_dataset
 
     folder = tmp_path_factory.mktemp("tiny_data")
     write_demo_dataset(folder, num_images=40, size=96, seed=1)

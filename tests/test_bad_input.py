@@ -201,7 +201,7 @@ def datalist_with(tiny_data, tmp_path, change) -> Path:
 
 @pytest.mark.parametrize("label", [None, "malignant", True, 5, 2, -1])
 def test_datalist_labels_are_checked_on_load(tiny_data, tmp_path, label):
-    from monai_bus.bundle_data import load_split
+    from monai_bus.data.loading import load_split
 
     def change(datalist):
         if label is None:
@@ -216,7 +216,7 @@ def test_datalist_labels_are_checked_on_load(tiny_data, tmp_path, label):
 
 
 def test_malformed_datalist_json_is_named(tmp_path):
-    from monai_bus.bundle_data import load_split
+    from monai_bus.data.loading import load_split
 
     (tmp_path / "datalist.json").write_text('{"training": [')
     with pytest.raises(ValueError, match="datalist.json: not a readable JSON datalist"):
@@ -316,7 +316,8 @@ def test_sparse_content_is_no_content():
 
 
 def test_the_datalist_refuses_a_lesion_box_the_bundle_refuses(tmp_path):
-    from monai_bus.data import DatasetError, build_datalist
+    from monai_bus.data.datalist import build_datalist
+    from monai_bus.data.records import DatasetError
 
     root = tmp_path / "BUSI" / "Dataset_BUSI_with_GT"
     for i in range(1, 5):

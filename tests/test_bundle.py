@@ -12,7 +12,7 @@ from ignite.engine import Engine, Events
 from monai.bundle import ConfigWorkflow
 
 from conftest import CONFIGS, bundle_overrides, copy_bundle
-from monai_bus.bundle_data import load_split
+from monai_bus.data.loading import load_split
 from monai_bus.commands.demo import read_metrics
 from monai_bus.errors import find_monai_bus_error
 from monai_bus.handlers import BestModelSaver, run_fingerprint

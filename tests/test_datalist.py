@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from monai_bus.cli import main
-from monai_bus.data import BadFiles, DatasetError, build_datalist
+from monai_bus.data.datalist import build_datalist
+from monai_bus.data.records import BadFiles, DatasetError
 from monai_bus.data.duplicates import components, equal_pairs, fingerprint, near_duplicate_pairs
 from monai_bus.data.formats import read_busbra, read_busi, read_csv, read_folder, read_udiat
 from monai_bus.data.splits import assign_groups, fold_splits

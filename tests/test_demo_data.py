@@ -1,4 +1,4 @@
-"""Tests for the synthetic DEMO breast-ultrasound generator (monai_bus.demo_data)."""
+"""Tests for the synthetic DEMO breast-ultrasound generator (monai_bus.data.demo)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from monai_bus.demo_data import synthesize_case, write_demo_dataset
+from monai_bus.data.demo import synthesize_case, write_demo_dataset
 
 SIZE = 64
 N_SAMPLES = 8
@@ -198,7 +198,9 @@ def test_write_demo_dataset_idempotent_and_regenerates_on_change(tmp_path):
     write_demo_dataset(tmp_path, num_images=6, size=48, seed=0, split=(0.5, 0.5, 0.0))
     data = json.loads(path.read_text())
     assert data["demo_parameters"]["split"] == [0.5, 0.5, 0.0]
-    assert (len(data["training"]), len(data["validation"]), len(data["test"])) == (3, 3, 0)
+    for label in (0, 1):  # 3 cases per class: 2 and 1 (a part is within one case of its target, per class)
+        assert sorted(sum(item["label"] == label for item in data[key]) for key in SPLITS[:2]) == [1, 2]
+    assert not data["test"]
 
     # a missing file is noticed and regenerated
     (tmp_path / "masks" / "case_0002.png").unlink()

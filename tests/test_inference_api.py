@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import CONFIGS, copy_bundle
-from monai_bus.bundle_data import load_split
+from monai_bus.data.loading import load_split
 from monai_bus.cli import main
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.networks import VGG16Classifier

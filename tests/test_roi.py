@@ -12,12 +12,12 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
 from conftest import CONFIGS, bundle_overrides, copy_bundle, set_roi
-from monai_bus.bundle_data import load_split
+from monai_bus.data.loading import load_split
 from monai_bus.cli import main
 from monai_bus.inference import BOX_IGNORED_NOTE, NO_BOX_NOTE, BundleClassifier
 from monai_bus.data.boxes import box_from_masks, check_box, expand_box, shift_box
-from monai_bus.roi import ROI_META_KEY, CropToLesiond, LesionBoxd, RandCropToLesiond
-from monai_bus.transforms import LoadUltrasoundImage
+from monai_bus.data.roi import ROI_META_KEY, CropToLesiond, LesionBoxd, RandCropToLesiond
+from monai_bus.data.transforms import LoadUltrasoundImage
 
 
 def mask(shape, *boxes) -> np.ndarray:

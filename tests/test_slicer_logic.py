@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from conftest import CONFIGS, copy_bundle
-from monai_bus.demo_data import synthesize_case
+from monai_bus.data.demo import synthesize_case
 from monai_bus.inference import BundleClassifier
 from monai_bus.networks import VGG16Classifier
 

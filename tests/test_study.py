@@ -159,7 +159,7 @@ def test_prepare_run_sets_a_nested_id_inside_an_existing_one(tmp_path):
 @pytest.fixture(scope="module")
 def datalist(tmp_path_factory) -> Path:
     """48 synthetic 64 px images, 14 in the test split, whose test images come in pairs of one 'patient'."""
-    from monai_bus.demo_data import write_demo_dataset
+    from monai_bus.data.demo import write_demo_dataset
 
     path = write_demo_dataset(tmp_path_factory.mktemp("study_data"), num_images=48, size=64, seed=3,
                               split=(0.5, 0.2, 0.3))

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_bus.transforms import LoadUltrasoundImage, LoadUltrasoundImaged
+from monai_bus.data.transforms import LoadUltrasoundImage, LoadUltrasoundImaged
 
 # a non-square image whose value encodes row and column, so any transposition is caught
 ROWS, COLUMNS = 24, 40

@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 from monai_bus.errors import CommandError
-from monai_bus.data import FORMATS, build_datalist
+from monai_bus.data.datalist import build_datalist
+from monai_bus.data.formats import FORMATS
 from monai_bus.data.datalist import GROUP_MODES
 from monai_bus.data.splits import DEFAULT_PROPORTIONS, SPLITS
 

@@ -4,7 +4,7 @@ It also classifies every test image with :class:`monai_bus.inference.BundleClass
 the per-image results to ``<bundle>/eval/test_predictions.csv``, from which ``monai-bus metrics``
 recomputes the table.
 
-The demo images are synthetic (see :mod:`monai_bus.demo_data`): the figures show that the pipeline
+The demo images are synthetic (see :mod:`monai_bus.data.demo`): the figures show that the pipeline
 works end to end, and say nothing about clinical performance.
 """
 
@@ -14,8 +14,8 @@ import argparse
 import csv
 from pathlib import Path
 
+from monai_bus.commands.metrics import format_table
 from monai_bus.errors import CommandError
-from monai_bus.commands.metrics import PREDICTION_COLUMNS, format_table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,20 +31,15 @@ def read_metrics(metrics_csv: Path) -> dict[str, float]:
 
 def write_test_predictions(bundle: Path, out_csv: Path) -> None:
     """Classify the demo test split with the trained bundle; one CSV row per image."""
-    from monai_bus.bundle_data import find_datalist, load_split
+    from monai_bus.data.loading import find_datalist, load_split
     from monai_bus.inference import BundleClassifier
-    from monai_bus.data.boxes import box_from_masks
+    from monai_bus.prediction_files import LABELLED_COLUMNS, labelled_row, write_rows
 
     classifier = BundleClassifier(bundle)
     items = load_split(find_datalist(None, None, str(bundle / "demo_data")), "test")
-    with open(out_csv, "w", encoding="utf8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(PREDICTION_COLUMNS)
-        for item in items:
-            box = item["bbox"] if "bbox" in item else box_from_masks(item["mask"]) if "mask" in item else None
-            result = classifier.predict(item["image"], box=box)
-            writer.writerow([Path(item["image"]).name, item["label"], f"{result.probabilities[0]:.6f}",
-                             f"{result.malignancy_probability:.6f}", result.class_index])
+    write_rows(out_csv, LABELLED_COLUMNS, [
+        labelled_row(Path(item["image"]).name, item["label"], classifier.predict_item(item).malignancy_probability,
+                     classifier.threshold) for item in items])
 
 
 def run(args: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ from pathlib import Path
 
 from monai_bus.errors import InputError
 
-# label index -> class name; "normal" (2) is only kept with --include-normal
-CLASSES = ("benign", "malignant", "normal")
+# label index -> class name: the two classes the models tell apart (the bundle's metadata.json names
+# them the same way), and the datasets' "normal" (2), only kept with --include-normal
+CLASS_NAMES = ("benign", "malignant")
+CLASSES = (*CLASS_NAMES, "normal")
 
 
 class DatasetError(InputError):

@@ -9,6 +9,8 @@ through the bundle on one datalist, with confidence intervals, paired comparison
 - :mod:`~monai_bus.study.runner`: :func:`~monai_bus.study.runner.run_study`, which ties them together.
 """
 
+from monai_bus.errors import InputError
 
-class StudyError(ValueError):
+
+class StudyError(InputError):
     """A user-facing problem with a study's inputs or its output folder; the message names the file."""

@@ -12,11 +12,11 @@ from pathlib import Path
 import numpy as np
 from sklearn.metrics import roc_curve
 
+from monai_bus.data.records import CLASS_NAMES
 from monai_bus.metrics import confusion_counts, roc_auc
 from monai_bus.study.configurations import CONFIGURATIONS, FIGURE5_ORDER, LOSS_NAMES
 from monai_bus.study.predictions import RunKey, RunPredictions
 
-CLASS_NAMES = ("benign", "malignant")
 LOSS_COLOURS = dict(zip(LOSS_NAMES, ("tab:blue", "tab:orange", "tab:green")))
 # gallery rows: (title, true class, predicted class)
 GALLERY_CASES = (("benign, correct", 0, 0), ("benign, wrong", 0, 1),

@@ -10,14 +10,13 @@ file lets anyone recompute them. Its columns include those of ``monai-bus metric
 
 from __future__ import annotations
 
-import csv
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from monai_bus.metrics import predicted_malignant
+from monai_bus.prediction_files import labelled_row, read_rows, write_rows
 from monai_bus.study import StudyError
 from monai_bus.study.configurations import BY_ID, CONFIGURATIONS
 
@@ -70,17 +69,12 @@ def _order(key: RunKey) -> tuple[int, int]:
 
 def write_predictions(path: Path, runs: dict[RunKey, RunPredictions]) -> None:
     """Write all runs to ``path`` atomically, in Table 1's order of configurations, then by seed."""
-    partial = path.with_name(f".{path.name}.partial")
-    with open(partial, "w", encoding="utf8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for key in sorted(runs, key=_order):
-            run = runs[key]
-            for image, group, label, p, predicted in zip(run.images, run.groups, run.labels, run.p_malignant,
-                                                         run.predicted):
-                writer.writerow([key[0], key[1], image, group, int(label), f"{1.0 - p:.6f}", f"{p:.6f}",
-                                 int(predicted)])
-    os.replace(partial, path)
+    rows = []
+    for key in sorted(runs, key=_order):
+        run = runs[key]
+        for image, group, label, p in zip(run.images, run.groups, run.labels, run.p_malignant):
+            rows.append({"configuration": key[0], "seed": key[1], "group": group, **labelled_row(image, label, p)})
+    write_rows(path, COLUMNS, rows)
 
 
 def _parse_row(path: Path, line: int, row: dict) -> tuple[RunKey, str, str, int, float]:
@@ -104,23 +98,16 @@ def read_predictions(path: Path) -> dict[RunKey, RunPredictions]:
     """The runs of a ``predictions.csv``; every run must predict the same images in the same order.
 
     Raises:
-        StudyError: naming the file (and line), for a missing column, a bad value, a repeated image
-            within a run, or runs that do not share their test images.
+        InputError: naming the file (and line), for a missing column or a bad value (a
+            :class:`~monai_bus.study.StudyError` for a bad value, a repeated image within a run, or runs
+            that do not share their test images).
     """
     columns: dict[RunKey, dict[str, list]] = {}
-    try:
-        with open(path, encoding="utf8", newline="") as f:
-            reader = csv.DictReader(f)
-            missing = set(COLUMNS) - set(reader.fieldnames or ())
-            if missing:
-                raise StudyError(f"{path}: missing column(s) {sorted(missing)}; found {reader.fieldnames}.")
-            for line, row in enumerate(reader, start=2):
-                key, image, group, label, p = _parse_row(path, line, row)
-                run = columns.setdefault(key, {"images": [], "groups": [], "labels": [], "p_malignant": []})
-                for name, value in zip(run, (image, group, label, p)):
-                    run[name].append(value)
-    except OSError as error:
-        raise StudyError(f"{path}: cannot read ({error.strerror}).") from error
+    for line, row in read_rows(path, COLUMNS):
+        key, image, group, label, p = _parse_row(path, line, row)
+        run = columns.setdefault(key, {"images": [], "groups": [], "labels": [], "p_malignant": []})
+        for name, value in zip(run, (image, group, label, p)):
+            run[name].append(value)
     runs = {key: RunPredictions(tuple(c["images"]), tuple(c["groups"]), np.asarray(c["labels"], dtype=np.int64),
                                 np.asarray(c["p_malignant"], dtype=np.float64)) for key, c in columns.items()}
     first = None

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai_bus.bundle_data import load_split
+from monai_bus.data.loading import load_split
 from monai_bus.metrics import classification_metrics
 from monai_bus.study import StudyError
 from monai_bus.study.bundle_runs import attention_maps, predict_test_split, prepare_run, train

@@ -246,7 +246,7 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
     def test_classify_synthetic_image(self):
         missing = dependencies.missing_modules()
         self.assertFalse(missing, f"Install the module's dependencies first (click Apply once): {missing}")
-        from monai_bus.demo_data import synthesize_case
+        from monai_bus.data.demo import synthesize_case
 
         self.delayDisplay("Synthetic image with a flipped, rotated geometry")
         image, _ = synthesize_case(1, 96, np.random.default_rng(0))

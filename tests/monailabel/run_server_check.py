@@ -32,7 +32,7 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
-from monai_bus.demo_data import write_demo_dataset
+from monai_bus.data.demo import write_demo_dataset
 from monai_bus.data.boxes import box_from_masks
 
 REPO = Path(__file__).resolve().parents[2]

@@ -47,14 +47,16 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from monai_bus.data.splits import assign_groups
+
 __all__ = ["MIN_SIZE", "MAX_SIZE", "synthesize_case", "write_demo_dataset"]
 
 MIN_SIZE = 32
 """Smallest accepted image side in pixels (smaller lesions cannot show their shape)."""
 MAX_SIZE = 4096
 """Largest accepted image side in pixels."""
-GENERATOR_VERSION = 1
-"""Bumped whenever the images produced for given parameters change (invalidates caches)."""
+GENERATOR_VERSION = 2
+"""Bumped whenever the images or the split produced for given parameters change (invalidates caches)."""
 
 _MIN_ASPECT = 1.1  # benign width/height and malignant height/width are at least this
 _MAX_TRIES = 200
@@ -330,28 +332,6 @@ def synthesize_case(label: int, size: int, rng: np.random.Generator) -> tuple[np
 # --------------------------------------------------------------------------------------------
 # dataset writer
 # --------------------------------------------------------------------------------------------
-def _stratified_split(labels: np.ndarray, split: tuple[float, float, float], rng: np.random.Generator) -> np.ndarray:
-    """Return the split index (0 train, 1 validation, 2 test) of each case, stratified by label.
-
-    Per class, the split sizes are rounded by the largest-remainder method; ties go to the split
-    that the classes handled so far left most under-filled, so the totals stay close as well.
-    """
-    assignment = np.empty(len(labels), dtype=np.int64)
-    fractions = np.asarray(split, dtype=np.float64)
-    surplus = np.zeros(3)  # rounded minus exact counts, summed over the classes done so far
-    for cls in np.unique(labels):
-        idx = np.flatnonzero(labels == cls)
-        idx = idx[rng.permutation(len(idx))]
-        exact = fractions * len(idx)
-        counts = np.floor(exact + 1e-9).astype(np.int64)
-        remainder = np.round(exact - counts, 9)
-        order = np.lexsort((np.arange(3), surplus, -remainder))  # last key is the primary one
-        counts[order[: len(idx) - counts.sum()]] += 1
-        surplus += counts - exact
-        assignment[idx] = np.repeat(np.arange(3), counts)
-    return assignment
-
-
 def _load_json(path: Path):
     try:
         with open(path, encoding="utf8") as f:
@@ -395,8 +375,8 @@ def write_demo_dataset(
     ``out_dir`` (as ``monai.data.load_decathlon_datalist(..., base_dir=out_dir)`` expects).
     Case ``i`` has label ``i % 2`` (classes balanced to within one image) and is generated from
     its own child of ``numpy.random.SeedSequence(seed)``, so a case's pixels depend only on
-    ``(seed, i, size)``. The split is stratified by label (largest-remainder rounding per class, cases
-    shuffled within their class) and deterministic for a seed.
+    ``(seed, i, size)``. The split is stratified by label (by :func:`monai_bus.data.splits.assign_groups`, each case a
+    group of its own) and deterministic for a seed.
 
     The call is idempotent: if ``out_dir/datalist.json`` exists, was written with the same
     parameters (its ``"demo_parameters"`` entry) and every listed file exists, it is returned
@@ -467,7 +447,7 @@ def write_demo_dataset(
             if _CASE_RE.match(path.name) and path.name not in keep:
                 path.unlink()
 
-    assignment = _stratified_split(labels, split, np.random.default_rng([seed, 0x5EED]))
+    assignment = assign_groups(np.eye(2)[labels], split, seed)  # each case a group of its own
     data: dict = {"training": [], "validation": [], "test": []}
     for name, label, part in zip(names, labels, assignment):
         key = ("training", "validation", "test")[part]
@@ -481,7 +461,7 @@ def write_demo_dataset(
             }
         )
     data["demo_parameters"] = params
-    data["description"] = "Synthetic DEMO breast-ultrasound data (monai_bus.demo_data); not clinical data."
+    data["description"] = "Synthetic DEMO breast-ultrasound data (monai_bus.data.demo); not clinical data."
 
     tmp = datalist_path.with_name(f".{datalist_path.name}.{os.getpid()}.tmp")
     with open(tmp, "w", encoding="utf8") as f:

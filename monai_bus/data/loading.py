@@ -8,7 +8,7 @@ from pathlib import Path
 
 from monai_bus.errors import InputError
 
-SPLITS = ("training", "validation", "test")
+from monai_bus.data.splits import SPLITS
 
 
 def find_datalist(datalist: str | None, dataset_dir: str | None, demo_dir: str) -> str:
@@ -22,7 +22,7 @@ def find_datalist(datalist: str | None, dataset_dir: str | None, demo_dir: str) 
     elif dataset_dir:
         path = Path(dataset_dir) / "datalist.json"
     else:
-        from monai_bus.demo_data import write_demo_dataset
+        from monai_bus.data.demo import write_demo_dataset
 
         return str(write_demo_dataset(demo_dir))
     if not path.is_file():
