@@ -22,7 +22,6 @@ A finished training run leaves ``<out>/<model>/training.json`` and is not repeat
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import platform
@@ -35,11 +34,15 @@ import torch
 from ignite.engine import Events
 from monai.bundle import ConfigWorkflow
 
+from monai_bus.data.boxes import box_from_masks, shift_box
 from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier
 from monai_bus.inferers import bf16_supported
 from monai_bus.metrics import classification_metrics, roc_auc
-from monai_bus.data.boxes import box_from_masks, shift_box
+from monai_bus.prediction_files import labelled_row, write_rows
+from monai_bus.study.bundle_runs import prepare_run
+from monai_bus.study.configurations import RECIPES
+from monai_bus.study.statistics import group_resamples
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
 MODELS = {"whole": False, "roi": True}
@@ -74,12 +77,7 @@ def train(bundle: Path, roi: bool, datalist: str, max_epochs: int) -> dict:
         return json.loads(record.read_text())
     if bundle.exists():
         shutil.rmtree(bundle)
-    shutil.copytree(BUNDLE, bundle, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
-    for name in ("train.json", "inference.json"):
-        config_file = bundle / "configs" / name
-        config = json.loads(config_file.read_text())
-        config["roi"] = roi
-        config_file.write_text(json.dumps(config, indent=4) + "\n")
+    prepare_run(BUNDLE, bundle, RECIPES["default"], {"roi": roi})
     flow = ConfigWorkflow(
         config_file=str(bundle / "configs" / "train.json"), meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=False, workflow_type="train", bundle_root=str(bundle), datalist=datalist,
@@ -107,24 +105,17 @@ def predict(bundles: dict[str, Path], items: list[dict]) -> list[dict]:
         classifier = BundleClassifier(bundle)
         for item, boxes in zip(items, conditions):
             for condition, box in (boxes.items() if MODELS[model] else [("whole image", None)]):
-                prediction = classifier.predict(item["image"], box=box)
-                p_benign, p_malignant = prediction.probabilities
-                rows.append({"model": model, "box_condition": condition, "image": Path(item["image"]).name,
-                             "group": item.get("group", item["image"]), "label": item["label"],
-                             "p_benign": f"{p_benign:.6f}", "p_malignant": f"{p_malignant:.6f}",
-                             "predicted": prediction.class_index})
+                p_malignant = classifier.predict(item["image"], box=box).malignancy_probability
+                rows.append({"model": model, "box_condition": condition, "group": item.get("group", item["image"]),
+                             **labelled_row(Path(item["image"]).name, item["label"], p_malignant)})
     return rows
 
 
-def bootstrap_aucs(labels: np.ndarray, scores: np.ndarray, groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """AUC of each of BOOTSTRAP resamples of the groups (with replacement); scores [N, K] -> [BOOTSTRAP, K]."""
-    names, index = np.unique(groups, return_inverse=True)
-    members = [np.flatnonzero(index == g) for g in range(len(names))]
-    aucs = np.empty((BOOTSTRAP, scores.shape[1]))
-    for b in range(BOOTSTRAP):
-        chosen = np.concatenate([members[g] for g in rng.integers(0, len(names), len(names))])
-        aucs[b] = [roc_auc(labels[chosen], scores[chosen, k]) for k in range(scores.shape[1])]
-    return aucs
+def bootstrap_aucs(labels: np.ndarray, scores: np.ndarray, groups: list[str]) -> np.ndarray:
+    """AUC of each of BOOTSTRAP resamples of the groups (:func:`~monai_bus.study.statistics.group_resamples`,
+    seed SEED); scores [N, K] -> [BOOTSTRAP, K]."""
+    return np.array([[roc_auc(labels[chosen], scores[chosen, k]) for k in range(scores.shape[1])]
+                     for chosen in group_resamples(groups, BOOTSTRAP, SEED)])
 
 
 def summarise(rows: list[dict]) -> list[dict]:
@@ -134,12 +125,12 @@ def summarise(rows: list[dict]) -> list[dict]:
     by_key = {key: [row for row in rows if (row["model"], row["box_condition"]) == key] for key in keys}
     reference = by_key[("whole", "whole image")]
     labels = np.array([int(row["label"]) for row in reference])
-    groups = np.array([row["group"] for row in reference])
+    groups = [row["group"] for row in reference]
     for key, part in by_key.items():
         if [row["image"] for row in part] != [row["image"] for row in reference]:
             raise RuntimeError(f"{key}: the test images differ from the whole-image model's")
     scores = np.stack([[float(row["p_malignant"]) for row in by_key[key]] for key in keys], axis=1)
-    aucs = bootstrap_aucs(labels, scores, groups, np.random.default_rng(SEED))
+    aucs = bootstrap_aucs(labels, scores, groups)
     differences = aucs - aucs[:, [0]]
     summary = []
     for k, key in enumerate(keys):
@@ -149,6 +140,18 @@ def summarise(rows: list[dict]) -> list[dict]:
                         "auc_difference": metrics["auc"] - roc_auc(labels, scores[:, 0]),
                         "auc_difference_ci": np.nanpercentile(differences[:, k], [2.5, 97.5]).tolist()})
     return summary
+
+
+def table_rows(summary: list[dict]) -> list[str]:
+    """The Markdown rows of the results table, one per model and box condition of :func:`summarise`."""
+    lines = []
+    for row in summary:
+        low, high = row["auc_difference_ci"]
+        difference = "" if row["model"] == "whole" else f"{row['auc_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
+        lines.append(f"| {row['model']} | {row['box_condition']} | {row['auc']:.3f} [{row['auc_ci'][0]:.3f}, "
+                     f"{row['auc_ci'][1]:.3f}] | {difference} | {row['sensitivity']:.3f} | {row['specificity']:.3f} | "
+                     f"{row['accuracy']:.3f} | {row['mcc']:.3f} |")
+    return lines
 
 
 def write_readme(path: Path, args, summary: list[dict], runs: dict, items: list[dict], seconds: float) -> None:
@@ -170,12 +173,7 @@ def write_readme(path: Path, args, summary: list[dict], runs: dict, items: list[
         "| model | test boxes | AUC [95% CI] | AUC - whole [95% CI] | sensitivity | specificity | accuracy | MCC |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for row in summary:
-        low, high = row["auc_difference_ci"]
-        difference = "" if row["model"] == "whole" else f"{row['auc_difference']:+.3f} [{low:+.3f}, {high:+.3f}]"
-        lines.append(f"| {row['model']} | {row['box_condition']} | {row['auc']:.3f} [{row['auc_ci'][0]:.3f}, "
-                     f"{row['auc_ci'][1]:.3f}] | {difference} | {row['sensitivity']:.3f} | {row['specificity']:.3f} | "
-                     f"{row['accuracy']:.3f} | {row['mcc']:.3f} |")
+    lines += table_rows(summary)
     lines += [
         "",
         f"CIs: 95% percentile intervals of {BOOTSTRAP} bootstrap resamples of the test groups (patients), "
@@ -219,10 +217,7 @@ def main() -> None:
     rows = predict(bundles, items)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)
-    with open(results / "predictions.csv", "w", encoding="utf8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_rows(results / "predictions.csv", COLUMNS, rows)
     summary = summarise(rows)
     write_readme(results / "README.md", args, summary, runs, items, time.perf_counter() - start)
     print((results / "README.md").read_text())

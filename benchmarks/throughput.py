@@ -5,8 +5,11 @@ network and precision, training img/s (forward, CE-logcosh loss, backward, AdamW
 and inference img/s (batch 1 and 32); the training FLOP rate as a fraction of the matmul rate of
 the same precision; the cost of the attention gate relative to plain VGG16; and one image end to
 end through the inference API (file to probability and attention map), with the bundle's configs
-and a network of random weights (the time does not depend on the weights). ``--json`` writes the
-same figures to a file.
+and a network of random weights (the time does not depend on the weights); and the data-loading
+share of a training step: the bundle's ``train#preprocessing`` (random crop around the lesion,
+resize, augmentation; loading and the box are cached, as in training) on 560 px images, in the main
+process, against the bf16 training step of Attention-VGG16. ``--json`` writes the same figures to a
+file.
 
     python benchmarks/throughput.py [--iterations 6] [--threads N] [--json results.json]
 """
@@ -28,6 +31,7 @@ import torch
 from PIL import Image
 from torch.utils.flop_counter import FlopCounterMode
 
+from monai_bus.data.boxes import box_from_masks
 from monai_bus.data.demo import synthesize_case
 from monai_bus.inference import BundleClassifier
 from monai_bus.inferers import bf16_supported
@@ -111,6 +115,36 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
+def write_sample(folder: Path, index: int) -> dict:
+    """A synthetic END_TO_END_IMAGE px image and its mask in ``folder``; its datalist item."""
+    image, mask = synthesize_case(index % 2, END_TO_END_IMAGE, np.random.default_rng(index))
+    Image.fromarray(image).save(folder / f"image_{index}.png")
+    Image.fromarray(mask).save(folder / f"mask_{index}.png")
+    return {"image": str(folder / f"image_{index}.png"), "mask": str(folder / f"mask_{index}.png"), "label": index % 2}
+
+
+def data_loading_ms(batches: int) -> float:
+    """Median milliseconds to prepare one training batch of BATCH images with the bundle's own
+    ``train#preprocessing``, after caching its deterministic part (``CacheDataset``, as in training)."""
+    from monai.bundle import ConfigParser
+    from monai.data import CacheDataset, DataLoader
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.read_meta(str(BUNDLE / "configs" / "metadata.json"))
+    with tempfile.TemporaryDirectory() as folder:
+        items = [write_sample(Path(folder), index) for index in range(BATCH)]
+        dataset = CacheDataset(items, parser.get_parsed_content("train#preprocessing"), progress=False)
+        loader = DataLoader(dataset, batch_size=BATCH, num_workers=0)
+        next(iter(loader))
+        times = []
+        for _ in range(batches):
+            start = time.perf_counter()
+            next(iter(loader))
+            times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
 def end_to_end_ms(repeats: int) -> float:
     """Median milliseconds of ``BundleClassifier.predict`` on a PNG file with a lesion box: reading,
     checks, crop, resize, one forward pass, softmax and the attention map at the image's size."""
@@ -118,17 +152,15 @@ def end_to_end_ms(repeats: int) -> float:
         bundle = Path(shutil.copytree(BUNDLE / "configs", Path(folder) / "bundle" / "configs")).parent
         (bundle / "models").mkdir()
         torch.save(AttentionVGG16(batch_norm=True).state_dict(), bundle / "models" / "model.pt")
-        image, mask = synthesize_case(1, END_TO_END_IMAGE, np.random.default_rng(0))
-        Image.fromarray(image).save(Path(folder) / "image.png")
-        rows, columns = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        box = (int(rows[0]), int(rows[-1]) + 1, int(columns[0]), int(columns[-1]) + 1)
+        item = write_sample(Path(folder), 1)
+        box = box_from_masks(item["mask"])
         classifier = BundleClassifier(bundle, device="cpu")
         for _ in range(3):
-            classifier.predict(Path(folder) / "image.png", box=box)
+            classifier.predict(item["image"], box=box)
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            classifier.predict(Path(folder) / "image.png", box=box)
+            classifier.predict(item["image"], box=box)
             times.append(1000 * (time.perf_counter() - start))
     return statistics.median(times)
 
@@ -174,12 +206,18 @@ def main() -> None:
     end_to_end = end_to_end_ms(repeats=10 * args.iterations)
     print(f"one {END_TO_END_IMAGE}x{END_TO_END_IMAGE} PNG end to end through BundleClassifier.predict (with a box): "
           f"{end_to_end:.1f} ms (median)")
+    loading = data_loading_ms(batches=args.iterations)
+    step = 1000 * BATCH / train_rates["AttentionVGG16", has_bf16]
+    print(f"data loading of a training batch ({BATCH} images of {END_TO_END_IMAGE} px, main process): {loading:.0f} ms, "
+          f"{loading / (loading + step):.0%} of a training step with the {step:.0f} ms AttentionVGG16 step")
     if args.json:
         args.json.write_text(json.dumps({
             "machine": {"processor": cpu_name(), "threads": torch.get_num_threads(),
                         "native_bf16": has_bf16, "torch": torch.__version__},
             "matmul_gflops": {"fp32": peak[False], **({"bf16": peak[True]} if has_bf16 else {})},
-            "networks": rows, "end_to_end_ms": end_to_end}, indent=2) + "\n")
+            "networks": rows, "end_to_end_ms": end_to_end,
+            "training_batch": {"data_loading_ms": loading, "step_ms": step,
+                               "data_loading_share": loading / (loading + step)}}, indent=2) + "\n")
 
 
 if __name__ == "__main__":

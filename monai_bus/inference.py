@@ -7,9 +7,12 @@ definitions the bundle's ``evaluating`` workflow runs), and the class names, ver
 point from ``configs/metadata.json``.
 
 The operating point is ``metadata.json``'s optional ``operating_point``:
-``{"threshold": t, "description": "..."}``. An image is classified malignant when
-``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule
-of the bundle's metrics (:mod:`monai_bus.metrics`).
+``{"threshold": t, "temperature": T, "description": "..."}`` (:mod:`monai_bus.calibration`, fitted on
+validation data). The probabilities are ``softmax(logits / T)`` (T = 1 when not given), and an image is
+classified malignant when ``P(malignant) >= t``; without the entry, the class is the argmax of the two
+probabilities, the rule of the bundle's metrics (:mod:`monai_bus.metrics`). Every prediction also
+carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at ``t``, or
+at 0.5 without an operating point).
 
 A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
 lesion box given by the caller: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). Without
@@ -28,10 +31,11 @@ import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
 
+from monai_bus.calibration import likelihood_category
 from monai_bus.data.boxes import check_box
+from monai_bus.data.roi import ROI_META_KEY
 from monai_bus.errors import InputError, find_monai_bus_error
 from monai_bus.metrics import predicted_malignant
-from monai_bus.data.roi import ROI_META_KEY
 
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
                "regions and is unreliable on whole images; give a box around the lesion")
@@ -58,6 +62,7 @@ class Prediction:
             col_stop)`` in the input's pixels (the lesion box plus the bundle's margin, clipped to the
             image); None when the whole image was classified.
         note: why a lesion box was not used, or None.
+        likelihood: the likelihood category of ``probabilities`` (:data:`monai_bus.calibration.CATEGORIES`).
     """
 
     class_index: int
@@ -67,6 +72,7 @@ class Prediction:
     attention: np.ndarray | None = field(default=None, repr=False, compare=False)
     roi: tuple[int, int, int, int] | None = None
     note: str | None = None
+    likelihood: str | None = None
 
     @property
     def malignancy_probability(self) -> float:
@@ -83,6 +89,7 @@ class Prediction:
             "model_version": self.model_version,
             "roi": None if self.roi is None else list(self.roi),
             "note": self.note,
+            "likelihood": self.likelihood,
         }
 
 
@@ -137,8 +144,9 @@ class BundleClassifier:
                     key=lambda item: int(item[0]))
             )
             self.version = str(parser["_meta_"]["version"])
-            operating_point = parser["_meta_"].get("operating_point")
-            self.threshold = None if operating_point is None else float(operating_point["threshold"])
+            operating_point = parser["_meta_"].get("operating_point") or {}
+            self.threshold = float(operating_point["threshold"]) if "threshold" in operating_point else None
+            self.temperature = float(operating_point.get("temperature", 1.0))
             self.roi = parser.get_parsed_content("flags#roi")
             self.device = parser.get_parsed_content("device")
             self.network = parser.get_parsed_content("network")
@@ -146,9 +154,10 @@ class BundleClassifier:
             self.inferer = parser.get_parsed_content("inferer")
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
-        if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0):
-            raise BundleError(f"{meta_file}: needs two classes and an operating_point threshold in [0, 1], got "
-                              f"{self.class_names} and {self.threshold}.")
+        if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
+                self.temperature > 0):
+            raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1] and a "
+                              f"temperature > 0, got {self.class_names}, {self.threshold} and {self.temperature}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         try:
             self.network.load_state_dict(_read_checkpoint(self.checkpoint_path))
@@ -183,14 +192,42 @@ class BundleClassifier:
         return self.predict_item(item)
 
     @torch.no_grad()
-    def predict_item(self, item: dict) -> Prediction:
-        """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,
-        else the box of its ``mask`` files (:class:`monai_bus.data.roi.LesionBoxd`). Errors as for
-        :meth:`predict`."""
+    def forward(self, item: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
+        """Preprocess a datalist item and run the network once, for the class probabilities and the
+        attention map together.
+
+        Returns:
+            the preprocessed item (its ``image`` is the network input [1, S, S], a ``MetaTensor``), the
+            class probabilities [2] (after the operating point's temperature), and the attention map
+            [S, S] in [0, 1] over the network input
+            (None for a network without an attention gate).
+
+        Raises:
+            InputError: as :meth:`predict`.
+            BundleError: when the network's output is not finite (corrupt weights).
+        """
         try:
             data = self.preprocessing(dict(item))
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             raise find_monai_bus_error(error) or error from None
+        batch = data["image"].unsqueeze(0).to(self.device)
+        alpha = None
+        if self.has_attention:
+            logits, alpha = self.inferer(batch, self.network.logits_and_attention_map)
+            alpha = alpha[0, 0].clamp(0.0, 1.0).cpu()
+        else:
+            logits = self.inferer(batch, self.network)
+        probabilities = torch.softmax(logits.float() / self.temperature, dim=1)[0].cpu()
+        if not torch.isfinite(probabilities).all():
+            raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
+                              f"weights of {self.checkpoint_path} are corrupt.")
+        return data, probabilities, alpha
+
+    def predict_item(self, item: dict) -> Prediction:
+        """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,
+        else the box of its ``mask`` files (:class:`monai_bus.data.roi.LesionBoxd`). Errors as for
+        :meth:`predict`."""
+        data, probabilities, alpha = self.forward(item)
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
         rows, columns = image_shape
@@ -202,21 +239,13 @@ class BundleClassifier:
         elif item.get("bbox") is not None:
             check_box(item["bbox"], image_shape, str(meta.get("filename_or_obj") or "image"))  # a bad box is an error
             note = BOX_IGNORED_NOTE
-        batch = data["image"].unsqueeze(0).to(self.device)
         attention = None
-        if self.has_attention:  # one forward pass for both
-            logits, alpha = self.inferer(batch, self.network.logits_and_attention_map)
+        if alpha is not None:  # back onto the input image: the classified region, zero elsewhere
             row_start, row_stop, col_start, col_stop = roi or (0, rows, 0, columns)
-            alpha = F.interpolate(alpha, size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
-                                  align_corners=False)
             attention = np.zeros((rows, columns), dtype=np.float32)
-            attention[row_start:row_stop, col_start:col_stop] = alpha.clamp(0.0, 1.0)[0, 0].cpu().numpy()
-        else:
-            logits = self.inferer(batch, self.network)
-        probabilities = torch.softmax(logits.float(), dim=1)[0].cpu()
-        if not torch.isfinite(probabilities).all():
-            raise BundleError(f"{meta['filename_or_obj']}: the network's output is not finite; the weights of "
-                              f"{self.checkpoint_path} are corrupt.")
+            attention[row_start:row_stop, col_start:col_stop] = F.interpolate(
+                alpha[None, None], size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
+                align_corners=False).clamp(0.0, 1.0)[0, 0].numpy()
         index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
         return Prediction(
             class_index=index,
@@ -226,4 +255,5 @@ class BundleClassifier:
             attention=attention,
             roi=roi,
             note=note,
+            likelihood=likelihood_category(float(probabilities[1]), 0.5 if self.threshold is None else self.threshold),
         )

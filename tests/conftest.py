@@ -29,12 +29,11 @@ def copy_bundle(destination: Path) -> Path:
 
 
 def set_roi(bundle: Path, roi: bool) -> Path:
-    """Set the bundle's ``roi`` option in its train.json and inference.json."""
-    for name in ("train.json", "inference.json"):
-        config_file = bundle / "configs" / name
-        config = json.loads(config_file.read_text())
-        config["roi"] = roi
-        config_file.write_text(json.dumps(config, indent=4))
+    """Set the bundle's ``roi`` model setting (metadata.json, read by train.json and inference.json)."""
+    meta_file = bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["model_settings"]["roi"] = roi
+    meta_file.write_text(json.dumps(metadata, indent=4))
     return bundle
 
 

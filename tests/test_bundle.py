@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 from ignite.engine import Engine, Events
-from monai.bundle import ConfigWorkflow
+from monai.bundle import ConfigParser, ConfigWorkflow
 
-from conftest import CONFIGS, bundle_overrides, copy_bundle
-from monai_bus.data.loading import load_split
+from conftest import bundle_overrides, copy_bundle
 from monai_bus.commands.demo import read_metrics
+from monai_bus.data.loading import load_split
 from monai_bus.errors import find_monai_bus_error
 from monai_bus.handlers import BestModelSaver, run_fingerprint
-from monai_bus.prediction_files import read_predictions
 from monai_bus.metrics import METRIC_NAMES, classification_metrics
+from monai_bus.prediction_files import read_predictions
 
 
 def workflow(bundle, data, config_names, workflow_type, **extra) -> ConfigWorkflow:
@@ -149,21 +149,26 @@ def test_inference_and_evaluation_agree(trained_bundle, tiny_data, tmp_path):
         assert metrics[name] == pytest.approx(expected[name], abs=1e-4), name
 
 
-def test_train_and_inference_configs_define_the_same_model():
-    train = json.loads((CONFIGS / "train.json").read_text())
-    inference = json.loads((CONFIGS / "inference.json").read_text())
-    train_network = {k: v for k, v in train["network_def"].items() if k not in ("pretrained", "pretrained_path", "dropout")}
-    assert train_network == inference["network_def"]
-    pixel_transforms = lambda transforms: [  # noqa: E731  (the transforms that change pixel values)
-        t for t in transforms if t["_target_"] not in ("SelectItemsd", "EnsureTyped")]
-    parts = ("load_transforms", "crop_transforms", "resize_transforms")
-    validation = [t for part in parts for t in train["train"][part]]
-    assert train["train"]["deterministic_transforms"] == (
-        "$@train#load_transforms + @train#crop_transforms + @train#resize_transforms")
-    assert pixel_transforms(validation) == pixel_transforms(inference["preprocessing"]["transforms"])
-    for key in ("image_size", "roi", "roi_margin", "attention", "batch_norm", "hidden", "amp", "channels_last",
-                "bundle_root"):
-        assert train[key] == inference[key], key
+def test_one_change_of_the_model_settings_reaches_training_and_inference(tmp_path, tiny_data):
+    bundle = copy_bundle(tmp_path / "bundle")
+    meta_file = bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["model_settings"].update(image_size=96, roi_margin=0.4, hidden=7, attention=False)
+    meta_file.write_text(json.dumps(metadata))
+    item = load_split(str(tiny_data / "datalist.json"), "test")[0]
+    parsed = {}
+    for name, ids in (("train.json", ("validate#preprocessing", "network")), ("inference.json", ("preprocessing",
+                                                                                                 "network"))):
+        parser = ConfigParser()
+        parser.read_config(str(bundle / "configs" / name))
+        parser.read_meta(str(meta_file))
+        parser["bundle_root"] = str(bundle)
+        parsed[name] = [parser.get_parsed_content(i) for i in ids]
+    (validation, train_network), (inference, inference_network) = parsed["train.json"], parsed["inference.json"]
+    image = inference(dict(item))["image"]
+    assert image.shape == (1, 96, 96) and torch.equal(validation(dict(item))["image"], image.as_tensor())
+    assert not hasattr(inference_network, "attention_map") and inference_network.head[0].out_features == 7
+    assert train_network.state_dict().keys() == inference_network.state_dict().keys()
 
 
 def test_a_nan_validation_score_is_never_the_best(tmp_path):

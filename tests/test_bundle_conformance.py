@@ -83,6 +83,7 @@ def test_verify_net_in_out(attention, n):
 def test_ckpt_export_matches_eager(tmp_path, attention):
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
+    parser.read_meta(str(CONFIGS / "metadata.json"))
     parser["attention"] = attention
     network = parser.get_parsed_content("network_def").eval()
     torch.save(network.state_dict(), tmp_path / "model.pt")

@@ -1,7 +1,10 @@
-"""The committed study tables are what their committed per-image predictions give, to the byte."""
+"""The committed study tables, and the ROI benchmark's table, are what their committed per-image predictions
+give, to the byte."""
 
 from __future__ import annotations
 
+import csv
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +24,16 @@ def test_study_tables_recompute_identically(study, tmp_path):
     write_comparisons(summary, tmp_path)
     for name in TABLES:
         assert (tmp_path / name).read_bytes() == (study / name).read_bytes(), name
+
+
+def test_roi_table_recomputes_identically():
+    sys.path.insert(0, str(RESULTS.parents[1] / "benchmarks"))
+    try:
+        import roi
+    finally:
+        sys.path.pop(0)
+    with open(RESULTS / "roi" / "predictions.csv", encoding="utf8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    readme = (RESULTS / "roi" / "README.md").read_text().splitlines()
+    committed = [line for line in readme if line.startswith(("| whole |", "| roi |"))]
+    assert committed == roi.table_rows(roi.summarise(rows))

@@ -13,12 +13,12 @@ import pytest
 from PIL import Image
 
 from monai_bus.cli import main
+from monai_bus.data.boxes import box_from_masks
 from monai_bus.data.datalist import build_datalist
-from monai_bus.data.records import BadFiles, DatasetError
 from monai_bus.data.duplicates import components, equal_pairs, fingerprint, near_duplicate_pairs
 from monai_bus.data.formats import read_busbra, read_busi, read_csv, read_folder, read_udiat
+from monai_bus.data.records import BadFiles, DatasetError
 from monai_bus.data.splits import assign_groups, fold_splits
-from monai_bus.data.boxes import box_from_masks
 
 SPLITS = ("training", "validation", "test")
 

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from conftest import CONFIGS, copy_bundle
-from monai_bus.data.loading import load_split
+from monai_bus.calibration import scale
 from monai_bus.cli import main
+from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.networks import VGG16Classifier
 
@@ -54,7 +55,8 @@ def test_attention_follows_image_orientation(classifier, test_image):
 
 
 def test_operating_point_from_metadata(trained_bundle, test_image, tmp_path):
-    """metadata.json's operating_point threshold decides the class; a bad one is refused."""
+    """metadata.json's operating_point threshold decides the class and the likelihood category, its
+    temperature scales the log-odds; a bad one is refused."""
     bundle = copy_bundle(tmp_path / "bundle")
     shutil.copytree(trained_bundle / "models", bundle / "models")
     meta_file = bundle / "configs" / "metadata.json"
@@ -63,11 +65,18 @@ def test_operating_point_from_metadata(trained_bundle, test_image, tmp_path):
     for threshold, expected in ((p_malignant, "malignant"), (min(p_malignant + 1e-4, 1.0), "benign")):
         meta["operating_point"] = {"threshold": threshold, "description": "test"}
         meta_file.write_text(json.dumps(meta))
-        assert BundleClassifier(bundle, device="cpu").predict(test_image).class_name == expected
-    meta["operating_point"]["threshold"] = 1.5
+        prediction = BundleClassifier(bundle, device="cpu").predict(test_image)
+        assert prediction.class_name == expected
+        assert (prediction.likelihood in ("suspicious", "malignant")) == (expected == "malignant")
+    meta["operating_point"]["temperature"] = 2.0
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="metadata.json: needs two classes and an operating_point threshold"):
-        BundleClassifier(bundle, device="cpu")
+    scaled = BundleClassifier(bundle, device="cpu").predict(test_image).malignancy_probability
+    assert scaled == pytest.approx(float(scale([p_malignant], 2.0)[0]), abs=1e-5)
+    for key, value in (("threshold", 1.5), ("temperature", 0.0)):
+        meta["operating_point"] = {"threshold": 0.5, "temperature": 1.0, key: value}
+        meta_file.write_text(json.dumps(meta))
+        with pytest.raises(BundleError, match="metadata.json: needs two classes, an operating_point threshold"):
+            BundleClassifier(bundle, device="cpu")
 
 
 def test_bad_image_names_the_file(classifier, tmp_path):

@@ -6,13 +6,7 @@ import torch
 from ignite.engine import Engine
 from sklearn import metrics as sk
 
-from monai_bus.metrics import (
-    METRIC_NAMES,
-    ClassificationMetric,
-    classification_metrics,
-    metrics_from_counts,
-    roc_auc,
-)
+from monai_bus.metrics import METRIC_NAMES, ClassificationMetric, classification_metrics, metrics_from_counts, roc_auc
 
 
 def sklearn_metrics(labels, probabilities):

@@ -5,8 +5,7 @@ import urllib.error
 import pytest
 import torch
 
-from monai_bus.networks import AttentionVGG16, PretrainedWeightsUnavailable, VGG16Classifier, vgg16_features
-from monai_bus.networks import pretrained
+from monai_bus.networks import AttentionVGG16, PretrainedWeightsUnavailable, VGG16Classifier, pretrained, vgg16_features
 
 
 def torchvision_state_dict(batch_norm: bool) -> dict:

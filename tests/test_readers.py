@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from monai_bus.data.datalist import build_datalist
-from monai_bus.data.records import BadFiles, DatasetError
 from monai_bus.data.boxes import read_mask
+from monai_bus.data.datalist import build_datalist
 from monai_bus.data.formats import read_dicom
 from monai_bus.data.images import read_image
+from monai_bus.data.records import BadFiles, DatasetError
 
 pydicom = pytest.importorskip("pydicom")
 from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402

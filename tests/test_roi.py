@@ -12,12 +12,12 @@ from monai.bundle import ConfigParser, ConfigWorkflow
 from PIL import Image
 
 from conftest import CONFIGS, bundle_overrides, copy_bundle, set_roi
-from monai_bus.data.loading import load_split
 from monai_bus.cli import main
-from monai_bus.inference import BOX_IGNORED_NOTE, NO_BOX_NOTE, BundleClassifier
 from monai_bus.data.boxes import box_from_masks, check_box, expand_box, shift_box
+from monai_bus.data.loading import load_split
 from monai_bus.data.roi import ROI_META_KEY, CropToLesiond, LesionBoxd, RandCropToLesiond
 from monai_bus.data.transforms import LoadUltrasoundImage
+from monai_bus.inference import BOX_IGNORED_NOTE, NO_BOX_NOTE, BundleClassifier
 
 
 def mask(shape, *boxes) -> np.ndarray:
@@ -123,17 +123,18 @@ def test_crop_matches_between_training_and_inference(test_item, roi_bundle, whol
     """The same box gives the same network input in validation (train.json), in training without jitter,
     in the bundle's inference.json and in the inference API, and a crop made beforehand gives the same
     probabilities as the API's own crop."""
-    train = ConfigParser()
-    train.read_config([str(CONFIGS / "train.json")])
-    train.update({"roi": True, "image_size": 64, "train#random_transforms": [],  # no jitter, no augmentation
-                  "train#random_crop_transforms#0#margin_range": [0.25, 0.25],
-                  "train#random_crop_transforms#0#max_shift": 0.0})
-    inference = ConfigParser()
-    inference.read_config(str(CONFIGS / "inference.json"))
-    inference.update({"roi": True, "image_size": 64})
+    train, inference = ConfigParser(), ConfigParser()
+    for parser, name in ((train, "train.json"), (inference, "inference.json")):
+        parser.read_config(str(CONFIGS / name))
+        parser.read_meta(str(CONFIGS / "metadata.json"))
+        parser.update({"roi": True, "image_size": 64})
+    train["train#random_transforms"] = []  # no augmentation
     item = {"image": test_item["image"], "mask": test_item["mask"], "label": test_item["label"]}
     validation_input = train.get_parsed_content("validate#preprocessing")(item)["image"]
-    training_input = train.get_parsed_content("train#preprocessing")(item)["image"]
+    training = train.get_parsed_content("train#preprocessing")
+    random_crop, = (t for t in training.transforms if isinstance(t, RandCropToLesiond))
+    random_crop.margin_range, random_crop.max_shift = (0.25, 0.25), 0.0  # no jitter
+    training_input = training(item)["image"]
     inference_input = inference.get_parsed_content("preprocessing")({"image": test_item["image"],
                                                                        "bbox": test_item["box"]})["image"]
     assert validation_input.shape == (1, 64, 64)

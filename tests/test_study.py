@@ -137,13 +137,15 @@ def test_predictions_errors_name_the_line(tmp_path):
 
 def test_prepare_run_writes_the_run_settings(tmp_path):
     prepare_run(BUNDLE, tmp_path / "run", RECIPES["paper"], {"attention": False, "loss": "ce", "seed": 2})
-    train = json.loads((tmp_path / "run" / "configs" / "train.json").read_text())
-    inference = json.loads((tmp_path / "run" / "configs" / "inference.json").read_text())
-    assert (train["attention"], train["loss"], train["seed"], train["max_epochs"]) == (False, "ce", 2, 250)
+    configs = tmp_path / "run" / "configs"
+    train = json.loads((configs / "train.json").read_text())
+    model_settings = json.loads((configs / "metadata.json").read_text())["model_settings"]
+    assert (train["loss"], train["seed"], train["max_epochs"]) == ("ce", 2, 250)
     assert train["optimizer"]["_target_"] == "torch.optim.RMSprop" and train["train"]["random_transforms"] == []
-    assert inference["attention"] is False and inference["batch_norm"] is False  # as trained
-    assert inference["load_pretrain"] is True and inference["device"].startswith("$")  # its own ids kept
-    with pytest.raises(StudyError, match="'max_epoch'] are neither top-level ids"):
+    assert model_settings["attention"] is False and model_settings["batch_norm"] is False  # paper recipe: no BN
+    assert train["batch_norm"] == "@_meta_#model_settings#batch_norm"  # read from the metadata, as inference does
+    assert (configs / "inference.json").read_text() == (BUNDLE / "configs" / "inference.json").read_text()
+    with pytest.raises(StudyError, match="'max_epoch'] are neither model_settings"):
         prepare_run(BUNDLE, tmp_path / "other", RECIPES["default"], {"max_epoch": 3})
 
 
@@ -184,8 +186,9 @@ def test_study_writes_every_output(study):
     for name in STUDIED:
         run = study / "runs" / name / "seed_0"
         assert (run / "models" / "model.pt").is_file()
-        inference = json.loads((run / "configs" / "inference.json").read_text())
-        assert inference["attention"] == name.startswith("attention") and inference["image_size"] == TINY["image_size"]
+        model_settings = json.loads((run / "configs" / "metadata.json").read_text())["model_settings"]
+        assert model_settings["attention"] == name.startswith("attention")
+        assert model_settings["image_size"] == TINY["image_size"]
     comparisons = json.loads((study / "comparisons.json").read_text())["comparisons"]
     assert [c["title"] for c in comparisons] == ["Attention-VGG16 vs VGG16 (CE-logcosh)"]
 

@@ -6,11 +6,10 @@ import argparse
 import json
 from pathlib import Path
 
-from monai_bus.errors import CommandError
-from monai_bus.data.datalist import build_datalist
+from monai_bus.data.datalist import GROUP_MODES, build_datalist
 from monai_bus.data.formats import FORMATS
-from monai_bus.data.datalist import GROUP_MODES
 from monai_bus.data.splits import DEFAULT_PROPORTIONS, SPLITS
+from monai_bus.errors import CommandError
 
 
 def _proportions(text: str) -> tuple[float, float, float]:

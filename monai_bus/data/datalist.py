@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_bus.data.boxes import box_from_masks, check_box, read_mask
 from monai_bus.data.duplicates import (CORRELATION_THRESHOLD, components, equal_pairs, file_hash, fingerprint,
                                        near_duplicate_pairs)
 from monai_bus.data.formats import FORMATS
+from monai_bus.data.images import read_image
 from monai_bus.data.records import CLASSES, BadFiles, DatasetError, Record
 from monai_bus.data.splits import DEFAULT_PROPORTIONS, SPLITS, assign_groups, fold_splits
-from monai_bus.data.boxes import box_from_masks, check_box, read_mask
-from monai_bus.data.images import read_image
 
 GROUP_MODES = ("auto", "patient", "duplicates", "none")
 

@@ -16,7 +16,6 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
-
 from monai_bus.data.records import CLASSES, BadFiles, DatasetError, Record
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")

@@ -6,9 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from monai_bus.errors import InputError
-
 from monai_bus.data.splits import SPLITS
+from monai_bus.errors import InputError
 
 
 def find_datalist(datalist: str | None, dataset_dir: str | None, demo_dir: str) -> str:

@@ -1,4 +1,5 @@
-"""Loading of ultrasound images as single-channel tensors, shared by training and inference.
+"""The classifier's preprocessing (:func:`classifier_transforms`), shared by training and inference,
+and its loader of ultrasound images as single-channel tensors.
 
 Images are read and checked by :func:`monai_bus.data.images.read_image`, the reader ``monai-bus
 datalist`` uses too, and come out in the usual row-major layout [1, H, W], so that attention maps
@@ -13,9 +14,10 @@ from collections.abc import Hashable, Mapping
 import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import MapTransform, Transform
+from monai.transforms import MapTransform, NormalizeIntensityd, Resized, Transform
 
 from monai_bus.data.images import read_image
+from monai_bus.data.roi import CropToLesiond, LesionBoxd, RandCropToLesiond
 
 
 class LoadUltrasoundImage(Transform):
@@ -54,3 +56,25 @@ class LoadUltrasoundImaged(MapTransform):
             d[key] = self.load(d[key], d.get(self.frame_key))
             d[f"{key}_file"] = d[key].meta["filename_or_obj"]
         return d
+
+
+def classifier_transforms(image_size: int, roi: bool, roi_margin: float, random_crop: bool = False) -> list:
+    """The classifier's preprocessing, from a datalist item (or an inference request) to its input.
+
+    Load the image (:class:`LoadUltrasoundImaged`); with ``roi``, find the lesion box
+    (:class:`~monai_bus.data.roi.LesionBoxd`) and crop around it with the margin ``roi_margin``
+    (:class:`~monai_bus.data.roi.CropToLesiond`), or with random margins and shifts when ``random_crop``
+    (:class:`~monai_bus.data.roi.RandCropToLesiond`, training); then resize to ``image_size`` and
+    normalise the intensities. Training, validation, evaluation and inference all start with these, so
+    the bundle's configs define the preprocessing once.
+
+    Returns:
+        dictionary transforms; ``image`` comes out as a ``MetaTensor`` [1, image_size, image_size]
+        whose meta data hold the file, the input's ``spatial_shape`` and the cropped region.
+    """
+    transforms = [LoadUltrasoundImaged("image")]
+    if roi:
+        crop = RandCropToLesiond("image") if random_crop else CropToLesiond("image", margin=roi_margin)
+        transforms += [LesionBoxd("mask"), crop]
+    return transforms + [Resized("image", spatial_size=(image_size, image_size), mode="bilinear", anti_aliasing=True),
+                         NormalizeIntensityd("image")]

@@ -20,8 +20,8 @@ import numpy as np
 from monai_bus.metrics import METRIC_NAMES, classification_metrics
 from monai_bus.study.configurations import BY_ID, COMPARISONS, CONFIGURATIONS
 from monai_bus.study.predictions import RunKey, RunPredictions
-from monai_bus.study.statistics import (CONFIDENCE, bootstrap_metrics, bootstrap_p_value, delong_test,
-                                        group_resamples, percentile_interval, resampling_units)
+from monai_bus.study.statistics import (CONFIDENCE, bootstrap_metrics, bootstrap_p_value, delong_test, group_resamples,
+                                        percentile_interval, resampling_units)
 
 BOOTSTRAP_SEED = 0
 HEADINGS = {"sensitivity": "Sensitivity", "specificity": "Specificity", "precision": "Precision",

@@ -78,9 +78,9 @@ def _test_items(datalist: Path) -> tuple[list[str], list[dict]]:
     return images, items
 
 
-def _train_and_predict(run_dir: Path, images: list[str], items: list[dict]) -> RunPredictions:
+def _train_and_predict(run_dir: Path, datalist: str, images: list[str], items: list[dict]) -> RunPredictions:
     train(run_dir)
-    p_malignant = predict_test_split(run_dir)
+    p_malignant = predict_test_split(run_dir, datalist)
     missing = [item["image"] for item in items if item["image"] not in p_malignant]
     if missing or len(p_malignant) != len(items):
         raise StudyError(f"{run_dir / 'eval' / 'predictions.csv'}: {len(p_malignant)} predictions for {len(items)} "
@@ -157,7 +157,7 @@ def run_study(datalist: str | Path, out: str | Path, seeds: int = 3, max_epochs:
         prepare_run(bundle, run_dir, RECIPES[recipe], settings)
         _log(f"{prefix}: training in {run_dir}")
         start = time.perf_counter()
-        runs[(configuration.id, seed)] = run = _train_and_predict(run_dir, images, items)
+        runs[(configuration.id, seed)] = run = _train_and_predict(run_dir, settings["datalist"], images, items)
         write_predictions(predictions_csv, runs)
         metrics = classification_metrics(run.labels, run.probabilities)
         _log(f"{prefix}: done in {(time.perf_counter() - start) / 60:.1f} min; test AUC {metrics['auc']:.3f}, "

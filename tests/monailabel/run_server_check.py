@@ -32,8 +32,8 @@ from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 from PIL import Image
 
-from monai_bus.data.demo import write_demo_dataset
 from monai_bus.data.boxes import box_from_masks
+from monai_bus.data.demo import write_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "breast_lesion_classifier"
