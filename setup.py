@@ -32,8 +32,9 @@ setup(
         "test": ["pytest"],
         # the study harness's figures (monai-bus study)
         "study": ["matplotlib"],
-        # a real MRML scene for the 3D Slicer module's tests (slicer_extension/), without the Slicer app
-        "slicer": ["slicer-core==5.13.31053.0"],
+        # the 3D Slicer module's tests (slicer_extension/) without the Slicer app: a real MRML scene, and a
+        # real Qt event loop for the panel's Apply -> worker -> timer -> table path
+        "slicer": ["slicer-core==5.13.31053.0", "PyQt5==5.15.11"],
     },
     entry_points={"console_scripts": ["monai-bus=monai_bus.cli:main"]},
 )

@@ -2,13 +2,16 @@
 
 ``BUSClassifier.py`` imports ``qt`` and ``slicer.ScriptedLoadableModule``, which only the Slicer
 application has: the ``module`` fixture stands in minimal replacements for them, so the real Logic and
-self-test classes run; the Widget is not exercised here.
+self-test classes run. The Widget is exercised in ``test_slicer_widget.py``, the overlay's rendering in
+``test_slicer_overlay.py``; both use this file's fixtures.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import sys
 import time
 import types
@@ -21,15 +24,14 @@ import pytest
 import torch
 
 from conftest import CONFIGS, copy_bundle
-from monai_bus.data.demo import synthesize_case
-from monai_bus.inference import BundleClassifier
-from monai_bus.networks import VGG16Classifier
+from monai_bus.inference import BOX_IGNORED_NOTE, BundleClassifier
 
 if os.environ.get("CI") == "true":  # CI installs the slicer extra: there a missing slicer-core fails
     import slicer
 else:
     slicer = pytest.importorskip("slicer", reason="needs slicer-core (pip install -e '.[slicer]')")
 import slicer.util  # noqa: E402
+import vtk  # noqa: E402
 
 MODULE_DIR = Path(__file__).resolve().parents[1] / "slicer_extension" / "BUSClassifier"
 # A flip and a 90-degree in-plane rotation: columns (I) run towards -A, rows (J) towards -R.
@@ -51,12 +53,19 @@ def module():
         def __init__(self, parent=None):
             self.parent = parent
 
+    class Widget(Base):
+        def setup(self):
+            self.layout = types.SimpleNamespace(addWidget=lambda widget: None)
+
+        def resourcePath(self, name):
+            return str(MODULE_DIR / "Resources" / name)
+
     class Test(unittest.TestCase):
         def delayDisplay(self, message):
             pass
 
-    scripted.ScriptedLoadableModule = scripted.ScriptedLoadableModuleWidget = Base
-    scripted.ScriptedLoadableModuleLogic = Base
+    scripted.ScriptedLoadableModule = scripted.ScriptedLoadableModuleLogic = Base
+    scripted.ScriptedLoadableModuleWidget = Widget
     scripted.ScriptedLoadableModuleTest = Test
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "qt", types.ModuleType("qt"))
@@ -70,8 +79,8 @@ def module():
 
 
 @pytest.fixture(scope="module")
-def api(trained_bundle):
-    return BundleClassifier(trained_bundle)
+def api(whole_bundle):
+    return BundleClassifier(whole_bundle)
 
 
 @pytest.fixture
@@ -80,8 +89,8 @@ def scene():
 
 
 @pytest.fixture(scope="module")
-def image():
-    return synthesize_case(1, ROWS, np.random.default_rng(3))[0][:, :COLUMNS]  # non-square: 96 x 80
+def image(module):
+    return module.BUSClassifierTest.syntheticImage(ROWS, COLUMNS, seed=3)  # non-square: 96 x 80
 
 
 def add_volume(scene, array, name="lesion", class_name="vtkMRMLScalarVolumeNode"):
@@ -91,24 +100,35 @@ def add_volume(scene, array, name="lesion", class_name="vtkMRMLScalarVolumeNode"
     return node
 
 
-def test_end_to_end(module, api, trained_bundle, scene, image):
+def row(table, index=0) -> dict:
+    """A results table row by column name."""
+    return {table.GetColumnName(c): table.GetCellText(index, c) for c in range(table.GetNumberOfColumns())}
+
+
+def test_end_to_end(module, api, whole_bundle, scene, image):
     volume = add_volume(scene, image[np.newaxis])
     logic = module.BUSClassifierLogic()
-    result, attention_node = logic.classify(volume, trained_bundle)
+    result, attention_node = logic.classify(volume, whole_bundle)
 
     expected = api.predict(image)
-    assert result == expected.to_dict()
+    assert {key: result[key] for key in expected.to_dict()} == expected.to_dict()
+    checksum = hashlib.sha256((whole_bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    assert result["threshold"] is None and result["checkpoint_sha256"] == checksum
     table = logic.resultsTable(scene)
     assert table.GetName() == "BUSClassifier results"
-    assert [table.GetColumnName(c) for c in range(6)] == ["Volume", "Class", "P(malignant)", "Model version", "Region",
-                                                          "Time"]
+    assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
+        "Volume", "Class", "P(malignant)", "Threshold", "Model version", "Weights SHA-256", "Region", "Box source",
+        "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time"]
     assert table.GetNumberOfRows() == 1
-    assert table.GetCellText(0, 0) == "lesion"
-    assert table.GetCellText(0, 1) == expected.class_name
-    assert float(table.GetCellText(0, 2)) == pytest.approx(expected.malignancy_probability, abs=1e-6)
-    assert table.GetCellText(0, 3) == json.loads((CONFIGS / "metadata.json").read_text())["version"]
-    assert table.GetCellText(0, 4) == "whole image"
-    assert datetime.fromisoformat(table.GetCellText(0, 5)).tzinfo is not None
+    values = row(table)
+    assert values["Volume"] == "lesion" and values["Class"] == expected.class_name
+    assert float(values["P(malignant)"]) == pytest.approx(expected.malignancy_probability, abs=1e-6)
+    assert values["Threshold"] == "argmax"
+    assert values["Model version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
+    assert values["Weights SHA-256"] == checksum
+    assert values["Region"] == "whole image" and values["Box source"] == "none" and values["Note"] == ""
+    assert values["StudyInstanceUID"] == values["SeriesInstanceUID"] == values["SOPInstanceUID"] == ""
+    assert datetime.fromisoformat(values["Time"]).tzinfo is not None
 
     np.testing.assert_array_equal(module.ijk_to_ras(attention_node), IJK_TO_RAS)
     assert attention_node.GetOrigin() == volume.GetOrigin()
@@ -117,24 +137,67 @@ def test_end_to_end(module, api, trained_bundle, scene, image):
     assert attention.shape == (1, ROWS, COLUMNS)
     assert 0.0 <= attention.min() <= attention.max() <= 1.0
     np.testing.assert_allclose(attention[0], expected.attention, atol=1e-6)  # same orientation as the image
-    assert attention_node.GetDisplayNode().GetColorNodeID() == "vtkMRMLColorTableNodeIron"
+    color_table = scene.GetFirstNodeByName("BUSClassifier attention")
+    assert attention_node.GetDisplayNode().GetColorNodeID() == color_table.GetID()
+    rgba = [0.0] * 4
+    color_table.GetColor(0, rgba)
+    assert rgba[3] == 0.0  # attention 0 is not drawn
+    color_table.GetColor(1, rgba)
+    assert rgba[3] == 1.0
 
-    logic.addResult(volume, result, expected.attention)
+    assert logic.addResult(volume, result, expected.attention) is attention_node  # reused on every result
     assert table.GetNumberOfRows() == 2  # every result is kept, in the same table
+    other = add_volume(scene, image[np.newaxis], name="other")
+    assert logic.addResult(other, result, expected.attention).GetName() == "other attention"
+    assert [node.GetName() for node in module.attention_volumes(scene)] == ["lesion attention", "other attention"]
+    assert scene.GetNodesByClass("vtkMRMLColorTableNode").GetNumberOfItems() == 1
 
 
-def test_rgb_vector_volume(module, api, trained_bundle, scene, image):
+def test_table_from_an_older_version_gets_the_new_columns(module, scene):
+    old = scene.AddNewNodeByClass("vtkMRMLTableNode", "BUSClassifier results")
+    for name in ("Volume", "Class", "Time"):
+        column = vtk.vtkStringArray()
+        column.SetName(name)
+        old.AddColumn(column)
+    table = module.BUSClassifierLogic().resultsTable(scene)
+    assert table is old
+    assert {table.GetColumnName(c) for c in range(table.GetNumberOfColumns())} == set(
+        module.BUSClassifierLogic.COLUMNS)
+
+
+def test_row_threshold_note_and_dicom_uids(module, scene, image, monkeypatch):
+    volume = add_volume(scene, image[np.newaxis])
+    result = {"class_name": "benign", "malignancy_probability": 0.25, "threshold": 0.35, "model_version": "0.3.0",
+              "checkpoint_sha256": "ab" * 32, "roi": None, "note": BOX_IGNORED_NOTE}
+    logic = module.BUSClassifierLogic()
+    values = logic.rowValues(volume, result)
+    assert values["Threshold"] == "0.35" and values["Note"] == BOX_IGNORED_NOTE and values["Box source"] == "none"
+
+    volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.4.5")  # as Slicer's DICOM loader sets it
+    monkeypatch.delattr(slicer, "dicomDatabase", raising=False)  # slicer-core has no DICOM database
+    values = logic.rowValues(volume, result)
+    assert (values["StudyInstanceUID"], values["SeriesInstanceUID"], values["SOPInstanceUID"]) == ("", "", "1.2.3.4.5")
+
+    tags = {("1.2.3.4.5", "0020,000D"): "1.2.3", ("1.2.3.4.5", "0020,000E"): "1.2.3.4"}
+    database = types.SimpleNamespace(isOpen=True, instanceValue=lambda uid, tag: tags[uid, tag])
+    monkeypatch.setattr(slicer, "dicomDatabase", database, raising=False)
+    values = logic.rowValues(volume, result)
+    assert (values["StudyInstanceUID"], values["SeriesInstanceUID"], values["SOPInstanceUID"]) == (
+        "1.2.3", "1.2.3.4", "1.2.3.4.5")
+
+
+def test_rgb_vector_volume(module, api, whole_bundle, scene, image):
     volume = add_volume(scene, np.stack([image] * 3, axis=-1)[np.newaxis], class_name="vtkMRMLVectorVolumeNode")
-    result, attention_node = module.BUSClassifierLogic().classify(volume, trained_bundle)
+    result, attention_node = module.BUSClassifierLogic().classify(volume, whole_bundle)
     np.testing.assert_allclose(result["probabilities"], api.predict(image).probabilities, atol=1e-3)
     assert slicer.util.arrayFromVolume(attention_node).shape == (1, ROWS, COLUMNS)
 
 
-def roi_over_pixels(scene, rows, columns):
+def roi_over_pixels(scene, rows, columns, ijk_to_ras=IJK_TO_RAS):
     """A markups ROI whose extent covers the centres of the pixels rows[0]..rows[1]-1, columns[0]..columns[1]-1."""
     low = np.array([columns[0] - 0.4, rows[0] - 0.4, -1.0, 1.0])
     high = np.array([columns[1] - 0.6, rows[1] - 0.6, 1.0, 1.0])
-    corners = (IJK_TO_RAS @ np.array([low, high]).T)[:3].T
+    corners = (ijk_to_ras @ np.array([low, high]).T)[:3].T
     roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
     roi.SetCenter(*corners.mean(axis=0))
     roi.SetSize(*np.abs(corners[1] - corners[0]))
@@ -156,21 +219,23 @@ def test_roi_is_the_lesion_box_of_the_inference_api(module, roi_bundle, scene, i
     logic = module.BUSClassifierLogic()
     result, attention_node = logic.classify(volume, roi_bundle, roi_over_pixels(scene, (10, 60), (20, 70)))
     expected = BundleClassifier(roi_bundle).predict(image, box=(10, 60, 20, 70))
-    assert result == expected.to_dict() and result["roi"] == [0, 73, 7, 80]  # box plus 25%, clipped
+    assert {key: result[key] for key in expected.to_dict()} == expected.to_dict()
+    assert result["roi"] == [0, 73, 7, 80]  # box plus 25%, clipped
     attention = slicer.util.arrayFromVolume(attention_node)[0]
     np.testing.assert_allclose(attention, expected.attention, atol=1e-6)
     attention[0:73, 7:80] = 0
     assert not attention.any()  # zero outside the classified region
     np.testing.assert_array_equal(module.ijk_to_ras(attention_node), IJK_TO_RAS)
-    table = logic.resultsTable(scene)
-    assert table.GetCellText(0, 4) == "rows 0-73, columns 7-80"
+    values = row(logic.resultsTable(scene))
+    assert values["Region"] == "rows 0-73, columns 7-80" and values["Box source"] == "given"
+    assert values["Note"] == ""
 
 
 @pytest.fixture(scope="module")
 def incompatible_bundle(tmp_path_factory):
     bundle = copy_bundle(tmp_path_factory.mktemp("incompatible") / "bundle")
     (bundle / "models").mkdir()
-    torch.save(VGG16Classifier(batch_norm=False).state_dict(), bundle / "models" / "model.pt")
+    torch.save({"classifier.weight": torch.zeros(2, 10)}, bundle / "models" / "model.pt")
     return bundle
 
 
@@ -179,9 +244,11 @@ def incompatible_bundle(tmp_path_factory):
     ("several slices", "'lesion' is a 3D volume of 3 slices; select a 2D image"),
     ("missing model", r"models/model.pt: model file not found; train the bundle first"),
     ("incompatible bundle", "models/model.pt: does not match the bundle's network_def"),
+    ("no lesion box", "trained on lesion regions and needs a lesion box; draw a markups ROI"),
 ])
-def test_errors_in_plain_words(module, scene, image, trained_bundle, incompatible_bundle, tmp_path, case, message):
-    volume, bundle = add_volume(scene, image[np.newaxis]), trained_bundle
+def test_errors_in_plain_words(module, scene, image, whole_bundle, roi_bundle, incompatible_bundle, tmp_path, case,
+                               message):
+    volume, bundle = add_volume(scene, image[np.newaxis]), whole_bundle
     if case == "no volume":
         volume = None
     elif case == "several slices":
@@ -190,6 +257,8 @@ def test_errors_in_plain_words(module, scene, image, trained_bundle, incompatibl
         bundle = copy_bundle(tmp_path / "bundle")
     elif case == "incompatible bundle":
         bundle = incompatible_bundle
+    elif case == "no lesion box":
+        bundle = roi_bundle
     logic = module.BUSClassifierLogic()
     with pytest.raises(ValueError, match=message):
         logic.classify(volume, bundle)
@@ -204,10 +273,10 @@ def wait_for(process, timeout=120):
     return output
 
 
-def test_background_process(module, api, trained_bundle, scene, image):
+def test_background_process(module, api, whole_bundle, scene, image):
     volume = add_volume(scene, image[np.newaxis])
     logic = module.BUSClassifierLogic()
-    process = logic.startClassification(volume, trained_bundle)
+    process = logic.startClassification(volume, whole_bundle)
     assert process.status().startswith("Classifying in the background")
     result, attention = wait_for(process)
     expected = api.predict(image)
@@ -234,9 +303,27 @@ def test_background_process_reports_the_api_error(module, scene, image, tmp_path
         wait_for(process)
 
 
-def test_background_process_can_be_cancelled(module, trained_bundle, scene, image):
+def test_worker_reports_any_error_in_one_message(module, tmp_path):
+    """Not only the inference API's ValueError: whatever fails in the worker is written as its result."""
+    worker = module.classify_worker
+    with pytest.raises(FileNotFoundError):
+        worker.main(["--bundle", str(tmp_path), "--image", str(tmp_path / "missing.npy"), "--output", str(tmp_path)])
+    message = json.loads((tmp_path / worker.RESULT_FILE).read_text())["error"]
+    assert message.startswith("FileNotFoundError: [Errno 2] No such file or directory") and "missing.npy" in message
+
+
+def test_killed_worker_is_reported_in_one_line(module, whole_bundle, scene, image):
     volume = add_volume(scene, image[np.newaxis])
-    process = module.BUSClassifierLogic().startClassification(volume, trained_bundle)
+    process = module.BUSClassifierLogic().startClassification(volume, whole_bundle)
+    os.kill(process.process.pid, signal.SIGKILL)
+    with pytest.raises(RuntimeError) as error:
+        wait_for(process)
+    assert str(error.value).splitlines()[0].startswith("The classification process failed (exit code -9): ")
+
+
+def test_background_process_can_be_cancelled(module, whole_bundle, scene, image):
+    volume = add_volume(scene, image[np.newaxis])
+    process = module.BUSClassifierLogic().startClassification(volume, whole_bundle)
     folder = Path(process._folder.name)
     assert process.poll() is None
     process.cancel()

@@ -1,13 +1,16 @@
 """The Slicer module's files agree with each other: the widgets the code uses exist in the .ui file with
-the expected class, and its CMakeLists.txt names every Python file and resource. No Slicer needed."""
+the expected class, its CMakeLists.txt names every Python file and resource, and the extension's metadata
+(CMakeLists.txt, the Extensions Index description) is complete. No Slicer needed."""
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-EXTENSION = Path(__file__).resolve().parents[1] / "slicer_extension"
+REPOSITORY = Path(__file__).resolve().parents[1]
+EXTENSION = REPOSITORY / "slicer_extension"
 MODULE_DIR = EXTENSION / "BUSClassifier"
 
 # Every `self.ui.<name>` of BUSClassifier.py, with the class its use needs.
@@ -59,8 +62,27 @@ def test_cmake_names_every_file():
 
 def test_extension_metadata():
     cmake = (EXTENSION / "CMakeLists.txt").read_text(encoding="utf8")
+    values = dict(re.findall(r'^set\((EXTENSION_\w+) "([^"]*)"\)', cmake, re.MULTILINE))
     for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
                 "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
-        assert f"set({key} " in cmake
-    assert re.search(r'set\(EXTENSION_DEPENDS "[^"]*\bPyTorch\b', cmake)
+        assert values.get(key), f"{key} is not set in slicer_extension/CMakeLists.txt"
+    assert values["EXTENSION_DEPENDS"] == "PyTorch"
     assert "add_subdirectory(BUSClassifier)" in cmake
+    raw = "https://raw.githubusercontent.com/monai-bus/monai-bus/main/"
+    for url in [values["EXTENSION_ICONURL"], *values["EXTENSION_SCREENSHOTURLS"].split()]:
+        assert url.startswith(raw) and (REPOSITORY / url.removeprefix(raw)).is_file(), url  # a file of the repository
+    assert values["EXTENSION_HOMEPAGE"].endswith("/slicer_extension/README.md")
+
+
+def test_extensions_index_description():
+    """BUSClassifier.json follows the Extensions Index's catalog entry schema (v1.0.2) and agrees with the
+    CMake metadata: named after the project(), same category and dependencies."""
+    cmake = (EXTENSION / "CMakeLists.txt").read_text(encoding="utf8")
+    project = re.search(r"^project\((\w+)\)", cmake, re.MULTILINE).group(1)
+    entry = json.loads((EXTENSION / f"{project}.json").read_text(encoding="utf8"))
+    assert entry["$schema"].endswith("/Schemas/slicer-extension-catalog-entry-schema-v1.0.2.json#")
+    assert set(entry) <= {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+                          "dicom_support_rule", "build_subdirectory", "enabled", "tier"}
+    assert entry["scm_url"].startswith("https://") and entry["scm_url"].endswith(".git")
+    assert f'set(EXTENSION_CATEGORY "{entry["category"]}")' in cmake
+    assert entry["build_dependencies"] == ["PyTorch"]

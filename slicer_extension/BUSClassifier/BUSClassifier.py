@@ -26,7 +26,8 @@ from slicer.ScriptedLoadableModule import (
 )
 
 from BUSClassifierLib import classify_worker, dependencies
-from BUSClassifierLib.geometry import add_volume_like, ijk_to_ras, image_from_volume, roi_pixel_box
+from BUSClassifierLib.geometry import ijk_to_ras, image_from_volume, roi_pixel_box
+from BUSClassifierLib.overlay import FOREGROUND_OPACITY, attention_volumes, show_attention
 from BUSClassifierLib.process import ClassifierProcess
 
 DEFAULT_OPERATING_POINT = "threshold 0.50 (argmax; no validated operating point in this bundle)"
@@ -42,8 +43,8 @@ class BUSClassifier(ScriptedLoadableModule):
         self.parent.helpText = (
             "Classify the breast lesion in a 2D ultrasound image (PNG, JPEG or DICOM) as benign or malignant "
             "with a monai-bus bundle, and show the model's attention map over the image. Draw a markups ROI "
-            "around the lesion: a bundle trained on lesion regions classifies the region around it. Research "
-            "software, not a medical device."
+            "around the lesion: a bundle trained on lesion regions classifies the region around it and refuses "
+            "to run without one. Research software, not a medical device."
         )
         self.parent.acknowledgementText = (
             "Kalafi EY et al., Classification of Breast Cancer Lesions in Ultrasound Images by using Attention "
@@ -72,19 +73,24 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         self.ui.bundlePathLineEdit.currentPath = self.logic.defaultBundlePath()
         self.ui.applyButton.connect("clicked(bool)", self.onApply)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancel)
+        self.hideAttentionVolumes()
+
+    def enter(self):
+        self.hideAttentionVolumes()  # those of a scene loaded meanwhile
 
     def cleanup(self):
         self.onCancel()
 
     def onApply(self):
+        """Check the inputs and start classifying in a child process; any error goes to the status line."""
         try:
             if not dependencies.install(confirm=slicer.util.confirmOkCancelDisplay):
                 self.showStatus("Not run: BUSClassifier needs torch, monai and monai-bus.")
                 return
             volumeNode, bundleDir = self.ui.inputVolumeSelector.currentNode(), self.ui.bundlePathLineEdit.currentPath
             process = self.logic.startClassification(volumeNode, bundleDir, self.ui.roiSelector.currentNode())
-        except (ValueError, RuntimeError) as error:
-            self.showStatus(error, isError=True)
+        except Exception as error:
+            self.showError(error)
             return
         self.job = (process, volumeNode, bundleDir)
         self.setRunning(True)
@@ -92,25 +98,36 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         self.timer.start()
 
     def onPoll(self):
+        """Called by the timer while a classification runs: shows its progress, then its result or error.
+        Stops it when its input volume leaves the scene (deleted, or the scene closed)."""
         process, volumeNode, bundleDir = self.job
         try:
+            if volumeNode.GetScene() is None:
+                process.cancel()
+                self.setRunning(False)
+                self.showStatus(f"Stopped: the input volume '{volumeNode.GetName()}' was removed from the scene.")
+                return
             output = process.poll()
-        except (ValueError, RuntimeError) as error:
+            if output is None:
+                self.showStatus(process.status())
+                return
             self.setRunning(False)
-            self.showStatus(error, isError=True)
-            return
-        if output is None:
-            self.showStatus(process.status())
-            return
-        self.setRunning(False)
-        result, attention = output
+            self.showResult(volumeNode, bundleDir, *output)
+        except Exception as error:
+            self.setRunning(False)
+            self.showError(error)
+
+    def showResult(self, volumeNode, bundleDir, result, attention):
+        """Add the result to the scene (table row, attention overlay) and show it in the panel."""
         attentionNode = self.logic.addResult(volumeNode, result, attention)
         self.ui.classLabel.text = result["class_name"]
         self.ui.probabilityLabel.text = f"{result['malignancy_probability']:.3f}"
         self.ui.operatingPointLabel.text = self.logic.operatingPointLabel(bundleDir)
-        self.ui.resultsTableView.setMRMLTableNode(self.logic.resultsTable(slicer.mrmlScene))
+        self.ui.resultsTableView.setMRMLTableNode(self.logic.resultsTable(volumeNode.GetScene()))
         if attentionNode:
-            slicer.util.setSliceViewerLayers(background=volumeNode, foreground=attentionNode, foregroundOpacity=0.4)
+            slicer.util.setSliceViewerLayers(background=volumeNode, foreground=attentionNode,
+                                             foregroundOpacity=FOREGROUND_OPACITY)
+            self.hideAttentionVolumes()
         note = f" Note: {result['note']}." if result["note"] else ""
         self.showStatus(f"Done: {volumeNode.GetName()} is {result['class_name']} "
                         f"(P(malignant) {result['malignancy_probability']:.3f}).{note}")
@@ -128,14 +145,24 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         self.ui.applyButton.enabled = not running
         self.ui.cancelButton.enabled = running
 
+    def hideAttentionVolumes(self):
+        """Keep the attention volumes, which are results, out of the input selector."""
+        self.ui.inputVolumeSelector.sortFilterProxyModel().hiddenNodeIDs = [
+            node.GetID() for node in attention_volumes(slicer.mrmlScene)]
+
+    def showError(self, error):
+        """An exception as one line on the status line (see :func:`classify_worker.error_message`); its full
+        text goes to the tooltip and the log, with the traceback of an unexpected one."""
+        text = classify_worker.error_message(error)
+        self.showStatus(text, isError=True)
+        logging.error(text, exc_info=None if isinstance(error, (ValueError, RuntimeError)) else error)
+
     def showStatus(self, message, isError=False):
-        """One line in the panel; an error's full text goes to the tooltip and the log."""
+        """One line in the panel, the full text in its tooltip; red for an error."""
         text = str(message)
         self.ui.statusLabel.text = text.splitlines()[0] if text else ""
         self.ui.statusLabel.toolTip = text
         self.ui.statusLabel.styleSheet = "color: red" if isError else ""
-        if isError:
-            logging.error(text)
 
 
 class BUSClassifierLogic(ScriptedLoadableModuleLogic):
@@ -146,7 +173,8 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
     """
 
     RESULTS_TABLE_NAME = "BUSClassifier results"
-    COLUMNS = ("Volume", "Class", "P(malignant)", "Model version", "Region", "Time")
+    COLUMNS = ("Volume", "Class", "P(malignant)", "Threshold", "Model version", "Weights SHA-256", "Region",
+               "Box source", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time")
 
     @staticmethod
     def defaultBundlePath() -> str:
@@ -167,7 +195,8 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         """Classify in this process, wait for the result and add it; returns ``(result, attention node)``.
 
         Raises:
-            ValueError: the inputs' or the inference API's message (missing model, incompatible bundle).
+            ValueError: the inputs' or the inference API's message (missing model, incompatible bundle),
+                or no ROI for a bundle trained on lesion regions.
         """
         image, box = self.prepareInput(volumeNode, roiNode)
         result, attention = classify_worker.classify(image, str(bundleDir), box)
@@ -182,25 +211,46 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         return ClassifierProcess(image, bundleDir, box)
 
     def addResult(self, volumeNode, result, attention):
-        """Append a row to the results table; add the attention map (if any, at the image's size and zero
-        outside the classified region) as a volume with the input's geometry. Returns the attention
-        volume node or None."""
+        """Append a row to the results table; put the attention map (if any: the image's size, zero outside
+        the classified region) into the input's attention volume (:func:`overlay.show_attention`). Returns
+        the attention volume node or None."""
         table = self.resultsTable(volumeNode.GetScene())
         row = table.AddEmptyRow()
-        values = (volumeNode.GetName(), result["class_name"], f"{result['malignancy_probability']:.6f}",
-                  result["model_version"], self.regionLabel(result["roi"]),
-                  datetime.now().astimezone().isoformat(timespec="seconds"))
-        for column, value in enumerate(values):
-            table.SetCellText(row, column, value)
-        if attention is None:
-            return None
-        attentionNode = add_volume_like(volumeNode, attention, f"{volumeNode.GetName()} attention")
-        display = attentionNode.GetDisplayNode()
-        colorNodeID = slicer.vtkMRMLColorLogic.GetColorTableNodeID(slicer.vtkMRMLColorTableNode.Iron)
-        display.SetAndObserveColorNodeID(colorNodeID)
-        display.AutoWindowLevelOff()
-        display.SetWindowLevelMinMax(0.0, 1.0)
-        return attentionNode
+        for name, value in self.rowValues(volumeNode, result).items():
+            table.SetCellText(row, table.GetColumnIndex(name), value)
+        return None if attention is None else show_attention(volumeNode, attention)
+
+    def rowValues(self, volumeNode, result) -> dict:
+        """The results table's row for a result of :func:`classify_worker.classify`, by column."""
+        study, series, instances = self.dicomUIDs(volumeNode)
+        return {
+            "Volume": volumeNode.GetName(),
+            "Class": result["class_name"],
+            "P(malignant)": f"{result['malignancy_probability']:.6f}",
+            "Threshold": "argmax" if result["threshold"] is None else f"{result['threshold']:g}",
+            "Model version": result["model_version"],
+            "Weights SHA-256": result["checkpoint_sha256"],
+            "Region": self.regionLabel(result["roi"]),
+            "Box source": "none" if result["roi"] is None else "given",
+            "Note": result["note"] or "",
+            "StudyInstanceUID": study,
+            "SeriesInstanceUID": series,
+            "SOPInstanceUID": instances,
+            "Time": datetime.now().astimezone().isoformat(timespec="seconds"),
+        }
+
+    @staticmethod
+    def dicomUIDs(volumeNode) -> tuple[str, str, str]:
+        """``(StudyInstanceUID, SeriesInstanceUID, SOPInstanceUIDs)`` of a volume loaded from Slicer's DICOM
+        database: the instances from its ``DICOM.instanceUIDs`` attribute, study and series looked up in
+        ``slicer.dicomDatabase``. Empty strings for what is unknown: a volume not loaded from DICOM, or no
+        open database (as without the Slicer application)."""
+        instances = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split()
+        database = getattr(slicer, "dicomDatabase", None)
+        if not instances or database is None or not database.isOpen:
+            return "", "", " ".join(instances)
+        return (database.instanceValue(instances[0], "0020,000D"), database.instanceValue(instances[0], "0020,000E"),
+                " ".join(instances))
 
     @staticmethod
     def regionLabel(roi) -> str:
@@ -211,11 +261,13 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         return f"rows {roi[0]}-{roi[1]}, columns {roi[2]}-{roi[3]}"
 
     def resultsTable(self, scene):
-        """The scene's results table, created with its columns on first use."""
+        """The scene's results table, created on first use; columns that a table from an older version of
+        the module lacks are added."""
         table = scene.GetFirstNodeByName(self.RESULTS_TABLE_NAME)
         if table is None:
             table = scene.AddNewNodeByClass("vtkMRMLTableNode", self.RESULTS_TABLE_NAME)
-            for name in self.COLUMNS:
+        for name in self.COLUMNS:
+            if table.GetColumnIndex(name) < 0:
                 column = vtk.vtkDoubleArray() if name == "P(malignant)" else vtk.vtkStringArray()
                 column.SetName(name)
                 table.AddColumn(column)
@@ -236,6 +288,20 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
     """Self-test on a synthetic image with an untrained copy of the project's bundle (checks the plumbing,
     not the model): run it from the module's "Reload and Test" button."""
 
+    LESION = (20, 50, 30, 70)  # rows and columns of the dark ellipse of syntheticImage(96, 96)
+
+    @staticmethod
+    def syntheticImage(rows=96, columns=96, seed=0) -> np.ndarray:
+        """A uint8 grey image of speckle with a dark ellipse inside the pixel box ``LESION`` (scaled to the
+        image's size): test data that looks vaguely like a B-mode lesion, not an ultrasound image."""
+        rng = np.random.default_rng(seed)
+        row, column = np.mgrid[0:rows, 0:columns] / np.array([rows, columns])[:, None, None] * 96
+        top, bottom, left, right = BUSClassifierTest.LESION
+        inside = ((row - (top + bottom) / 2) / ((bottom - top) / 2)) ** 2 + \
+                 ((column - (left + right) / 2) / ((right - left) / 2)) ** 2 <= 1
+        image = rng.gamma(2.0, 50.0, (rows, columns)) * np.where(inside, 0.2, 1.0)
+        return np.clip(image, 0, 255).astype(np.uint8)
+
     def setUp(self):
         slicer.mrmlScene.Clear()
 
@@ -246,12 +312,15 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
     def test_classify_synthetic_image(self):
         missing = dependencies.missing_modules()
         self.assertFalse(missing, f"Install the module's dependencies first (click Apply once): {missing}")
-        from monai_bus.data.demo import synthesize_case
 
-        self.delayDisplay("Synthetic image with a flipped, rotated geometry")
-        image, _ = synthesize_case(1, 96, np.random.default_rng(0))
+        self.delayDisplay("Synthetic image with a flipped, rotated geometry, and an ROI around its lesion")
         ijkToRAS = np.array([[0.0, -0.2, 0.0, 10.0], [-0.3, 0.0, 0.0, -5.0], [0.0, 0.0, 1.0, 2.0], [0, 0, 0, 1]])
-        volume = slicer.util.addVolumeFromArray(image[np.newaxis], ijkToRAS, name="Synthetic lesion")
+        volume = slicer.util.addVolumeFromArray(self.syntheticImage()[np.newaxis], ijkToRAS, name="Synthetic lesion")
+        top, bottom, left, right = self.LESION
+        corners = (ijkToRAS @ np.array([[left - 0.5, top - 0.5, 0, 1], [right - 0.5, bottom - 0.5, 0, 1]]).T)[:3].T
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Lesion box")
+        roi.SetCenter(*corners.mean(axis=0))
+        roi.SetSize(*(np.abs(corners[1] - corners[0]) + [0, 0, 1]))
         logic = BUSClassifierLogic()
 
         with tempfile.TemporaryDirectory() as folder:
@@ -259,15 +328,23 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
             bundle = Path(folder) / "bundle"
             shutil.copytree(Path(logic.defaultBundlePath()) / "configs", bundle / "configs")
             with self.assertRaisesRegex(ValueError, "model file not found"):
+                logic.classify(volume, bundle, roi)
+
+            self.delayDisplay("A bundle trained on lesion regions refuses to run without an ROI")
+            self._saveUntrainedWeights(bundle)
+            with self.assertRaisesRegex(ValueError, "needs a lesion box"):
                 logic.classify(volume, bundle)
 
-            self.delayDisplay("Classification with untrained weights")
-            self._saveUntrainedWeights(bundle)
-            result, attentionNode = logic.classify(volume, bundle)
+            self.delayDisplay("Classification with untrained weights, twice")
+            result, attentionNode = logic.classify(volume, bundle, roi)
+            _, attentionNodeAgain = logic.classify(volume, bundle, roi)
 
         self.assertIn(result["class_name"], ("benign", "malignant"))
         table = logic.resultsTable(slicer.mrmlScene)
-        self.assertEqual(table.GetCellText(table.GetNumberOfRows() - 1, 0), "Synthetic lesion")
+        self.assertEqual(table.GetNumberOfRows(), 2)
+        self.assertEqual(table.GetCellText(0, table.GetColumnIndex("Volume")), "Synthetic lesion")
+        self.assertEqual(table.GetCellText(0, table.GetColumnIndex("Box source")), "given")
+        self.assertEqual(attentionNodeAgain.GetID(), attentionNode.GetID())  # one attention volume per image
         np.testing.assert_allclose(ijk_to_ras(attentionNode), ijk_to_ras(volume))
         self.assertEqual(slicer.util.arrayFromVolume(attentionNode).shape, (1, 96, 96))
         self.delayDisplay("Test passed")
@@ -279,5 +356,6 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
 
         parser = ConfigParser()
         parser.read_config(str(bundle / "configs" / "inference.json"))
+        parser.read_meta(str(bundle / "configs" / "metadata.json"))
         (bundle / "models").mkdir()
         torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")

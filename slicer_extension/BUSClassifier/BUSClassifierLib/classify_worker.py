@@ -3,14 +3,15 @@
     python classify_worker.py --bundle BUNDLE_DIR --image IMAGE.npy --output OUTPUT_DIR [--box R0,R1,C0,C1]
 
 It calls the project's one inference code path, ``monai_bus.inference.BundleClassifier``, and
-writes ``OUTPUT_DIR/result.json`` (``Prediction.to_dict()``, or ``{"error": message}`` for an image or
-bundle that cannot be used) and, for a network with an attention gate, ``OUTPUT_DIR/attention.npy``.
+writes ``OUTPUT_DIR/result.json`` (see :func:`classify`, or ``{"error": message}`` for anything that
+failed) and, for a network with an attention gate, ``OUTPUT_DIR/attention.npy``.
 It imports neither ``slicer`` nor Qt.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -21,20 +22,47 @@ RESULT_FILE = "result.json"
 ATTENTION_FILE = "attention.npy"
 
 
+def sha256(path: Path) -> str:
+    """The file's SHA-256 as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def classify(image: np.ndarray, bundle_dir: str, box: tuple[int, int, int, int] | None = None
              ) -> tuple[dict, np.ndarray | None]:
-    """``(Prediction.to_dict(), attention map or None)`` for a display-order image [H, W] or [H, W, C].
+    """``(result, attention map or None)`` for a display-order image [H, W] or [H, W, C].
+
+    ``result`` is ``Prediction.to_dict()`` plus ``threshold`` (the bundle's operating point, None for
+    argmax) and ``checkpoint_sha256`` (the SHA-256 of the weights file that was used).
 
     Args:
         box: the lesion box ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels, or None.
 
     Raises:
-        ValueError: (``BundleError`` included) with the inference API's message.
+        ValueError: (``BundleError`` included) with the inference API's message, and for a bundle
+            trained on lesion regions (``BundleClassifier.roi``) given no box.
     """
     from monai_bus.inference import BundleClassifier
 
-    prediction = BundleClassifier(bundle_dir).predict(image, box=box)
-    return prediction.to_dict(), prediction.attention
+    classifier = BundleClassifier(bundle_dir)
+    if classifier.roi and box is None:
+        raise ValueError(f"{bundle_dir}: this model was trained on lesion regions and needs a lesion box; "
+                         "draw a markups ROI around the lesion, select it and click Apply again.")
+    prediction = classifier.predict(image, box=box)
+    result = {**prediction.to_dict(), "threshold": classifier.threshold,
+              "checkpoint_sha256": sha256(classifier.checkpoint_path)}
+    return result, prediction.attention
+
+
+def error_message(error: BaseException) -> str:
+    """The error in plain words: the message of a ``ValueError`` or ``RuntimeError`` (those of the
+    inference API and of the module say what is wrong), else the exception's type and message."""
+    if isinstance(error, (ValueError, RuntimeError)) and str(error):
+        return str(error)
+    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -49,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"Classifying with {args.bundle}", flush=True)
     try:
         result, attention = classify(np.load(args.image), args.bundle, args.box)
-    except ValueError as error:
-        (output / RESULT_FILE).write_text(json.dumps({"error": str(error)}))
-        return 1
+    except Exception as error:  # every failure reaches the panel as one message
+        (output / RESULT_FILE).write_text(json.dumps({"error": error_message(error)}))
+        raise
     if attention is not None:
         np.save(output / ATTENTION_FILE, attention)
     (output / RESULT_FILE).write_text(json.dumps(result))  # written last: its presence means done

@@ -62,14 +62,11 @@ def roi_pixel_box(volume_node, roi_node, image_shape: tuple[int, int]) -> tuple[
     return row_start, row_stop, col_start, col_stop
 
 
-def add_volume_like(reference_node, array: np.ndarray, name: str):
-    """A new scalar volume in the reference's scene with its geometry (origin, spacing, direction).
+def set_volume_like(node, reference_node, array: np.ndarray) -> None:
+    """Give a scalar volume node the reference's geometry (origin, spacing, direction) and these voxels.
 
     Args:
         array: [rows, columns] in display order, the reference's in-plane size.
     """
-    node = reference_node.GetScene().AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras(reference_node)))
     slicer.util.updateVolumeFromArray(node, array[np.newaxis])
-    node.CreateDefaultDisplayNodes()
-    return node

@@ -43,11 +43,15 @@ class ClassifierProcess:
         self._log = open(folder / "log.txt", "w+", encoding="utf8")
         self.start_time = time.monotonic()
         box_arguments = ["--box", ",".join(str(value) for value in box)] if box is not None else []
-        self.process = subprocess.Popen(
-            [sys.executable, str(WORKER), "--bundle", str(bundle_dir), "--image", str(folder / "image.npy"),
-             "--output", str(folder), *box_arguments],
-            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=os.name != "nt",
-        )
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, str(WORKER), "--bundle", str(bundle_dir), "--image", str(folder / "image.npy"),
+                 "--output", str(folder), *box_arguments],
+                stdout=self._log, stderr=subprocess.STDOUT, start_new_session=os.name != "nt",
+            )
+        except OSError:
+            self._cleanup()
+            raise
 
     def status(self) -> str:
         """A one-line progress message for the panel."""
@@ -57,8 +61,10 @@ class ClassifierProcess:
         """None while the child runs; then ``(result dict, attention map or None)``.
 
         Raises:
-            ValueError: the inference API's message for an image or bundle it cannot use.
-            RuntimeError: the child failed otherwise (the end of its output is in the message).
+            ValueError: the child's message for whatever failed in it (the inference API's message for
+                an image or bundle it cannot use).
+            RuntimeError: the child ended without a result (killed, or its interpreter failed): the
+                first line names its last line of output, the next lines hold the end of its output.
         """
         if self.process.poll() is None:
             return None
@@ -67,9 +73,9 @@ class ClassifierProcess:
             result_file = folder / RESULT_FILE
             if not result_file.is_file():
                 self._log.seek(0)
-                output = self._log.read().strip().splitlines()[-5:]
-                raise RuntimeError(f"The classification process failed (exit code {self.process.returncode}):\n"
-                                   + "\n".join(output))
+                output = self._log.read().strip().splitlines()[-5:] or ["no output"]
+                raise RuntimeError(f"The classification process failed (exit code {self.process.returncode}): "
+                                   f"{output[-1]}\n" + "\n".join(output))
             result = json.loads(result_file.read_text())
             if "error" in result:
                 raise ValueError(result["error"])

@@ -1,0 +1,253 @@
+"""The module's panel (Widget): Apply -> worker process -> poll -> result, and every error on its status line.
+
+The Widget runs on a real vtkMRMLScene from ``slicer-core`` with real worker processes. The .ui file's Qt
+widgets are stood in by :class:`FakeWidget` (the properties and calls the module uses) and ``qt.QTimer``
+by :class:`FakeTimer`, which the tests fire by calling ``onPoll``. ``test_real_qt_event_loop`` runs the
+same Apply -> poll path from a real Qt event loop (PyQt5, from the project's ``slicer`` extra).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+import types
+import xml.etree.ElementTree as ElementTree
+
+import numpy as np
+import pytest
+
+import test_slicer_logic
+from test_slicer_logic import MODULE_DIR, add_volume, roi_over_pixels, slicer
+
+module = test_slicer_logic.module  # the fixture: BUSClassifier.py with stand-ins for Slicer-only modules
+
+
+class FakeWidget:
+    """Stands in for any widget of BUSClassifier.ui: the properties and methods the module uses."""
+
+    def __init__(self, enabled=True):
+        self.text = self.toolTip = self.styleSheet = self.currentPath = ""
+        self.enabled = enabled
+        self.node = self.tableNode = None
+        self.slots = {}
+        self.proxy = types.SimpleNamespace(hiddenNodeIDs=[])
+
+    def connect(self, signal_name, slot):
+        self.slots[signal_name] = slot
+
+    def currentNode(self):
+        return self.node
+
+    def setMRMLTableNode(self, node):
+        self.tableNode = node
+
+    def sortFilterProxyModel(self):
+        return self.proxy
+
+    def setMRMLScene(self, scene):
+        pass
+
+
+class FakeTimer:
+    """Stands in for qt.QTimer: records its state; the test calls the slot."""
+
+    def __init__(self):
+        self.active = False
+
+    def setInterval(self, milliseconds):
+        self.interval = milliseconds
+
+    def connect(self, signal_name, slot):
+        self.slot = slot
+
+    def start(self):
+        self.active = True
+
+    def stop(self):
+        self.active = False
+
+
+def ui_widgets() -> types.SimpleNamespace:
+    """A stand-in for every widget of BUSClassifier.ui, by name, enabled as the file says."""
+    root = ElementTree.parse(MODULE_DIR / "Resources" / "UI" / "BUSClassifier.ui").getroot()
+    return types.SimpleNamespace(**{
+        widget.get("name"): FakeWidget(enabled=widget.findtext("property[@name='enabled']/bool") != "false")
+        for widget in root.iter("widget")})
+
+
+@pytest.fixture
+def scene(monkeypatch):
+    scene = slicer.vtkMRMLScene()
+    monkeypatch.setattr(slicer, "mrmlScene", scene, raising=False)
+    return scene
+
+
+def make_widget(module, monkeypatch, timer_class=FakeTimer):
+    """The module's Widget after its real ``setup()``, on stand-in widgets."""
+    monkeypatch.setattr(slicer.util, "loadUI", lambda path: FakeWidget() if os.path.isfile(path) else None)
+    monkeypatch.setattr(slicer.util, "childWidgetVariables", lambda ui: ui_widgets())
+    monkeypatch.setattr(module.qt, "QTimer", timer_class, raising=False)
+    widget = module.BUSClassifierWidget()
+    widget.setup()
+    return widget
+
+
+def apply(widget, volume, bundle, roi=None):
+    widget.ui.inputVolumeSelector.node, widget.ui.roiSelector.node = volume, roi
+    widget.ui.bundlePathLineEdit.currentPath = str(bundle)
+    widget.ui.applyButton.slots["clicked(bool)"]()  # PythonQt drops the arguments a slot does not take
+
+
+def poll_until_idle(widget, timeout=120):
+    deadline = time.monotonic() + timeout
+    while widget.timer.active:
+        assert time.monotonic() < deadline, "the classification did not finish"
+        time.sleep(0.05)
+        widget.timer.slot()
+
+
+def assert_idle(widget):
+    assert widget.job is None and not widget.timer.active
+    assert widget.ui.applyButton.enabled and not widget.ui.cancelButton.enabled
+
+
+def assert_error(widget, message):
+    """The status line holds one red line starting with ``message``; the panel is ready for the next Apply."""
+    status = widget.ui.statusLabel
+    assert "\n" not in status.text and status.text.startswith(message), status.text
+    assert status.styleSheet == "color: red" and status.toolTip.startswith(status.text)
+    assert_idle(widget)
+
+
+@pytest.fixture
+def image(module):
+    return module.BUSClassifierTest.syntheticImage(96, 80, seed=3)
+
+
+def test_apply_poll_result(module, whole_bundle, scene, image, monkeypatch):
+    widget = make_widget(module, monkeypatch)
+    assert widget.ui.bundlePathLineEdit.currentPath.endswith("bundle")
+    assert_idle(widget)
+    volume = add_volume(scene, image[np.newaxis])
+    apply(widget, volume, whole_bundle)
+    assert widget.timer.active and widget.ui.cancelButton.enabled and not widget.ui.applyButton.enabled
+    assert widget.ui.statusLabel.text.startswith("Classifying in the background")
+    poll_until_idle(widget)
+
+    assert_idle(widget)
+    assert widget.ui.statusLabel.text.startswith(f"Done: lesion is {widget.ui.classLabel.text} (P(malignant) ")
+    assert widget.ui.statusLabel.styleSheet == ""
+    assert widget.ui.operatingPointLabel.text.startswith("threshold 0.50 (argmax")
+    table = widget.ui.resultsTableView.tableNode
+    assert table.GetName() == "BUSClassifier results" and table.GetNumberOfRows() == 1
+    attention, = module.attention_volumes(scene)
+    assert widget.ui.inputVolumeSelector.proxy.hiddenNodeIDs == [attention.GetID()]  # not offered as an input
+
+    apply(widget, volume, whole_bundle)
+    poll_until_idle(widget)
+    assert table.GetNumberOfRows() == 2 and module.attention_volumes(scene) == [attention]  # reused
+
+
+def test_cancel(module, whole_bundle, scene, image, monkeypatch):
+    widget = make_widget(module, monkeypatch)
+    apply(widget, add_volume(scene, image[np.newaxis]), whole_bundle)
+    process = widget.job[0]
+    widget.ui.cancelButton.slots["clicked(bool)"]()
+    assert process.process.returncode is not None and widget.ui.statusLabel.text == "Cancelled."
+    assert_idle(widget)
+
+
+@pytest.mark.parametrize("how", ["node deleted", "scene closed"])
+def test_input_removed_during_the_run(module, whole_bundle, scene, image, monkeypatch, how):
+    widget = make_widget(module, monkeypatch)
+    volume = add_volume(scene, image[np.newaxis])
+    apply(widget, volume, whole_bundle)
+    process = widget.job[0]
+    if how == "node deleted":
+        scene.RemoveNode(volume)
+    else:
+        scene.Clear(0)
+    widget.timer.slot()
+    assert process.process.returncode is not None  # the worker was stopped
+    assert widget.ui.statusLabel.text == "Stopped: the input volume 'lesion' was removed from the scene."
+    assert_idle(widget)
+    assert scene.GetFirstNodeByName("BUSClassifier results") is None
+
+
+def raise_(error):
+    raise error
+
+
+def test_errors_reach_the_status_line_in_one_line(module, whole_bundle, roi_bundle, scene, image, monkeypatch,
+                                                  tmp_path):
+    widget = make_widget(module, monkeypatch)
+    volume = add_volume(scene, image[np.newaxis])
+
+    apply(widget, None, whole_bundle)  # an input error, found before the worker starts
+    assert_error(widget, "No input volume selected: load an ultrasound image and select it as the input.")
+
+    apply(widget, volume, roi_bundle)  # refused by the worker: this bundle needs a lesion box
+    poll_until_idle(widget)
+    assert_error(widget, f"{roi_bundle}: this model was trained on lesion regions and needs a lesion box")
+    apply(widget, volume, roi_bundle, roi_over_pixels(scene, (10, 60), (20, 70)))
+    poll_until_idle(widget)
+    assert widget.ui.statusLabel.text.startswith("Done: lesion is ")
+
+    apply(widget, volume, tmp_path)  # not a bundle: the inference API's message, from the worker
+    poll_until_idle(widget)
+    assert_error(widget, f"{tmp_path}/configs/inference.json: not found; is {tmp_path} a monai-bus bundle folder?")
+
+    apply(widget, volume, whole_bundle)  # the worker is killed
+    os.kill(widget.job[0].process.pid, signal.SIGKILL)
+    poll_until_idle(widget)
+    assert_error(widget, "The classification process failed (exit code -9): ")
+    assert len(widget.ui.statusLabel.toolTip.splitlines()) > 1  # the end of its output, in the tooltip
+
+    with monkeypatch.context() as patch:  # any exception, e.g. an OSError from the disk
+        patch.setattr(widget.logic, "startClassification",
+                      lambda *args: raise_(OSError(28, "No space left on device")))
+        apply(widget, volume, whole_bundle)
+    assert_error(widget, "OSError: [Errno 28] No space left on device")
+
+    with monkeypatch.context() as patch:  # an error while showing the result
+        patch.setattr(widget.logic, "addResult", lambda *args: raise_(KeyError("class_name")))
+        apply(widget, volume, whole_bundle)
+        poll_until_idle(widget)
+    assert_error(widget, "KeyError: 'class_name'")
+
+    with monkeypatch.context() as patch:  # pip fails while installing monai-bus
+        patch.setattr(module.dependencies, "missing_modules", lambda: ["monai_bus"])
+        patch.setattr(slicer.util, "confirmOkCancelDisplay", lambda message: True)
+        patch.setattr(slicer.util, "pip_install",
+                      lambda args: raise_(subprocess.CalledProcessError(1, ["pip", "install"])))
+        apply(widget, volume, whole_bundle)
+    assert_error(widget, f"Installing monai-bus from {module.dependencies.REPOSITORY} failed (CalledProcessError: "
+                         "Command '['pip', 'install']' returned non-zero exit status 1.); pip's output is in the "
+                         "Python console.")
+
+
+def test_real_qt_event_loop(module, whole_bundle, scene, image, monkeypatch):
+    """Apply -> worker -> QTimer -> onPoll -> table, driven by a real Qt event loop (PyQt5's QTimer behind the
+    ``qt.QTimer`` surface the module uses: ``connect("timeout()", slot)``)."""
+    QtCore = pytest.importorskip("PyQt5.QtCore", reason="needs PyQt5 (a real Qt event loop)")
+
+    class QTimer(QtCore.QTimer):
+        def connect(self, signal_name, slot):
+            getattr(self, signal_name.split("(")[0]).connect(slot)
+
+    application = QtCore.QCoreApplication.instance() or QtCore.QCoreApplication([])
+    widget = make_widget(module, monkeypatch, QTimer)
+    apply(widget, add_volume(scene, image[np.newaxis]), whole_bundle)
+    assert widget.timer.isActive()
+
+    watch = QtCore.QTimer()
+    watch.timeout.connect(lambda: widget.job is None and application.quit())
+    watch.start(50)
+    QtCore.QTimer.singleShot(120_000, application.quit)
+    application.exec_()
+    watch.stop()
+
+    assert widget.ui.statusLabel.text.startswith("Done: lesion is "), widget.ui.statusLabel.text
+    assert not widget.timer.isActive() and widget.ui.resultsTableView.tableNode.GetNumberOfRows() == 1
