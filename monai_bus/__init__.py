@@ -9,7 +9,7 @@ import importlib
 __version__ = "0.1.0"
 
 __all__ = ["bundle_options", "data", "errors", "handlers", "inference", "inferers", "losses", "metrics", "networks",
-           "prediction_files"]
+           "prediction_files", "weights"]
 
 
 def __getattr__(name: str):

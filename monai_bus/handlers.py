@@ -24,6 +24,7 @@ from monai.transforms import Compose
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from monai_bus.errors import TrainingError
+from monai_bus.weights import write_record
 
 logger = logging.getLogger(__name__)
 
@@ -79,17 +80,24 @@ class BestModelSaver:
     the file is left as it is. Its :meth:`state_dict` (best score and epoch) travels in
     :class:`LastCheckpoint`, so that a resumed run compares against the best of the epochs before.
 
+    With ``bundle_version`` and ``trained_on``, every save also writes the weights' record,
+    ``model.json`` (:func:`monai_bus.weights.write_record`: checksum, a version of their own, the data).
+
     Args:
         save_dir: folder of ``model.pt``.
         network: the network to save (unwrapped from DDP).
         metric: the evaluator's metric to compare.
+        bundle_version: the bundle's ``version``.
+        trained_on: what the weights were trained on, in words.
     """
 
     FILENAME = "model.pt"
 
-    def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, metric: str = "val_auc") -> None:
+    def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, metric: str = "val_auc",
+                 bundle_version: str | None = None, trained_on: str | None = None) -> None:
         self.path = Path(save_dir) / self.FILENAME
         self.network, self.metric = network, metric
+        self.bundle_version, self.trained_on = bundle_version, trained_on
         self.best_score: float | None = None
         self.best_epoch: int | None = None
 
@@ -107,6 +115,8 @@ class BestModelSaver:
         self.best_score, self.best_epoch = score, epoch
         if idist.get_rank() == 0:
             save_atomically(_unwrap(self.network).state_dict(), self.path)
+            if self.bundle_version is not None and self.trained_on is not None:
+                write_record(self.path, self.bundle_version, self.trained_on, epoch=epoch, **{self.metric: score})
         logger.info("epoch %d: best %s %.4f, saved %s", epoch, self.metric, score, self.path)
 
     def state_dict(self) -> dict:

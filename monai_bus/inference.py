@@ -3,8 +3,9 @@
 This is the one inference code path of the project: the ``monai-bus infer`` command, the 3D Slicer
 module and the MONAI Label app all call :class:`BundleClassifier`, which takes ``network_def``,
 ``preprocessing`` and ``inferer`` from the bundle's own ``configs/inference.json`` (the same
-definitions the bundle's ``evaluating`` workflow runs), and the class names, version and operating
-point from ``configs/metadata.json``.
+definitions the bundle's ``evaluating`` workflow runs), and the class names and operating point from
+``configs/metadata.json``. Every prediction names its weights: file, SHA-256, version and training
+data (:mod:`monai_bus.weights`).
 
 The operating point is ``metadata.json``'s optional ``operating_point``:
 ``{"threshold": t, "temperature": T, "description": "..."}`` (:mod:`monai_bus.calibration`, fitted on
@@ -36,6 +37,7 @@ from monai_bus.data.boxes import check_box
 from monai_bus.data.roi import ROI_META_KEY
 from monai_bus.errors import InputError, find_monai_bus_error
 from monai_bus.metrics import predicted_malignant
+from monai_bus.weights import provenance
 
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
                "regions and is unreliable on whole images; give a box around the lesion")
@@ -54,7 +56,8 @@ class Prediction:
         class_index: predicted class (0 benign, 1 malignant).
         class_name: its name from the bundle's metadata.
         probabilities: one probability per class, summing to 1.
-        model_version: the bundle's ``version``.
+        model_version: the version of the weights (:func:`monai_bus.weights.provenance`): the bundle's
+            for its shipped weights, with ``+trained.<time>`` for weights trained or fine-tuned since.
         attention: attention coefficients [H, W] in [0, 1] at the input image's size and
             orientation (rows first), zero outside ``roi``; None for a network without an attention
             gate.
@@ -63,6 +66,9 @@ class Prediction:
             image); None when the whole image was classified.
         note: why a lesion box was not used, or None.
         likelihood: the likelihood category of ``probabilities`` (:data:`monai_bus.calibration.CATEGORIES`).
+        weights_file: the weight file that classified the image.
+        weights_sha256: its SHA-256.
+        trained_on: the data that trained it, in words.
     """
 
     class_index: int
@@ -73,6 +79,9 @@ class Prediction:
     roi: tuple[int, int, int, int] | None = None
     note: str | None = None
     likelihood: str | None = None
+    weights_file: str | None = None
+    weights_sha256: str | None = None
+    trained_on: str | None = None
 
     @property
     def malignancy_probability(self) -> float:
@@ -90,6 +99,9 @@ class Prediction:
             "roi": None if self.roi is None else list(self.roi),
             "note": self.note,
             "likelihood": self.likelihood,
+            "weights_file": self.weights_file,
+            "weights_sha256": self.weights_sha256,
+            "trained_on": self.trained_on,
         }
 
 
@@ -143,8 +155,8 @@ class BundleClassifier:
                     parser["_meta_"]["network_data_format"]["outputs"]["pred"]["channel_def"].items(),
                     key=lambda item: int(item[0]))
             )
-            self.version = str(parser["_meta_"]["version"])
-            operating_point = parser["_meta_"].get("operating_point") or {}
+            metadata = parser["_meta_"]
+            operating_point = metadata.get("operating_point") or {}
             self.threshold = float(operating_point["threshold"]) if "threshold" in operating_point else None
             self.temperature = float(operating_point.get("temperature", 1.0))
             self.roi = parser.get_parsed_content("flags#roi")
@@ -164,6 +176,8 @@ class BundleClassifier:
         except RuntimeError as error:
             raise BundleError(f"{self.checkpoint_path}: does not match the bundle's network_def ({error}).") from error
         self.network.eval()
+        self.weights = provenance(self.checkpoint_path, self.bundle_dir, metadata)
+        self.version = self.weights["version"]
 
     @property
     def has_attention(self) -> bool:
@@ -256,4 +270,7 @@ class BundleClassifier:
             roi=roi,
             note=note,
             likelihood=likelihood_category(float(probabilities[1]), 0.5 if self.threshold is None else self.threshold),
+            weights_file=self.weights["file"],
+            weights_sha256=self.weights["sha256"],
+            trained_on=self.weights["trained_on"],
         )

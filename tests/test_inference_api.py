@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -34,7 +35,7 @@ def test_prediction(classifier, test_image):
     assert result.class_index == int(np.argmax(result.probabilities))  # no operating_point: argmax
     assert result.class_name == ("benign", "malignant")[result.class_index]
     assert result.malignancy_probability == result.probabilities[1]
-    assert result.model_version == json.loads((CONFIGS / "metadata.json").read_text())["version"]
+    assert result.model_version.startswith(json.loads((CONFIGS / "metadata.json").read_text())["version"] + "+trained.")
     assert result.attention.shape == (96, 96)  # the input image's own size
     assert 0.0 <= result.attention.min() <= result.attention.max() <= 1.0
 
@@ -144,3 +145,36 @@ def test_one_forward_pass_per_image(classifier, test_image):
     finally:
         hook.remove()
     assert len(calls) == 1 and result.attention is not None
+
+
+def test_every_prediction_names_its_weights(trained_bundle, test_image, tmp_path):
+    """Trained weights carry their record (checksum, own version, data); weights shipped in metadata.json
+    carry the bundle's version; unknown weights are never passed off as the release."""
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copytree(trained_bundle / "models", bundle / "models")
+    weights = bundle / "models" / "model.pt"
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    checksum = hashlib.sha256(weights.read_bytes()).hexdigest()
+
+    trained = BundleClassifier(bundle, device="cpu").predict(test_image)
+    assert trained.weights_file == str(weights) and trained.weights_sha256 == checksum
+    assert trained.model_version.startswith(meta["version"] + "+trained.")
+    assert trained.trained_on.endswith("datalist.json: 30 training images (15 malignant), 6 validation images")
+
+    (bundle / "models" / "model.json").unlink()
+    unknown = BundleClassifier(bundle, device="cpu").predict(test_image)
+    assert unknown.model_version == meta["version"] + "+unrecorded" and unknown.trained_on.startswith("unknown")
+
+    meta["weights"] = {"models/model.pt": {"sha256": checksum, "trained_on": "the shipped data"}}
+    meta_file.write_text(json.dumps(meta))
+    shipped = BundleClassifier(bundle, device="cpu").predict(test_image)
+    assert (shipped.model_version, shipped.trained_on) == (meta["version"], "the shipped data")
+    assert shipped.to_dict()["weights_sha256"] == checksum
+
+    torch.save({k: v + 1 for k, v in torch.load(weights).items()}, weights)  # other weights, same path
+    assert BundleClassifier(bundle, device="cpu").version == meta["version"] + "+unrecorded"
+
+    (bundle / "models" / "model.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"model.json: not a readable weights record"):
+        BundleClassifier(bundle, device="cpu")

@@ -113,19 +113,22 @@ def test_end_to_end(module, api, whole_bundle, scene, image):
     expected = api.predict(image)
     assert {key: result[key] for key in expected.to_dict()} == expected.to_dict()
     checksum = hashlib.sha256((whole_bundle / "models" / "model.pt").read_bytes()).hexdigest()
-    assert result["threshold"] is None and result["checkpoint_sha256"] == checksum
+    assert result["threshold"] is None and result["weights_sha256"] == checksum
     table = logic.resultsTable(scene)
     assert table.GetName() == "BUSClassifier results"
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
-        "Volume", "Class", "P(malignant)", "Threshold", "Model version", "Weights SHA-256", "Region", "Box source",
-        "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time"]
+        "Volume", "Class", "P(malignant)", "Likelihood", "Threshold", "Model version", "Weights SHA-256", "Trained on",
+        "Region", "Box source", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time"]
     assert table.GetNumberOfRows() == 1
     values = row(table)
     assert values["Volume"] == "lesion" and values["Class"] == expected.class_name
     assert float(values["P(malignant)"]) == pytest.approx(expected.malignancy_probability, abs=1e-6)
     assert values["Threshold"] == "argmax"
-    assert values["Model version"] == json.loads((CONFIGS / "metadata.json").read_text())["version"]
-    assert values["Weights SHA-256"] == checksum
+    bundle_version = json.loads((CONFIGS / "metadata.json").read_text())["version"]
+    assert values["Model version"] == expected.model_version and expected.model_version.startswith(
+        f"{bundle_version}+trained.")  # trained here, so not the bundle's release
+    assert values["Weights SHA-256"] == checksum and values["Trained on"] == expected.trained_on
+    assert values["Likelihood"] == expected.likelihood
     assert values["Region"] == "whole image" and values["Box source"] == "none" and values["Note"] == ""
     assert values["StudyInstanceUID"] == values["SeriesInstanceUID"] == values["SOPInstanceUID"] == ""
     assert datetime.fromisoformat(values["Time"]).tzinfo is not None
@@ -168,7 +171,8 @@ def test_table_from_an_older_version_gets_the_new_columns(module, scene):
 def test_row_threshold_note_and_dicom_uids(module, scene, image, monkeypatch):
     volume = add_volume(scene, image[np.newaxis])
     result = {"class_name": "benign", "malignancy_probability": 0.25, "threshold": 0.35, "model_version": "0.3.0",
-              "checkpoint_sha256": "ab" * 32, "roi": None, "note": BOX_IGNORED_NOTE}
+              "weights_sha256": "ab" * 32, "roi": None, "note": BOX_IGNORED_NOTE, "likelihood": "probably benign",
+              "trained_on": "the test's data"}
     logic = module.BUSClassifierLogic()
     values = logic.rowValues(volume, result)
     assert values["Threshold"] == "0.35" and values["Note"] == BOX_IGNORED_NOTE and values["Box source"] == "none"

@@ -173,8 +173,9 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
     """
 
     RESULTS_TABLE_NAME = "BUSClassifier results"
-    COLUMNS = ("Volume", "Class", "P(malignant)", "Threshold", "Model version", "Weights SHA-256", "Region",
-               "Box source", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time")
+    COLUMNS = ("Volume", "Class", "P(malignant)", "Likelihood", "Threshold", "Model version", "Weights SHA-256",
+               "Trained on", "Region", "Box source", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+               "Time")
 
     @staticmethod
     def defaultBundlePath() -> str:
@@ -227,9 +228,11 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
             "Volume": volumeNode.GetName(),
             "Class": result["class_name"],
             "P(malignant)": f"{result['malignancy_probability']:.6f}",
+            "Likelihood": result["likelihood"],
             "Threshold": "argmax" if result["threshold"] is None else f"{result['threshold']:g}",
             "Model version": result["model_version"],
-            "Weights SHA-256": result["checkpoint_sha256"],
+            "Weights SHA-256": result["weights_sha256"],
+            "Trained on": result["trained_on"],
             "Region": self.regionLabel(result["roi"]),
             "Box source": "none" if result["roi"] is None else "given",
             "Note": result["note"] or "",

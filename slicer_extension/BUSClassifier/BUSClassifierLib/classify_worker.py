@@ -11,7 +11,6 @@ It imports neither ``slicer`` nor Qt.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 from pathlib import Path
@@ -22,21 +21,12 @@ RESULT_FILE = "result.json"
 ATTENTION_FILE = "attention.npy"
 
 
-def sha256(path: Path) -> str:
-    """The file's SHA-256 as 64 hex digits."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def classify(image: np.ndarray, bundle_dir: str, box: tuple[int, int, int, int] | None = None
              ) -> tuple[dict, np.ndarray | None]:
     """``(result, attention map or None)`` for a display-order image [H, W] or [H, W, C].
 
-    ``result`` is ``Prediction.to_dict()`` plus ``threshold`` (the bundle's operating point, None for
-    argmax) and ``checkpoint_sha256`` (the SHA-256 of the weights file that was used).
+    ``result`` is ``Prediction.to_dict()`` (with the weights' file, SHA-256 and training data) plus
+    ``threshold`` (the bundle's operating point, None for argmax).
 
     Args:
         box: the lesion box ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels, or None.
@@ -52,8 +42,7 @@ def classify(image: np.ndarray, bundle_dir: str, box: tuple[int, int, int, int] 
         raise ValueError(f"{bundle_dir}: this model was trained on lesion regions and needs a lesion box; "
                          "draw a markups ROI around the lesion, select it and click Apply again.")
     prediction = classifier.predict(image, box=box)
-    result = {**prediction.to_dict(), "threshold": classifier.threshold,
-              "checkpoint_sha256": sha256(classifier.checkpoint_path)}
+    result = {**prediction.to_dict(), "threshold": classifier.threshold}
     return result, prediction.attention
 
 

@@ -1,0 +1,82 @@
+"""Where a weight file came from: its checksum, its version and the data that trained it.
+
+Every ``model.pt`` that training writes (:class:`monai_bus.handlers.BestModelSaver`) gets a record
+beside it, ``model.json``: ``{"sha256", "version", "trained_on", ...}``. The version is the bundle's
+with ``+trained.<UTC time>`` appended, so that a model trained or fine-tuned here never passes for
+the bundle's release. Weights shipped with a bundle are recorded in its ``metadata.json`` instead,
+under ``weights``: ``{"models/model.pt": {"sha256", "trained_on"}}``.
+
+:func:`provenance` tells the inference API which of the two applies; a file known to neither is
+reported as such, never as the bundle's release.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+
+from monai_bus.errors import InputError
+
+UNKNOWN = "unknown: not the bundle's shipped weights, and no record beside the file"
+
+
+def sha256(path: str | os.PathLike) -> str:
+    """The file's SHA-256, 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def record_path(weights: str | os.PathLike) -> Path:
+    """The record beside a weight file: ``model.pt`` -> ``model.json``."""
+    return Path(weights).with_suffix(".json")
+
+
+def write_record(weights: str | os.PathLike, bundle_version: str, trained_on: str, **details) -> None:
+    """Write the record of freshly trained weights (atomically), with their checksum and a version of their own."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    record = {"sha256": sha256(weights), "version": f"{bundle_version}+trained.{stamp}", "trained_on": trained_on,
+              **details}
+    path = record_path(weights)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(record, indent=1) + "\n")
+    os.replace(partial, path)
+
+
+def describe_training_data(datalist_file: str, training: list[dict], validation: list[dict]) -> str:
+    """One line naming the datalist and counting its training and validation images."""
+    malignant = sum(item["label"] == 1 for item in training)
+    return (f"{datalist_file}: {len(training)} training images ({malignant} malignant), "
+            f"{len(validation)} validation images")
+
+
+def provenance(weights: str | os.PathLike, bundle_dir: str | os.PathLike, metadata: dict) -> dict:
+    """``{"file", "sha256", "version", "trained_on"}`` of a weight file.
+
+    From the record beside the file when its checksum matches; else from ``metadata["weights"]`` when
+    the file is the one shipped there (same path in the bundle and same checksum), with the bundle's
+    version; else the bundle's version marked ``+unrecorded`` and :data:`UNKNOWN` as ``trained_on``.
+    """
+    weights = Path(weights)
+    checksum = sha256(weights)
+    result = {"file": str(weights), "sha256": checksum}
+    record_file = record_path(weights)
+    try:
+        record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{record_file}: not a readable weights record ({error}); delete it or retrain.") from None
+    if record.get("sha256") == checksum:
+        return {**result, "version": str(record["version"]), "trained_on": str(record["trained_on"])}
+    try:
+        key = weights.resolve().relative_to(Path(bundle_dir).resolve()).as_posix()
+    except ValueError:
+        key = None
+    shipped = metadata.get("weights", {}).get(key, {})
+    if shipped.get("sha256") == checksum:
+        return {**result, "version": str(metadata["version"]), "trained_on": str(shipped["trained_on"])}
+    return {**result, "version": f"{metadata['version']}+unrecorded", "trained_on": UNKNOWN}
