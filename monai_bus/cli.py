@@ -18,6 +18,8 @@ COMMANDS = {
     "datalist": ("monai_bus.commands.datalist", "build a leakage-safe MONAI datalist from a dataset folder"),
     "metrics": ("monai_bus.commands.metrics", "recompute the metrics from a per-image predictions CSV"),
     "study": ("monai_bus.commands.study", "run the paper's Table 1 study (6 configurations x seeds) on a datalist"),
+    "calibrate": ("monai_bus.commands.calibrate", "fit a trained bundle's temperature and operating point on "
+                                                  "validation data"),
 }
 
 

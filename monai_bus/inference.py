@@ -8,10 +8,12 @@ definitions the bundle's ``evaluating`` workflow runs), and the class names and 
 data (:mod:`monai_bus.weights`).
 
 The operating point is ``metadata.json``'s optional ``operating_point``:
-``{"threshold": t, "temperature": T, "description": "..."}`` (:mod:`monai_bus.calibration`, fitted on
-validation data). The probabilities are ``softmax(logits / T)`` (T = 1 when not given), and an image is
-classified malignant when ``P(malignant) >= t``; without the entry, the class is the argmax of the two
-probabilities, the rule of the bundle's metrics (:mod:`monai_bus.metrics`). Every prediction also
+``{"threshold": t, "temperature": T, "weights_sha256": ..., "description": "..."}``, fitted on validation
+data by ``monai-bus calibrate`` (:mod:`monai_bus.calibration`). The probabilities are
+``softmax(logits / T)`` (T = 1 when not given), and an image is classified malignant when
+``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule of
+the bundle's metrics (:mod:`monai_bus.metrics`). An operating point fitted for other weights (its
+``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
 carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at ``t``, or
 at 0.5 without an operating point).
 
@@ -64,7 +66,7 @@ class Prediction:
         roi: the region of the image that was classified, ``(row_start, row_stop, col_start,
             col_stop)`` in the input's pixels (the lesion box plus the bundle's margin, clipped to the
             image); None when the whole image was classified.
-        note: why a lesion box was not used, or None.
+        note: why a lesion box was not used, or that the operating point was not, or None.
         likelihood: the likelihood category of ``probabilities`` (:data:`monai_bus.calibration.CATEGORIES`).
         weights_file: the weight file that classified the image.
         weights_sha256: its SHA-256.
@@ -178,6 +180,12 @@ class BundleClassifier:
         self.network.eval()
         self.weights = provenance(self.checkpoint_path, self.bundle_dir, metadata)
         self.version = self.weights["version"]
+        self.operating_point_note = None
+        fitted_for = operating_point.get("weights_sha256")
+        if fitted_for is not None and fitted_for != self.weights["sha256"]:
+            self.threshold, self.temperature = None, 1.0
+            self.operating_point_note = (f"the bundle's operating point was fitted for other weights ({fitted_for[:12]}), "
+                                         "so it was not applied (argmax); run monai-bus calibrate for these weights")
 
     @property
     def has_attention(self) -> bool:
@@ -268,7 +276,7 @@ class BundleClassifier:
             model_version=self.version,
             attention=attention,
             roi=roi,
-            note=note,
+            note="; ".join(n for n in (note, self.operating_point_note) if n) or None,
             likelihood=likelihood_category(float(probabilities[1]), 0.5 if self.threshold is None else self.threshold),
             weights_file=self.weights["file"],
             weights_sha256=self.weights["sha256"],

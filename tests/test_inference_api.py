@@ -17,6 +17,7 @@ from monai_bus.cli import main
 from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.networks import VGG16Classifier
+from monai_bus.prediction_files import read_labelled_predictions
 
 
 @pytest.fixture(scope="module")
@@ -178,3 +179,28 @@ def test_every_prediction_names_its_weights(trained_bundle, test_image, tmp_path
     (bundle / "models" / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"model.json: not a readable weights record"):
         BundleClassifier(bundle, device="cpu")
+
+
+def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tiny_data, test_image, tmp_path):
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copytree(trained_bundle / "models", bundle / "models")
+    raw = BundleClassifier(bundle, device="cpu").predict(test_image).malignancy_probability
+    assert main(["calibrate", "--bundle", str(bundle), "--datalist", str(tiny_data / "datalist.json"),
+                 "--out", str(tmp_path / "report"), "--device", "cpu"]) == 0
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    point, report = meta["operating_point"], json.loads((tmp_path / "report" / "calibration.json").read_text())
+    assert point["temperature"] == pytest.approx(report["temperature"], abs=1e-6) and report["validation_images"] == 6
+    assert point["weights_sha256"] == hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    validation = read_labelled_predictions(tmp_path / "report" / "validation_predictions.csv")
+    sensitivity = np.mean([p >= point["threshold"] for label, (_, p) in zip(*validation) if label == 1])
+    assert sensitivity >= 0.9 and (tmp_path / "report" / "reliability.png").stat().st_size > 0
+
+    calibrated = BundleClassifier(bundle, device="cpu").predict(test_image)
+    assert calibrated.malignancy_probability == pytest.approx(float(scale([raw], point["temperature"])[0]), abs=1e-5)
+    assert calibrated.class_index == int(calibrated.malignancy_probability >= point["threshold"])
+
+    point["weights_sha256"] = "0" * 64  # fitted for other weights: not applied, and said so
+    meta_file.write_text(json.dumps(meta))
+    stale = BundleClassifier(bundle, device="cpu").predict(test_image)
+    assert stale.malignancy_probability == pytest.approx(raw, abs=1e-6) and "fitted for other weights" in stale.note

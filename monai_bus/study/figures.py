@@ -1,5 +1,6 @@
 """The study's PNG figures: confusion matrices (as the paper's Figure 5), ROC curves, and attention
 galleries. The first two are drawn from ``predictions.csv`` alone; a gallery needs the run's model.
+Also the reliability diagram of ``monai-bus calibrate``.
 
 Matplotlib's object interface is used (no ``pyplot``), so no display or global state is involved.
 """
@@ -86,6 +87,28 @@ def roc_curves(runs: dict[RunKey, RunPredictions], path: Path) -> None:
         ax.set_ylabel("sensitivity")
         ax.set_title("Attention-VGG16" if attention else "VGG16", fontsize=10)
         ax.legend(loc="lower right", fontsize=8, title="one curve per seed", title_fontsize=7)
+    figure.savefig(path, dpi=150)
+
+
+def reliability_diagram(labels: np.ndarray, before: np.ndarray, after: np.ndarray, path: Path) -> None:
+    """Fraction malignant against mean P(malignant) in 10 equal-width bins, before and after
+    calibration (:func:`monai_bus.calibration.reliability_bins`), with each curve's ECE."""
+    from monai_bus.calibration import expected_calibration_error, reliability_bins
+
+    figure, axes = _figure(1, 1, 4.0, 4.0)
+    ax = axes[0, 0]
+    for name, p, colour in (("uncalibrated", before, "tab:grey"), ("calibrated", after, "tab:blue")):
+        bins = [row for row in reliability_bins(labels, p) if row["count"]]
+        ax.plot([row["mean_p"] for row in bins], [row["fraction_malignant"] for row in bins], marker="o",
+                color=colour, label=f"{name} (ECE {expected_calibration_error(labels, p):.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("mean P(malignant) in the bin")
+    ax.set_ylabel("fraction malignant")
+    ax.set_title(f"{len(labels)} test images, 10 bins", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
     figure.savefig(path, dpi=150)
 
 

@@ -1,0 +1,86 @@
+"""``monai-bus calibrate``: fit a trained bundle's operating point on validation data, and report it on test data.
+
+From the datalist's ``validation`` split only (:mod:`monai_bus.calibration`): the temperature that
+minimises the negative log-likelihood, then the largest threshold on the calibrated P(malignant)
+that reaches the target sensitivity. Both go into the bundle's ``configs/metadata.json`` as
+``operating_point``, which the inference API (``monai-bus infer``, Slicer, MONAI Label) applies.
+
+On the ``test`` split it reports ECE (10 bins) before and after scaling, and sensitivity and
+specificity at the threshold. ``--out`` receives ``calibration.json``, the calibrated per-image
+predictions of both splits (``validation_predictions.csv``, ``test_predictions.csv``) and the test
+split's reliability diagram (``reliability.png``, which needs the ``study`` extra's matplotlib).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from monai_bus.errors import CommandError
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bundle", default="bundle", help="trained bundle folder (default: %(default)s)")
+    parser.add_argument("--datalist", required=True, help="datalist with 'validation' and 'test' lists")
+    parser.add_argument("--target-sensitivity", type=float, default=0.9, help="(default: %(default)s)")
+    parser.add_argument("--out", required=True, help="folder for the report and the per-image predictions")
+    parser.add_argument("--device", help="torch device (default: CUDA when available)")
+
+
+def _predict(classifier, items: list[dict]) -> list[float]:
+    return [classifier.predict_item(item).malignancy_probability for item in items]
+
+
+def run(args: argparse.Namespace) -> int:
+    from importlib.util import find_spec
+
+    if find_spec("matplotlib") is None:
+        raise CommandError("the reliability diagram needs matplotlib: pip install 'monai-bus[study]'")
+    import json
+
+    import numpy as np
+
+    from monai_bus.calibration import expected_calibration_error, fit_temperature, scale, threshold_for_sensitivity
+    from monai_bus.data.loading import load_split
+    from monai_bus.inference import BundleClassifier
+    from monai_bus.metrics import classification_metrics
+    from monai_bus.prediction_files import LABELLED_COLUMNS, labelled_row, write_rows
+    from monai_bus.study.figures import reliability_diagram
+
+    classifier = BundleClassifier(args.bundle, device=args.device)
+    classifier.temperature, classifier.threshold = 1.0, None  # fit on the network's own probabilities
+    splits = {name: load_split(args.datalist, name) for name in ("validation", "test")}
+    labels = {name: np.array([item["label"] for item in items]) for name, items in splits.items()}
+    raw = {name: np.array(_predict(classifier, items)) for name, items in splits.items()}
+    temperature = fit_temperature(labels["validation"], raw["validation"])
+    calibrated = {name: scale(p, temperature) for name, p in raw.items()}
+    threshold = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
+
+    out = Path(args.out)
+    for name, items in splits.items():
+        write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS), [
+            {"group": item.get("group", ""), **labelled_row(item["image"], item["label"], p, threshold)}
+            for item, p in zip(items, calibrated[name])])
+    test = classification_metrics(labels["test"], np.stack([1 - calibrated["test"], calibrated["test"]], 1), threshold)
+    report = {
+        "bundle": str(args.bundle), "weights": classifier.weights, "datalist": str(args.datalist),
+        "validation_images": len(splits["validation"]), "test_images": len(splits["test"]),
+        "temperature": temperature, "threshold": threshold, "target_sensitivity": args.target_sensitivity,
+        "test": {"ece_before": expected_calibration_error(labels["test"], raw["test"]),
+                 "ece_after": expected_calibration_error(labels["test"], calibrated["test"]),
+                 "sensitivity": test["sensitivity"], "specificity": test["specificity"], "auc": test["auc"]},
+    }
+    (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
+    reliability_diagram(labels["test"], raw["test"], calibrated["test"], out / "reliability.png")
+
+    meta_file = Path(args.bundle) / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["operating_point"] = {
+        "threshold": round(threshold, 6), "temperature": round(temperature, 6),
+        "weights_sha256": classifier.weights["sha256"],
+        "description": f"temperature scaling and the largest threshold reaching sensitivity {args.target_sensitivity} "
+                       f"on the validation split of {args.datalist} ({len(splits['validation'])} images)"}
+    meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
+    print(json.dumps(report["test"] | {"temperature": temperature, "threshold": threshold}, indent=1))
+    print(f"operating point written to {meta_file}; report in {out}")
+    return 0
