@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import random
+from collections.abc import Sequence
 from pathlib import Path
 
 import ignite.distributed as idist
@@ -24,7 +25,7 @@ from monai.transforms import Compose
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from monai_bus.errors import TrainingError
-from monai_bus.weights import write_record
+from monai_bus.weights import sha256, write_record
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +83,8 @@ class BestModelSaver:
 
     With ``bundle_version`` and ``trained_on``, every save also writes the weights' record,
     ``model.json`` (:func:`monai_bus.weights.write_record`: checksum, a version of their own, the data).
+    A ``model.pt`` whose SHA-256 is in ``protected_sha256`` (the bundle's shipped weights) is never
+    overwritten: attaching the saver then stops the run before it trains.
 
     Args:
         save_dir: folder of ``model.pt``.
@@ -89,19 +92,25 @@ class BestModelSaver:
         metric: the evaluator's metric to compare.
         bundle_version: the bundle's ``version``.
         trained_on: what the weights were trained on, in words.
+        protected_sha256: checksums of weights that must not be overwritten.
     """
 
     FILENAME = "model.pt"
 
     def __init__(self, save_dir: str | os.PathLike, network: torch.nn.Module, metric: str = "val_auc",
-                 bundle_version: str | None = None, trained_on: str | None = None) -> None:
+                 bundle_version: str | None = None, trained_on: str | None = None,
+                 protected_sha256: Sequence[str] = ()) -> None:
         self.path = Path(save_dir) / self.FILENAME
         self.network, self.metric = network, metric
         self.bundle_version, self.trained_on = bundle_version, trained_on
+        self.protected_sha256 = set(protected_sha256)
         self.best_score: float | None = None
         self.best_epoch: int | None = None
 
     def attach(self, evaluator: Engine) -> None:
+        if self.path.is_file() and sha256(self.path) in self.protected_sha256:
+            raise TrainingError(f"{self.path}: the bundle's shipped weights; training would overwrite them. Train in a "
+                                "copy of the bundle (cp -r bundle my_bundle, then --bundle_root my_bundle).")
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, evaluator: Engine) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -182,3 +183,22 @@ def test_a_nan_validation_score_is_never_the_best(tmp_path):
         assert (tmp_path / "model.pt").exists() == (epoch >= 2)
     assert saver.state_dict() == {"best_score": 0.6, "best_epoch": 5}  # a tie keeps the later model
     assert torch.load(tmp_path / "model.pt", weights_only=True)["bias"].tolist() == [5.0, 5.0]
+
+
+def test_training_never_overwrites_the_shipped_weights(tmp_path, trained_bundle, tiny_data):
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copytree(trained_bundle / "models", bundle / "models")
+    (bundle / "models" / "model.json").unlink()
+    weights = bundle / "models" / "model.pt"
+    shipped = weights.read_bytes()
+    meta_file = bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["weights"] = {"models/model.pt": {"sha256": hashlib.sha256(shipped).hexdigest(), "trained_on": "x"}}
+    meta_file.write_text(json.dumps(metadata))
+    flow = workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=1, resume=False)
+    with pytest.raises(Exception) as raised:
+        flow.initialize()
+        flow.run()
+    assert "models/model.pt: the bundle's shipped weights; training would overwrite them" in str(
+        find_monai_bus_error(raised.value))
+    assert weights.read_bytes() == shipped
