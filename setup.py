@@ -10,6 +10,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["monai_bus", "monai_bus.*"]),
+    package_data={"monai_bus": ["samples/*"]},
     # torch is pinned by the README's first install step (torch==2.13.0, CPU build); the range
     # below is satisfied by it, so pip never pulls a multi-GB CUDA build on top.
     install_requires=[

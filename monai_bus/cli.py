@@ -13,6 +13,7 @@ from monai_bus.errors import MonaiBusError
 
 # command name -> (module, one-line help)
 COMMANDS = {
+    "samples": ("monai_bus.commands.samples", "classify the four sample ultrasound images with the bundle's weights"),
     "demo": ("monai_bus.commands.demo", "train, evaluate and report on the synthetic demo data"),
     "infer": ("monai_bus.commands.infer", "classify images with a trained bundle"),
     "datalist": ("monai_bus.commands.datalist", "build a leakage-safe MONAI datalist from a dataset folder"),

@@ -1,0 +1,52 @@
+"""The sample images, ``monai-bus samples`` and the overlay PNG."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from monai_bus.cli import main
+from monai_bus.data.images import read_image
+from monai_bus.overlay import write_overlay
+
+SAMPLES = Path(__file__).resolve().parents[1] / "monai_bus" / "samples"
+
+
+def test_samples_are_four_credited_bus_bra_images_with_boxes_inside():
+    samples = json.loads((SAMPLES / "samples.json").read_text())["samples"]
+    assert len(samples) == 4 and sorted(s["pathology"] for s in samples) == ["benign"] * 2 + ["malignant"] * 2
+    credits = (SAMPLES / "CREDITS.md").read_text()
+    for sample in samples:
+        rows, columns = read_image(SAMPLES / sample["image"])[0].shape
+        row_start, row_stop, col_start, col_stop = sample["box"]
+        assert 0 <= row_start < row_stop <= rows and 0 <= col_start < col_stop <= columns
+        assert sample["image"] in credits
+    assert "CC BY 4.0" in credits and "Medical Physics" in credits
+
+
+def test_overlay_leaves_the_image_unchanged_outside_the_region(tmp_path):
+    grey = np.tile(np.arange(64, dtype=np.float32), (48, 1))
+    attention = np.zeros_like(grey)
+    attention[10:30, 20:50] = 0.7
+    write_overlay(grey, attention, (14, 26, 24, 46), (10, 30, 20, 50), tmp_path / "o.png")
+    picture = np.asarray(Image.open(tmp_path / "o.png"))
+    plain = np.round(grey / 63 * 255).astype(np.uint8)
+    outside = np.ones(grey.shape, bool)
+    outside[8:32, 18:52] = False  # the region, its outline and the box
+    assert picture.shape == (48, 64, 3)
+    assert (picture[outside] == plain[outside][:, None]).all()
+    assert (picture[17:23, 27:43, 0] > picture[17:23, 27:43, 2]).all()  # tinted red inside the box
+    assert tuple(picture[14, 30]) == (0, 255, 0)  # the box's top edge
+
+
+def test_samples_command_classifies_every_sample(trained_bundle, tmp_path, capsys):
+    assert main(["samples", "--bundle", str(trained_bundle), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| bus_")]
+    assert len(rows) == 4 and all(("benign |" in row) or ("malignant |" in row) for row in rows)
+    for row in rows:
+        name = row.split(" | ")[0][2:]
+        overlay = Image.open(tmp_path / f"{Path(name).stem}_overlay.png")
+        assert overlay.size[::-1] == read_image(SAMPLES / name)[0].shape
