@@ -35,6 +35,16 @@ def _figure(rows: int, columns: int, width: float, height: float):
     return figure, figure.subplots(rows, columns, squeeze=False)
 
 
+def _unit_square(ax, xlabel: str, ylabel: str, top: float = 1.0) -> None:
+    """Square axes over [0, 1] with the diagonal dotted (chance for ROC, perfect calibration)."""
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, top)
+    ax.set_aspect("equal")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
 def confusion_grid(runs: dict[RunKey, RunPredictions], path: Path) -> None:
     """Confusion matrices of the configurations in Figure 5's order, (a) to (f); each cell holds the
     mean count over the configuration's seeds, shaded by its share of the true class."""
@@ -79,12 +89,7 @@ def roc_curves(runs: dict[RunKey, RunPredictions], path: Path) -> None:
                 label = f"{configuration.loss_name} (AUC {np.mean(aucs):.3f})" if index == 0 else None
                 ax.plot(*roc_curve(run.labels, run.p_malignant)[:2], color=LOSS_COLOURS[configuration.loss],
                         alpha=1.0 if len(config_runs) == 1 else 0.6, linewidth=1.2, label=label)
-        ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1.01)
-        ax.set_aspect("equal")
-        ax.set_xlabel("1 - specificity")
-        ax.set_ylabel("sensitivity")
+        _unit_square(ax, "1 - specificity", "sensitivity", top=1.01)
         ax.set_title("Attention-VGG16" if attention else "VGG16", fontsize=10)
         ax.legend(loc="lower right", fontsize=8, title="one curve per seed", title_fontsize=7)
     figure.savefig(path, dpi=150)
@@ -101,12 +106,7 @@ def reliability_diagram(labels: np.ndarray, before: np.ndarray, after: np.ndarra
         bins = [row for row in reliability_bins(labels, p) if row["count"]]
         ax.plot([row["mean_p"] for row in bins], [row["fraction_malignant"] for row in bins], marker="o",
                 color=colour, label=f"{name} (ECE {expected_calibration_error(labels, p):.3f})")
-    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1)
-    ax.set_aspect("equal")
-    ax.set_xlabel("mean P(malignant) in the bin")
-    ax.set_ylabel("fraction malignant")
+    _unit_square(ax, "mean P(malignant) in the bin", "fraction malignant")
     ax.set_title(f"{len(labels)} test images, 10 bins", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     figure.savefig(path, dpi=150)
