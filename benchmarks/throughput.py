@@ -132,6 +132,7 @@ def data_loading_ms(batches: int) -> float:
     parser = ConfigParser()
     parser.read_config(str(BUNDLE / "configs" / "train.json"))
     parser.read_meta(str(BUNDLE / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(BUNDLE)
     with tempfile.TemporaryDirectory() as folder:
         items = [write_sample(Path(folder), index) for index in range(BATCH)]
         dataset = CacheDataset(items, parser.get_parsed_content("train#preprocessing"), progress=False)

@@ -7,6 +7,7 @@ anything else, so a switch never silently stays on.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -49,3 +50,22 @@ def bundle_path(bundle_root: str | os.PathLike, name: str) -> str:
             f"bundle_root {str(bundle_root)!r} ({Path(bundle_root).resolve()}) is not a bundle folder: it has no "
             "configs/. Run from the bundle's folder, or pass --bundle_root <bundle folder>.")
     return str(Path(bundle_root) / name)
+
+
+
+def metadata(bundle_root: str | os.PathLike) -> dict:
+    """The bundle's ``configs/metadata.json``, for the configs' ``_meta_`` id.
+
+    MONAI's workflows and the inference API read ``metadata.json`` into ``_meta_`` themselves,
+    replacing this; a tool that parses a config alone (MONAI Label's ``BundleInferTask``) gets it
+    from here, so that ``@_meta_`` (the ``model_settings`` that ``train.json`` and ``inference.json``
+    share) resolves everywhere.
+
+    Raises:
+        InputError: naming the file, when ``bundle_root`` is no bundle folder or the file is unreadable.
+    """
+    meta_file = Path(bundle_path(bundle_root, "configs")) / "metadata.json"
+    try:
+        return json.loads(meta_file.read_text(encoding="utf8"))
+    except (OSError, ValueError) as error:
+        raise InputError(f"{meta_file}: not a readable metadata file ({type(error).__name__}: {error}).") from None

@@ -107,7 +107,12 @@ class Prediction:
         }
 
 
-def _read_checkpoint(path: Path) -> dict:
+def read_checkpoint(path: Path) -> dict:
+    """The state dict in a weight file: a raw state dict, or a ``{"model": state_dict}`` checkpoint.
+
+    Raises:
+        BundleError: naming the file, when it is missing, a folder, or not a readable checkpoint.
+    """
     if path.is_dir():
         raise BundleError(f"{path}: is a folder, not a model file.")
     if not path.is_file():
@@ -119,6 +124,44 @@ def _read_checkpoint(path: Path) -> dict:
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]  # a {"model": state_dict} checkpoint
     return checkpoint
+
+
+def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
+    """A parser of the bundle's ``configs/inference.json``, with its ``metadata.json`` read into
+    ``_meta_``, ``bundle_root`` set, and ``device`` (when given) as a ``torch.device``.
+
+    Raises:
+        BundleError: naming a missing file, or a device torch does not know.
+    """
+    config_file, meta_file = bundle_dir / "configs" / "inference.json", bundle_dir / "configs" / "metadata.json"
+    for path in (config_file, meta_file):
+        if not path.is_file():
+            raise BundleError(f"{path}: not found; is {bundle_dir} a monai-bus bundle folder?")
+    parser = ConfigParser()
+    parser.read_config(str(config_file))
+    parser.read_meta(str(meta_file))
+    parser["bundle_root"] = str(bundle_dir)
+    if device is not None:
+        try:
+            parser["device"] = torch.device(device)  # an object, never a config expression
+        except RuntimeError as error:
+            raise BundleError(f"device {device!r}: {error}") from error
+    return parser
+
+
+def load_weights(network: torch.nn.Module, checkpoint_path: Path, bundle_dir: Path, metadata: dict) -> dict:
+    """Load a weight file into ``network`` and put it in eval mode; returns the file's
+    :func:`~monai_bus.weights.provenance`.
+
+    Raises:
+        BundleError: naming the file, when it cannot be read or does not fit the network.
+    """
+    try:
+        network.load_state_dict(read_checkpoint(checkpoint_path))
+    except RuntimeError as error:
+        raise BundleError(f"{checkpoint_path}: does not match the bundle's network_def ({error}).") from error
+    network.eval()
+    return provenance(checkpoint_path, bundle_dir, metadata)
 
 
 class BundleClassifier:
@@ -137,20 +180,8 @@ class BundleClassifier:
     def __init__(self, bundle_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
                  device: str | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
-        config_file = self.bundle_dir / "configs" / "inference.json"
-        meta_file = self.bundle_dir / "configs" / "metadata.json"
-        for path in (config_file, meta_file):
-            if not path.is_file():
-                raise BundleError(f"{path}: not found; is {self.bundle_dir} a monai-bus bundle folder?")
-        parser = ConfigParser()
-        parser.read_config(str(config_file))
-        parser.read_meta(str(meta_file))
-        parser["bundle_root"] = str(self.bundle_dir)
-        if device is not None:
-            try:
-                parser["device"] = torch.device(device)  # an object, never a config expression
-            except RuntimeError as error:
-                raise BundleError(f"device {device!r}: {error}") from error
+        config_file, meta_file = (self.bundle_dir / "configs" / name for name in ("inference.json", "metadata.json"))
+        parser = read_bundle(self.bundle_dir, device)
         try:
             self.class_names = tuple(
                 name for _, name in sorted(
@@ -173,19 +204,15 @@ class BundleClassifier:
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1] and a "
                               f"temperature > 0, got {self.class_names}, {self.threshold} and {self.temperature}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
-        try:
-            self.network.load_state_dict(_read_checkpoint(self.checkpoint_path))
-        except RuntimeError as error:
-            raise BundleError(f"{self.checkpoint_path}: does not match the bundle's network_def ({error}).") from error
-        self.network.eval()
-        self.weights = provenance(self.checkpoint_path, self.bundle_dir, metadata)
+        self.weights = load_weights(self.network, self.checkpoint_path, self.bundle_dir, metadata)
         self.version = self.weights["version"]
         self.operating_point_note = None
         fitted_for = operating_point.get("weights_sha256")
         if fitted_for is not None and fitted_for != self.weights["sha256"]:
             self.threshold, self.temperature = None, 1.0
-            self.operating_point_note = (f"the bundle's operating point was fitted for other weights ({fitted_for[:12]}), "
-                                         "so it was not applied (argmax); run monai-bus calibrate for these weights")
+            self.operating_point_note = (f"the bundle's operating point was fitted for other weights "
+                                         f"({fitted_for[:12]}), so it was not applied (argmax); run monai-bus "
+                                         "calibrate for these weights")
 
     @property
     def has_attention(self) -> bool:

@@ -84,6 +84,7 @@ def test_ckpt_export_matches_eager(tmp_path, attention):
     parser = ConfigParser()
     parser.read_config(str(CONFIGS / "inference.json"))
     parser.read_meta(str(CONFIGS / "metadata.json"))
+    parser["bundle_root"] = str(CONFIGS.parent)
     parser["attention"] = attention
     network = parser.get_parsed_content("network_def").eval()
     torch.save(network.state_dict(), tmp_path / "model.pt")

@@ -127,7 +127,7 @@ def test_crop_matches_between_training_and_inference(test_item, roi_bundle, whol
     for parser, name in ((train, "train.json"), (inference, "inference.json")):
         parser.read_config(str(CONFIGS / name))
         parser.read_meta(str(CONFIGS / "metadata.json"))
-        parser.update({"roi": True, "image_size": 64})
+        parser.update({"bundle_root": str(CONFIGS.parent), "roi": True, "image_size": 64})
     train["train#random_transforms"] = []  # no augmentation
     item = {"image": test_item["image"], "mask": test_item["mask"], "label": test_item["label"]}
     validation_input = train.get_parsed_content("validate#preprocessing")(item)["image"]

@@ -143,7 +143,7 @@ def test_prepare_run_writes_the_run_settings(tmp_path):
     assert (train["loss"], train["seed"], train["max_epochs"]) == ("ce", 2, 250)
     assert train["optimizer"]["_target_"] == "torch.optim.RMSprop" and train["train"]["random_transforms"] == []
     assert model_settings["attention"] is False and model_settings["batch_norm"] is False  # paper recipe: no BN
-    assert train["batch_norm"] == "@_meta_#model_settings#batch_norm"  # read from the metadata, as inference does
+    assert train["batch_norm"] == "$@model_settings['batch_norm']"  # read from the metadata, as inference does
     assert (configs / "inference.json").read_text() == (BUNDLE / "configs" / "inference.json").read_text()
     with pytest.raises(StudyError, match="'max_epoch'] are neither model_settings"):
         prepare_run(BUNDLE, tmp_path / "other", RECIPES["default"], {"max_epoch": 3})

@@ -48,8 +48,8 @@ def prepare_run(source: Path, run_dir: Path, recipe_files: Sequence[str], settin
         raise StudyError(f"{configs}: {unknown} are neither model_settings of metadata.json, nor top-level ids of "
                          f"{' + '.join(recipe_files)}, nor inside one of its ids.")
     for key in model_settings:  # a recipe's own value (the paper's batch_norm false) moves to the metadata
-        if train[key] != f"@_meta_#model_settings#{key}":
-            model_settings[key], train[key] = train[key], f"@_meta_#model_settings#{key}"
+        if train[key] != f"$@model_settings['{key}']":
+            model_settings[key], train[key] = train[key], f"$@model_settings['{key}']"
     for key, value in settings.items():
         if key in model_settings:
             model_settings[key] = value
