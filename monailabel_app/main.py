@@ -1,26 +1,37 @@
 """MONAI Label app: serve and fine-tune the monai-bus breast-lesion classifier bundle.
 
-    monailabel start_server --app monailabel_app --studies <folder of images> [--conf bundle_path <bundle>]
+    monailabel start_server --app monailabel_app --studies <folder of images> \\
+        [--conf bundle_path <bundle>] [--conf skip_trainers true]
 
-The bundle defaults to the repository's ``bundle/`` folder.
+The bundle defaults to the repository's ``bundle/`` folder; ``skip_trainers true`` leaves out the
+train task. Strategies: ``random``, and ``uncertainty`` (:class:`lib.strategy.LeastCertain`).
+Predictions are stored in the datastore under tags of their own (:mod:`lib.predictions`).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
+import torch
 from fastapi import HTTPException
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.exception import MONAILabelException
+from monailabel.tasks.activelearning.random import Random
+from monailabel.utils.others.generic import strtobool
 
 import monai_bus
 from lib.infer import BundleClassifierInfer
+from lib.predictions import ATTENTION_TAG, PREDICTION_TAG, store_prediction
+from lib.strategy import LeastCertain
 from lib.train import BundleClassifierTrain
 from monai_bus.inference import BundleError
 
 MODEL = "breast_lesion_classifier"
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+
+logger = logging.getLogger(__name__)
 
 
 class MyApp(MONAILabelApp):
@@ -39,19 +50,57 @@ class MyApp(MONAILabelApp):
         return {MODEL: BundleClassifierInfer(self.bundle_dir)}
 
     def init_trainers(self):
-        return {MODEL: BundleClassifierTrain(self.bundle_dir, self.conf)}
+        if strtobool(self.conf.get("skip_trainers", "false")):
+            return {}
+        return {MODEL: BundleClassifierTrain(self.bundle_dir, self.conf, self.studies)}
+
+    def init_strategies(self):
+        return {"random": Random(), "uncertainty": LeastCertain(self._infers[MODEL], MODEL)}
 
     def infer(self, request, datastore=None):
-        """MONAI Label's infer, with clear HTTP errors for unknown models or images, no model file, unreadable images."""
+        """MONAI Label's infer, with clear HTTP errors for unknown models or images, no model file, unreadable images.
+
+        With ``save_label`` (batch inference sets it), the result is stored in the datastore under the
+        tags of :mod:`lib.predictions`; MONAI Label itself would store the attention map as ``original``.
+        """
         image = request.get("image")
         datastore = datastore or self.datastore()
-        if isinstance(image, str) and not os.path.exists(image) and not datastore.get_image_uri(image):
+        in_datastore = isinstance(image, str) and not os.path.exists(image)
+        if in_datastore and not datastore.get_image_uri(image):
             raise HTTPException(status_code=404, detail=f"image '{image}' not found in the datastore")
         try:
-            return super().infer(request, datastore)
+            result = super().infer({**request, "save_label": False}, datastore)
         except MONAILabelException as error:  # e.g. an unknown model name
             raise HTTPException(status_code=400, detail=error.msg) from error
         except BundleError as error:
             raise HTTPException(status_code=503, detail=f"model not available: {error}") from error
         except ValueError as error:
             raise HTTPException(status_code=422, detail=f"cannot classify image '{image}': {error}") from error
+        if request.get("save_label") and in_datastore:
+            store_prediction(datastore, image, request["model"], result["params"], result["file"])
+            result.update(label=image, tag=ATTENTION_TAG if result["file"] else PREDICTION_TAG)
+        return result
+
+    def batch_infer(self, request, datastore=None):
+        """MONAI Label's batch inference; an image that is missing or cannot be read is logged and skipped.
+
+        Without a GPU, ``multi_gpu`` is turned off: MONAI Label 0.8.5 then divides by a GPU count of 0.
+        """
+        request = {**request, "multi_gpu": request.get("multi_gpu", True) and torch.cuda.is_available()}
+        return self._batch_infer(request, datastore or self.datastore(), self._infer_or_skip)
+
+    def _infer_or_skip(self, request, datastore):
+        try:
+            return self.infer(request, datastore)
+        except HTTPException as error:
+            if error.status_code not in (404, 422):  # no model, unknown model: the whole batch fails
+                raise
+            logger.warning(f"batch inference: image '{request['image']}' skipped: {error.detail}")
+            return {"error": error.detail}
+
+    def next_sample(self, request):
+        """MONAI Label's next sample; HTTP 503 when the strategy needs a model that cannot be loaded."""
+        try:
+            return super().next_sample(request)
+        except BundleError as error:
+            raise HTTPException(status_code=503, detail=f"model not available: {error}") from error

@@ -10,7 +10,9 @@ import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from PIL import Image
 
-from monai_bus.inference import BundleClassifier
+from monai_bus.errors import InputError
+from monai_bus.inference import BundleClassifier, BundleError
+from monai_bus.weights import record_path
 
 
 class BundleClassifierInfer(InferTask):
@@ -18,19 +20,23 @@ class BundleClassifierInfer(InferTask):
 
     The result JSON holds MONAI Label's classification format (``prediction``: one
     ``{idx, label, score}`` per class, the score being its probability) and the fields of
-    ``Prediction.to_dict()`` (``class_name``, ``malignancy_probability``, ``model_version``, ...).
+    ``Prediction.to_dict()`` (``class_name``, ``malignancy_probability``, ``model_version``,
+    ``weights_sha256``, ...).
     With the request parameter ``"attention": true`` the attention map is also returned as a result
     image: an 8-bit grey PNG (255 = attention 1) of the input image's size. The request parameter
     ``"box": [row_start, row_stop, col_start, col_stop]`` gives the lesion box in the image's pixels,
     which a bundle trained on lesion regions (``roi`` true, the default) needs; without it the whole
     image is classified and the result's ``note`` says so.
 
-    The model file is reloaded when training replaces it.
+    The model is reloaded when training replaces ``models/model.pt`` or its record ``models/model.json``
+    (:mod:`monai_bus.weights`), and ``/info/`` reports the version, SHA-256 and training data of the
+    weights served. The task is valid, and listed in ``/info/``, only while the model can be loaded.
     """
 
     def __init__(self, bundle_dir: str):
         self.bundle_dir = Path(bundle_dir)
         self.model_file = self.bundle_dir / "models" / "model.pt"
+        self.record_file = record_path(self.model_file)
         meta = json.loads((self.bundle_dir / "configs" / "metadata.json").read_text(encoding="utf8"))
         channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
         super().__init__(
@@ -40,21 +46,31 @@ class BundleClassifierInfer(InferTask):
             description=meta["task"],
             config={"attention": False, "box": None},
         )
-        self.version = meta["version"]
         self._classifier: BundleClassifier | None = None
-        self._model_mtime: int | None = None
+        self._loaded_files: tuple | None = None
 
     def is_valid(self) -> bool:
-        return self.model_file.is_file()
+        try:
+            self.classifier()
+        except BundleError:  # no model file yet, or one that cannot be used (/infer/ says why)
+            return False
+        return True
 
     def info(self) -> dict:
-        return {**super().info(), "version": self.version}
+        weights = self.classifier().weights
+        return {**super().info(), "version": weights["version"], "weights_sha256": weights["sha256"],
+                "trained_on": weights["trained_on"]}
 
     def classifier(self) -> BundleClassifier:
-        mtime = self.model_file.stat().st_mtime_ns if self.model_file.is_file() else None
-        if self._classifier is None or mtime != self._model_mtime:
-            self._classifier = BundleClassifier(self.bundle_dir)  # BundleError when there is no model yet
-            self._model_mtime = mtime
+        """The classifier of the current model files; BundleError when it cannot be loaded."""
+        files = tuple(path.stat().st_mtime_ns if path.is_file() else None
+                      for path in (self.model_file, self.record_file))
+        if self._classifier is None or files != self._loaded_files:
+            try:
+                self._classifier = BundleClassifier(self.bundle_dir)
+            except InputError as error:  # also an unreadable weights record, models/model.json
+                raise BundleError(str(error)) from None
+            self._loaded_files = files
         return self._classifier
 
     def __call__(self, request: dict) -> tuple[str | None, dict]:

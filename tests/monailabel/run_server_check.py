@@ -6,14 +6,18 @@ Run it with the MONAI Label environment (scripts/install_monailabel_env.sh):
 
 It trains a copy of the bundle for one epoch on synthetic images, starts ``monailabel start_server``
 on 127.0.0.1 with the app and a studies folder of synthetic images (and one corrupt image), then
-checks /info/, /infer/, bad input, labels saved through /datastore/label, one /train/ run, and
-inference with the new model; the server is always stopped at the end. The last line reads
-``N passed, M failed``; the exit code is 0 only when nothing failed. Its name keeps it out of the
-main pytest run (pytest collects ``test_*.py`` and ``*_test.py``).
+checks /info/, /infer/, bad input, stored predictions (/infer/ with save_label, /batch/infer/), the
+``uncertainty`` strategy, labels saved through /datastore/label (one of them not a class), one
+/train/ run, and the fine-tuned model's version, checksum and predictions; the server is always
+stopped at the end. It also loads the app in this process with ``skip_trainers true``. The last line
+reads ``N passed, M failed``; the exit code is 0 only when nothing failed. Its name keeps it out of
+the main pytest run (pytest collects ``test_*.py`` and ``*_test.py``).
 """
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 import os
 import shutil
@@ -30,6 +34,7 @@ import requests
 from monailabel.client import MONAILabelClient  # the client API that Slicer's MONAILabel module uses
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
+from monailabel.utils.others.class_utils import get_class_of_subclass_from_file
 from PIL import Image
 
 from monai_bus.data.boxes import box_from_masks
@@ -38,21 +43,23 @@ from monai_bus.data.demo import write_demo_dataset
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "breast_lesion_classifier"
 CLASS_NAMES = ["benign", "malignant"]
-TIMEOUT_S = 240  # server start, one request, or one training run
+PREDICTION_TAG, ATTENTION_TAG = "monai_bus_prediction", "monai_bus_attention"
+NUM_LABELLED, NUM_UNLABELLED = 16, 3  # of the synthetic images; one more gets a label that is not a class
+TIMEOUT_S = 240  # server start, one request, one batch inference or one training run
 
 results: list[bool] = []
 
 
 def check(name: str, ok: bool, detail: object = "") -> bool:
     results.append(bool(ok))
-    print(f"{'PASS' if ok else 'FAIL'}: {name}" + ("" if ok else f" -- {detail}"), flush=True)
+    print(f"{'PASS' if ok else 'FAIL'}: {name}" + ("" if ok else f" -- {str(detail)[:2000]}"), flush=True)
     return ok
 
 
 def prepare(tmp: Path) -> tuple[Path, Path, list[dict]]:
     """A bundle copy trained for one epoch, a studies folder, and the synthetic items with labels."""
     data = tmp / "data"
-    write_demo_dataset(data, num_images=16, size=96, seed=1)
+    write_demo_dataset(data, num_images=NUM_LABELLED + NUM_UNLABELLED + 1, size=96, seed=1)
     bundle = tmp / "bundle"
     shutil.copytree(REPO / "bundle", bundle, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
     configs = bundle / "configs"
@@ -73,14 +80,38 @@ def prepare(tmp: Path) -> tuple[Path, Path, list[dict]]:
     return bundle, studies, items
 
 
-def check_bundle_infer_task(bundle: Path, image: Path) -> dict:
+def image_id(item: dict) -> str:
+    return Path(item["image"]).stem
+
+
+def weights_record(bundle: Path) -> dict:
+    """models/model.json (written by training) and the SHA-256 of models/model.pt, computed here."""
+    record = json.loads((bundle / "models" / "model.json").read_text())
+    return {**record, "file_sha256": hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()}
+
+
+def check_bundle_infer_task(bundle: Path, image: Path) -> dict | None:
     """MONAI Label's generic BundleInferTask loads the bundle; returns its probabilities for ``image``."""
-    generic = BundleInferTask(str(bundle), conf={})
+    try:
+        generic = BundleInferTask(str(bundle), conf={})
+    except Exception as error:
+        check("BundleInferTask(bundle, conf={}) loads the bundle", False, f"{type(error).__name__}: {error}")
+        return None
     check("BundleInferTask(bundle, conf={}) loads the bundle", generic.is_valid())
     check("BundleInferTask reads labels benign/malignant", generic.labels == {"benign": 0, "malignant": 1}, generic.labels)
     classifier = BundleInferTask(str(bundle), conf={}, type=InferType.CLASSIFICATION, add_post_restore=False)
     _, result = classifier({"image": str(image)})
     return {p["label"]: p["score"] for p in result["prediction"]}
+
+
+def check_skip_trainers(bundle: Path, tmp: Path) -> None:
+    """The app, loaded as MONAI Label loads it, with ``--conf skip_trainers true``: no train task."""
+    app_class = get_class_of_subclass_from_file("main", str(REPO / "monailabel_app" / "main.py"), "MONAILabelApp")
+    app = app_class(app_dir=str(REPO / "monailabel_app"), studies=str(tmp / "studies_skip"),
+                    conf={"bundle_path": str(bundle), "skip_trainers": "true"})
+    info = app.info()
+    check("skip_trainers true: no trainer, the model and both strategies still there", info["trainers"] == {}
+          and MODEL in info["models"] and set(info["strategies"]) == {"random", "uncertainty"}, info)
 
 
 def free_port() -> int:
@@ -99,11 +130,44 @@ def wait_for_server(url: str, server: subprocess.Popen) -> bool:
     return False
 
 
-def infer(url: str, image_id: str) -> requests.Response:
-    return requests.post(f"{url}/infer/{MODEL}", params={"image": image_id, "output": "json"}, timeout=TIMEOUT_S)
+def wait_for_task(url: str, path: str) -> dict:
+    """Status of the background task at ``path`` (``train/``, ``batch/infer``) once it has ended."""
+    deadline = time.monotonic() + TIMEOUT_S
+    status = {}
+    while time.monotonic() < deadline:
+        status = requests.get(f"{url}/{path}", timeout=30).json()
+        if status.get("status") not in ("SUBMITTED", "RUNNING"):
+            break
+        time.sleep(2)
+    return status
 
 
-def check_infer(url: str, image_id: str, version: str, when: str) -> dict | None:
+def datastore_objects(url: str) -> dict:
+    return requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=30).json()["objects"]
+
+
+def wait_for_labels(url: str, tag: str, image_ids: list[str]) -> dict:
+    """The datastore's objects once every image has a label of ``tag`` (the server reloads the
+    datastore file that a background task wrote), or after 30 s."""
+    deadline = time.monotonic() + 30
+    while True:
+        objects = datastore_objects(url)
+        if all(tag in objects.get(i, {}).get("labels", {}) for i in image_ids) or time.monotonic() > deadline:
+            return objects
+        time.sleep(1)
+
+
+def infer(url: str, image_id: str, params: dict | None = None) -> requests.Response:
+    return requests.post(f"{url}/infer/{MODEL}", params={"image": image_id, "output": "json"},
+                         data={"params": json.dumps(params or {})}, timeout=TIMEOUT_S)
+
+
+def next_sample(url: str) -> dict:
+    response = requests.post(f"{url}/activelearning/uncertainty", json={}, timeout=TIMEOUT_S)
+    return response.json() if response.ok else {"error": response.text}
+
+
+def check_infer(url: str, image_id: str, record: dict, when: str) -> dict | None:
     response = infer(url, image_id)
     if not check(f"/infer/ {when}: HTTP 200", response.status_code == 200, response.text[:500]):
         return None
@@ -114,43 +178,79 @@ def check_infer(url: str, image_id: str, version: str, when: str) -> dict | None
     check(f"/infer/ {when}: scores in [0, 1] summing to 1",
           all(0 <= s <= 1 for s in scores) and abs(sum(scores) - 1) < 1e-5, scores)
     check(f"/infer/ {when}: class is the top score", result["class_name"] == CLASS_NAMES[scores.index(max(scores))], result)
-    check(f"/infer/ {when}: P(malignant) and model version",
-          result["malignancy_probability"] == scores[1] and result["model_version"] == version, result)
+    check(f"/infer/ {when}: P(malignant), and the weights' version and SHA-256 from models/model.json",
+          result["malignancy_probability"] == scores[1] and result["model_version"] == record["version"]
+          and result["weights_sha256"] == record["sha256"] == record["file_sha256"], (result, record))
     return result
 
 
-def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict) -> None:
+def check_info(url: str, record: dict, when: str) -> None:
+    model = requests.get(f"{url}/info/", timeout=30).json()["models"].get(MODEL, {})
+    check(f"/info/ {when}: the weights' version, SHA-256 and training data",
+          (model.get("version"), model.get("weights_sha256"), model.get("trained_on"))
+          == (record["version"], record["file_sha256"], record["trained_on"]), (model, record))
+
+
+def check_stored_predictions(url: str, image_ids: list[str], sha256: str) -> dict:
+    """Batch inference with attention maps on all images; returns the stored P(malignant) of each."""
+    response = requests.post(f"{url}/batch/infer/{MODEL}", json={"attention": True}, timeout=30)
+    if not check("/batch/infer/ accepted", response.ok, response.text):
+        return {}
+    status = wait_for_task(url, "batch/infer")
+    check("/batch/infer/ finished, the corrupt image skipped", status.get("status") == "DONE", status)
+    objects = wait_for_labels(url, ATTENTION_TAG, image_ids)
+    infos = {i: objects.get(i, {}).get("labels", {}).get(PREDICTION_TAG, {}).get("info", {}) for i in image_ids}
+    stored = check("batch inference stores each image's class, P(malignant) and weights SHA-256 as label info",
+                   all(info.get("class_name") in CLASS_NAMES and 0 <= info.get("malignancy_probability", -1) <= 1
+                       and info.get("weights_sha256") == sha256 for info in infos.values()), infos)
+    check("batch inference stores each image's attention map under its own tag",
+          all(ATTENTION_TAG in objects.get(i, {}).get("labels", {}) for i in image_ids), objects)
+    check("nothing stored as 'original'; nothing for the corrupt image",
+          not any("original" in o["labels"] for o in objects.values()) and not objects["corrupt"]["labels"], objects)
+    return {i: info["malignancy_probability"] for i, info in infos.items()} if stored else {}
+
+
+def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict | None, log: Path) -> None:
     info = requests.get(f"{url}/info/", timeout=30).json()
     model = info["models"].get(MODEL, {})
     check("/info/: classification model with labels benign, malignant",
           model.get("type") == "classification" and model.get("labels") == {"benign": 0, "malignant": 1}, info["models"])
     check("/info/: trainer listed", MODEL in info["trainers"], info["trainers"])
+    check("/info/: strategies random and uncertainty", set(info["strategies"]) == {"random", "uncertainty"},
+          info["strategies"])
+    record = weights_record(bundle)
+    metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+    check("bundle training wrote a record: version '<bundle version>+trained.<time>', SHA-256 of model.pt",
+          record["version"].startswith(metadata["version"] + "+trained.") and record["sha256"] == record["file_sha256"],
+          record)
+    check_info(url, record, "before fine-tuning")
 
-    image_id = Path(items[0]["image"]).stem
-    version = json.loads((bundle / "configs" / "metadata.json").read_text())["version"]
-    before = check_infer(url, image_id, version, "before training")
-    if before:
+    labelled, unlabelled = items[:NUM_LABELLED], items[NUM_LABELLED:NUM_LABELLED + NUM_UNLABELLED]
+    not_a_class = image_id(items[-1])
+    first = image_id(items[0])
+    before = check_infer(url, first, record, "before training")
+    if before and generic_scores:
         check("/infer/ agrees with BundleInferTask", all(
             abs(generic_scores[p["label"]] - p["score"]) < 1e-3 for p in before["prediction"]), (before, generic_scores))
 
-    attention_file, client_result = MONAILabelClient(url, tmpdir=str(bundle.parent)).infer(MODEL, image_id, {"attention": True})
+    attention_file, client_result = MONAILabelClient(url, tmpdir=str(bundle.parent)).infer(MODEL, first, {"attention": True})
     check("MONAILabelClient.infer gets the classification and the attention map", before is not None
           and client_result["prediction"] == before["prediction"] and Path(attention_file).is_file(), client_result)
+    check("/infer/ without save_label stores nothing", not requests.get(f"{url}/info/", timeout=30).json()
+          ["datastore"]["label_tags"])
 
-    response = requests.post(f"{url}/infer/{MODEL}", params={"image": image_id, "output": "image"},
+    response = requests.post(f"{url}/infer/{MODEL}", params={"image": first, "output": "image"},
                              data={"params": json.dumps({"attention": True})}, timeout=TIMEOUT_S)
     ok = response.status_code == 200 and response.headers["content-type"] == "image/png"
     if check("/infer/ attention map as result image", ok, response.text[:300]):
         check("attention map has the image's size", Image.open(BytesIO(response.content)).size == (96, 96))
 
     box = box_from_masks(str(bundle.parent / "data" / items[0]["mask"]))
-    response = requests.post(f"{url}/infer/{MODEL}", params={"image": image_id, "output": "json"},
-                             data={"params": json.dumps({"box": list(box)})}, timeout=TIMEOUT_S)
+    response = infer(url, first, {"box": list(box)})
     result = response.json() if response.status_code == 200 else {}
     check("/infer/ with a lesion box classifies the region around it", result.get("roi") is not None
           and result.get("note") is None and before is not None and before["note"] is not None, (response.text, before))
-    response = requests.post(f"{url}/infer/{MODEL}", params={"image": image_id, "output": "json"},
-                             data={"params": json.dumps({"box": [10, 10, 0, 5]})}, timeout=TIMEOUT_S)
+    response = infer(url, first, {"box": [10, 10, 0, 5]})
     check("zero-height box: HTTP 422 saying so", response.status_code == 422 and "zero height" in response.text,
           (response.status_code, response.text))
 
@@ -162,36 +262,81 @@ def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict
           (response.status_code, response.text))
     check("server alive after bad input", requests.get(f"{url}/info/", timeout=30).ok)
 
-    for item in items:
+    response = infer(url, first, {"save_label": True, "attention": True})
+    stored = requests.get(f"{url}/datastore/label", params={"label": first, "tag": PREDICTION_TAG}, timeout=30)
+    attention = requests.get(f"{url}/datastore/label", params={"label": first, "tag": ATTENTION_TAG}, timeout=30)
+    check("/infer/ with save_label stores the result JSON and the attention map under their own tags",
+          response.ok and stored.ok and stored.json() == response.json() and attention.ok
+          and Image.open(BytesIO(attention.content)).size == (96, 96), (response.text, stored.text))
+
+    probabilities = check_stored_predictions(url, [image_id(item) for item in items], record["sha256"])
+    check("batch inference skip logged with the image and the reason",
+          "batch inference: image 'corrupt' skipped: cannot classify image 'corrupt'" in log.read_text())
+    threshold = (metadata.get("operating_point") or {}).get("threshold", 0.5)
+    if probabilities:
+        sample = next_sample(url)
+        distance = {i: abs(p - threshold) for i, p in probabilities.items()}
+        check("uncertainty strategy picks the image whose P(malignant) is closest to the threshold",
+              sample.get("id") in distance and distance[sample["id"]] == min(distance.values())
+              and sample.get("threshold") == threshold, (sample, probabilities))
+        target = next(image_id(item) for item in labelled[1:] if image_id(item) != sample.get("id"))
+        requests.put(f"{url}/datastore/label/info", params={"label": target, "tag": PREDICTION_TAG},
+                     data={"info": json.dumps({"malignancy_probability": threshold})}, timeout=30)
+        sample = next_sample(url)
+        check("uncertainty strategy reuses the stored predictions of the current weights", sample.get("id") == target,
+              (sample, target))
+
+    label_file = bundle.parent / "label.json"  # as documented for Slicer's Python console
+    label_file.write_text(json.dumps({"label": CLASS_NAMES[items[0]["label"]]}))
+    response = MONAILabelClient(url).save_label(first, str(label_file), tag="final")
+    check("MONAILabelClient.save_label stores a class label", response.get("label") == first, response)
+    for item in labelled[1:]:
         label = json.dumps({"label": CLASS_NAMES[item["label"]]}).encode()
-        response = requests.put(f"{url}/datastore/label", params={"image": Path(item["image"]).stem, "tag": "final"},
+        response = requests.put(f"{url}/datastore/label", params={"image": image_id(item), "tag": "final"},
                                 files={"label": ("label.json", label, "application/json")}, timeout=30)
         if not response.ok:
             check("save labels through /datastore/label", False, response.text)
             return
-    response = requests.get(f"{url}/datastore/label", params={"label": image_id, "tag": "final"}, timeout=30)
+    segmentation = gzip.compress(b"a segmentation, as the stock Slicer module's Submit Label sends")
+    response = requests.put(f"{url}/datastore/label", params={"image": not_a_class, "tag": "final"},
+                            files={"label": ("label.nii.gz", segmentation, "application/octet-stream")}, timeout=30)
+    check("a segmentation saved as a final label", response.ok, response.text)
+    response = requests.get(f"{url}/datastore/label", params={"label": first, "tag": "final"}, timeout=30)
     check("label round trip through the datastore",
           response.ok and response.json() == {"label": CLASS_NAMES[items[0]["label"]]}, response.text)
     completed = requests.get(f"{url}/info/", timeout=30).json()["datastore"]["completed"]
-    check("datastore counts the labelled images", completed == len(items), completed)
+    check("datastore counts the labelled images", completed == NUM_LABELLED + 1, completed)
 
     model_file = bundle / "models" / "model.pt"
     mtime = model_file.stat().st_mtime_ns
     response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 1, "val_split": 0.25}, timeout=30)
     if not check("/train/ accepted", response.ok, response.text):
         return
-    deadline = time.monotonic() + TIMEOUT_S
-    status = {}
-    while time.monotonic() < deadline:
-        status = requests.get(f"{url}/train/", timeout=30).json()
-        if status.get("status") not in ("SUBMITTED", "RUNNING"):
-            break
-        time.sleep(2)
-    check("/train/ finished", status.get("status") == "DONE", status)
+    status = wait_for_task(url, "train/")
+    check("/train/ finished despite a final label that is not a class", status.get("status") == "DONE", status)
+    text = log.read_text()
+    check("that label is skipped: logged with its image and the reason, and counted",
+          f"final label of image '{not_a_class}' skipped:" in text and "not a JSON class label" in text
+          and f"{NUM_LABELLED} final class labels used, 1 skipped: ['{not_a_class}']" in text)
     check("training wrote a new model file", model_file.stat().st_mtime_ns != mtime)
-    after = check_infer(url, image_id, version, "after training")
+
+    tuned = weights_record(bundle)
+    check("the fine-tuned model has a version of its own and the SHA-256 of its file",
+          tuned["version"].startswith(metadata["version"] + "+trained.") and tuned["version"] != record["version"]
+          and tuned["sha256"] == tuned["file_sha256"] != record["file_sha256"], (record, tuned))
+    check("its record says: MONAI Label fine-tuning of the previous model on the datastore's labels",
+          tuned["trained_on"].startswith(f"MONAI Label fine-tuning of {record['version']} on the final labels of")
+          and f"{NUM_LABELLED * 3 // 4} training images" in tuned["trained_on"], tuned["trained_on"])
+    check_info(url, tuned, "after fine-tuning")
+    after = check_infer(url, first, tuned, "after training")
     if before and after:
         check("/infer/ uses the new model", after["probabilities"] != before["probabilities"], (before, after))
+
+    fresh = {image_id(item): infer(url, image_id(item)).json()["malignancy_probability"] for item in unlabelled}
+    sample = next_sample(url)
+    check("uncertainty strategy after training: the new model's least certain unlabelled image (a tie may go "
+          "either way)", sample.get("id") in fresh and sample.get("malignancy_probability") == fresh[sample["id"]]
+          and abs(fresh[sample["id"]] - threshold) == min(abs(p - threshold) for p in fresh.values()), (sample, fresh))
 
 
 def main() -> int:
@@ -201,17 +346,19 @@ def main() -> int:
     try:
         bundle, studies, items = prepare(tmp)
         generic_scores = check_bundle_infer_task(bundle, studies / Path(items[0]["image"]).name)
+        check_skip_trainers(bundle, tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
-        with open(tmp / "server.log", "w") as log:
+        log = tmp / "server.log"
+        with open(log, "w") as log_file:
             server = subprocess.Popen(
                 [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "monailabel_app"),
                  "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port),
                  "--conf", "bundle_path", str(bundle)],
-                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        if check("server ready", wait_for_server(url, server), f"see {tmp / 'server.log'}"):
-            check_server(url, bundle, items, generic_scores)
+        if check("server ready", wait_for_server(url, server), f"see {log}"):
+            check_server(url, bundle, items, generic_scores, log)
     except Exception as error:  # report a crash as a failure, then still stop the server
         check("no unexpected error", False, f"{type(error).__name__}: {error}")
     finally:

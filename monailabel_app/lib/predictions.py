@@ -1,0 +1,41 @@
+"""Predictions kept in the datastore, each under a tag of its own.
+
+Batch inference (``/batch/infer/``), ``/infer/`` with ``save_label`` and the ``uncertainty`` strategy
+store an image's prediction as labels of that image, never under MONAI Label's ``original`` or
+``final`` tags (``final`` holds the radiologist's class, which training reads):
+
+- tag ``monai_bus_prediction``: a JSON file, the infer task's result (``prediction``, ``class_name``,
+  ``malignancy_probability``, ``model_version``, ``weights_sha256``, ...). Its label info holds the
+  same fields, without ``prediction``, and the model name.
+- tag ``monai_bus_attention``: the attention map PNG, when the request asked for it. Its label info
+  names the weights that made it (``model_version``, ``weights_sha256``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+PREDICTION_TAG = "monai_bus_prediction"
+ATTENTION_TAG = "monai_bus_attention"
+
+
+def store_prediction(datastore, image_id: str, model: str, result: dict, attention_file: str | None = None) -> None:
+    """Save an infer result as the image's ``monai_bus_prediction`` label, and the attention map PNG
+    (when given) as its ``monai_bus_attention`` label."""
+    info = {"model": model, **{key: value for key, value in result.items() if key != "prediction"}}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "prediction.json")
+        with open(path, "w", encoding="utf8") as f:
+            json.dump(result, f, indent=1)
+        datastore.save_label(image_id, path, PREDICTION_TAG, info)
+    if attention_file:
+        weights = {key: result[key] for key in ("model_version", "weights_sha256")}
+        datastore.save_label(image_id, attention_file, ATTENTION_TAG, {"model": model, **weights})
+
+
+def stored_probability(datastore, image_id: str, weights_sha256: str) -> float | None:
+    """P(malignant) stored for the image by the weights of this SHA-256, or None."""
+    info = datastore.get_label_info(image_id, PREDICTION_TAG) or {}
+    return info.get("malignancy_probability") if info.get("weights_sha256") == weights_sha256 else None
