@@ -16,6 +16,7 @@ import sys
 import time
 import types
 import unittest
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +24,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONFIGS, copy_bundle
+from conftest import CONFIGS, REPO, copy_bundle
 from monai_bus.inference import BOX_IGNORED_NOTE, BundleClassifier
 
 if os.environ.get("CI") == "true":  # CI installs the slicer extra: there a missing slicer-core fails
@@ -44,9 +45,10 @@ IJK_TO_RAS = np.array([
 ROWS, COLUMNS = 96, 80
 
 
-@pytest.fixture(scope="module")
-def module():
-    """``BUSClassifier.py`` imported with stand-ins for the Slicer-application-only modules."""
+@contextmanager
+def imported_module(module_dir: Path):
+    """``BUSClassifier.py`` of ``module_dir`` imported with stand-ins for the Slicer-application-only modules;
+    its modules leave ``sys.modules`` afterwards."""
     scripted = types.ModuleType("slicer.ScriptedLoadableModule")
 
     class Base:
@@ -58,7 +60,7 @@ def module():
             self.layout = types.SimpleNamespace(addWidget=lambda widget: None)
 
         def resourcePath(self, name):
-            return str(MODULE_DIR / "Resources" / name)
+            return str(module_dir / "Resources" / name)
 
     class Test(unittest.TestCase):
         def delayDisplay(self, message):
@@ -70,12 +72,19 @@ def module():
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(sys.modules, "qt", types.ModuleType("qt"))
         patch.setitem(sys.modules, "slicer.ScriptedLoadableModule", scripted)
-        patch.syspath_prepend(str(MODULE_DIR))
+        patch.syspath_prepend(str(module_dir))
         import BUSClassifier
 
         yield BUSClassifier
     for name in [name for name in sys.modules if name.startswith(("BUSClassifier", "BUSClassifierLib"))]:
         del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def module():
+    """``BUSClassifier.py`` of the repository's checkout (see :func:`imported_module`)."""
+    with imported_module(MODULE_DIR) as imported:
+        yield imported
 
 
 @pytest.fixture(scope="module")
@@ -372,5 +381,6 @@ def test_dependencies_installed_only_after_confirmation_and_torch_kept(module, m
 
     dependencies.install(lambda message: True)
     (args, constraints), = installed
-    assert args[:2] == [str(dependencies.REPOSITORY), "-c"]
+    assert dependencies.locate() == (REPO / "bundle", REPO)  # a checkout: its bundle, monai-bus from it
+    assert args[:2] == [str(REPO), "-c"]
     assert constraints == f"torch=={torch.__version__}\n"  # the installed torch is pinned, never replaced

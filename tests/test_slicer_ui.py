@@ -1,6 +1,7 @@
 """The Slicer module's files agree with each other: the widgets the code uses exist in the .ui file with
-the expected class, its CMakeLists.txt names every Python file and resource, and the extension's metadata
-(CMakeLists.txt, the Extensions Index description) is complete. No Slicer needed."""
+the expected class, its CMakeLists.txt names every Python file and resource and ships the bundle and a
+monai-bus wheel where the module looks for them, and the extension's metadata (CMakeLists.txt, the Extensions
+Index description) is complete. No Slicer needed."""
 
 from __future__ import annotations
 
@@ -58,6 +59,24 @@ def test_cmake_names_every_file():
              if path.is_file() and path.name != "CMakeLists.txt" and "__pycache__" not in path.parts}
     listed = set(re.findall(r"^\s+(\S+\.(?:py|ui|png))$", cmake, re.MULTILINE))
     assert listed == files
+
+
+def test_cmake_ships_the_bundle_and_a_monai_bus_wheel():
+    """CMakeLists.txt stages what ``dependencies.locate()`` looks for in a built extension: Resources/bundle and
+    Resources/wheels in the module's build-tree folder, which slicerMacroBuildScriptedModule installs whole. The
+    text only: CMake does not run here (test_slicer_install.py checks the module on that layout)."""
+    cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf8")
+    locate = (MODULE_DIR / "BUSClassifierLib" / "dependencies.py").read_text(encoding="utf8")
+    assert 'set(MODULE_BUILD_DIR "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}")' in cmake
+    bundle_files = re.search(r"file\(GLOB_RECURSE BUNDLE_FILES .*?\)", cmake, re.DOTALL).group()
+    assert re.findall(r'"\$\{BUNDLE_DIR\}/([^"]+)"', bundle_files) == [
+        "configs/*", "docs/*", "LICENSE", "models/model.pt", "models/model.json"]  # no checkpoints, eval, data
+    assert 'configure_file("${BUNDLE_DIR}/${file}" "${MODULE_BUILD_DIR}/Resources/bundle/${file}" COPYONLY)' in cmake
+    assert '"Resources" / "bundle"' in locate
+    assert 'set(WHEEL_DIR "${MODULE_BUILD_DIR}/Resources/wheels")' in cmake
+    assert '-m pip wheel "${MONAI_BUS_REPOSITORY}" --no-deps -w "${WHEEL_DIR}"' in cmake
+    assert '"Resources" / "wheels").glob("monai_bus-*.whl")' in locate
+    assert re.search(r"add_custom_target\(\$\{MODULE_NAME\}MonaiBusWheel ALL ", cmake)
 
 
 def test_extension_metadata():

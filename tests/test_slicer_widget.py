@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import test_slicer_logic
+from conftest import REPO
 from test_slicer_logic import MODULE_DIR, add_volume, roi_over_pixels, slicer
 
 module = test_slicer_logic.module  # the fixture: BUSClassifier.py with stand-ins for Slicer-only modules
@@ -223,7 +224,7 @@ def test_errors_reach_the_status_line_in_one_line(module, whole_bundle, roi_bund
         patch.setattr(slicer.util, "pip_install",
                       lambda args: raise_(subprocess.CalledProcessError(1, ["pip", "install"])))
         apply(widget, volume, whole_bundle)
-    assert_error(widget, f"Installing monai-bus from {module.dependencies.REPOSITORY} failed (CalledProcessError: "
+    assert_error(widget, f"Installing monai-bus from {REPO} failed (CalledProcessError: "
                          "Command '['pip', 'install']' returned non-zero exit status 1.); pip's output is in the "
                          "Python console.")
 

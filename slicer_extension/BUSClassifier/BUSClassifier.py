@@ -179,8 +179,9 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def defaultBundlePath() -> str:
-        """The project's bundle, next to the ``slicer_extension`` folder."""
-        return str(dependencies.REPOSITORY / "bundle")
+        """The project's bundle: the repository's ``bundle`` folder, or the one a built extension ships
+        (:func:`dependencies.locate`)."""
+        return str(dependencies.locate().bundle)
 
     def prepareInput(self, volumeNode, roiNode=None):
         """``(image, box)``: the display-order image, and the ROI as the inference API's lesion box in its
@@ -360,5 +361,6 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
         parser = ConfigParser()
         parser.read_config(str(bundle / "configs" / "inference.json"))
         parser.read_meta(str(bundle / "configs" / "metadata.json"))
+        parser["bundle_root"] = str(bundle)
         (bundle / "models").mkdir()
         torch.save(parser.get_parsed_content("network_def").state_dict(), bundle / "models" / "model.pt")

@@ -1,4 +1,12 @@
-"""The Python packages that the module needs in Slicer's Python, and their installation.
+"""Where the module's bundle and monai-bus come from, and the Python packages it needs in Slicer's Python.
+
+The module runs from one of two places (:func:`locate` tells them apart):
+
+- a **repository checkout** (``<repository>/slicer_extension/BUSClassifier``): the bundle is
+  ``<repository>/bundle`` and monai-bus is installed from the repository;
+- a **built extension** (the Extensions Manager's package, or the build tree): the bundle and a wheel of
+  monai-bus lie in the module's ``Resources/bundle`` and ``Resources/wheels``, put there by
+  ``CMakeLists.txt`` at build time.
 
 Nothing is installed at import time, nor without the user's confirmation. PyTorch comes from the
 Slicer ``PyTorch`` extension (``PyTorchUtils``), which picks the build that fits the computer, at the
@@ -13,10 +21,33 @@ import importlib.util
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
-REPOSITORY = Path(__file__).resolve().parents[3]  # slicer_extension/BUSClassifier/BUSClassifierLib/..
+MODULE_DIR = Path(__file__).resolve().parents[1]  # the folder of BUSClassifier.py
 MODULES = ("torch", "monai", "monai_bus")
 MIN_PYTHON = (3, 10)  # setup.py's python_requires: Slicer 5.10 and later embed Python 3.12
+
+
+class Sources(NamedTuple):
+    """The bundle folder, and what pip installs monai-bus from (None when there is nothing)."""
+
+    bundle: Path
+    monai_bus: Path | None
+
+
+def locate() -> Sources:
+    """The bundle and the monai-bus install source of the module in :data:`MODULE_DIR`.
+
+    In a repository checkout (``<repository>/slicer_extension/BUSClassifier``, with the repository's
+    ``setup.py``): ``<repository>/bundle`` and the repository. Elsewhere, a built extension:
+    ``Resources/bundle`` and the one ``monai_bus-*.whl`` of ``Resources/wheels`` (None if there is not
+    exactly one: CMake empties the folder before building the wheel).
+    """
+    repository = MODULE_DIR.parents[1]
+    if MODULE_DIR.parent.name == "slicer_extension" and (repository / "setup.py").is_file():
+        return Sources(repository / "bundle", repository)
+    wheels = list((MODULE_DIR / "Resources" / "wheels").glob("monai_bus-*.whl"))
+    return Sources(MODULE_DIR / "Resources" / "bundle", wheels[0] if len(wheels) == 1 else None)
 
 
 def missing_modules() -> list[str]:
@@ -32,7 +63,7 @@ def install(confirm) -> bool:
 
     Raises:
         RuntimeError: in plain words, when PyTorch or monai-bus cannot be installed (Slicer's Python too
-            old, no PyTorch extension, pip failed).
+            old, no PyTorch extension, nothing to install monai-bus from, pip failed).
     """
     import slicer.util
 
@@ -42,6 +73,12 @@ def install(confirm) -> bool:
     if sys.version_info < MIN_PYTHON:
         raise RuntimeError(f"monai-bus needs Python {'.'.join(map(str, MIN_PYTHON))} or later and this Slicer "
                            f"embeds Python {sys.version_info.major}.{sys.version_info.minor}: use Slicer 5.10 or later.")
+    needs_monai_bus, source = "monai_bus" in missing or "monai" in missing, locate().monai_bus
+    if needs_monai_bus and source is None:
+        raise RuntimeError(f"monai-bus is not installed and there is nothing to install it from: {MODULE_DIR} is "
+                           "neither in the monai-bus repository nor a built extension with one monai_bus wheel in "
+                           "Resources/wheels; rebuild the extension, or install monai-bus into Slicer's Python "
+                           "(PythonSlicer -m pip install ...).")
     if not confirm(f"BUSClassifier needs the Python packages {', '.join(missing)}. Install them now? "
                    "This downloads several hundred MB and may take a few minutes."):
         return False
@@ -54,17 +91,14 @@ def install(confirm) -> bool:
         torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.2")
         if torch is None:
             raise RuntimeError("PyTorch could not be installed; use the 'PyTorch Util' module to install it.")
-    if "monai_bus" in missing or "monai" in missing:
-        if not (REPOSITORY / "setup.py").is_file():
-            raise RuntimeError(f"monai-bus is not installed and {REPOSITORY} is not its repository: "
-                               "install monai-bus into Slicer's Python (PythonSlicer -m pip install ...).")
+    if needs_monai_bus:
         with tempfile.TemporaryDirectory() as folder:
             constraints = Path(folder) / "constraints.txt"
             constraints.write_text(f"torch=={importlib.metadata.version('torch')}\n")
             try:
-                slicer.util.pip_install([str(REPOSITORY), "-c", str(constraints)])
+                slicer.util.pip_install([str(source), "-c", str(constraints)])
             except Exception as error:  # pip's failure (CalledProcessError, OSError...) in one line
-                raise RuntimeError(f"Installing monai-bus from {REPOSITORY} failed ({type(error).__name__}: "
+                raise RuntimeError(f"Installing monai-bus from {source} failed ({type(error).__name__}: "
                                    f"{error}); pip's output is in the Python console.") from error
     importlib.invalidate_caches()
     return not missing_modules()
