@@ -25,6 +25,7 @@ setup(
         "tensorboard",
         "tqdm",
         "scipy",
+        "scikit-image",  # MONAI's KeepLargestConnectedComponent on the CPU (the lesion localiser)
         "scikit-learn",
         "pydicom",
         "openpyxl",

@@ -8,8 +8,8 @@ import importlib
 
 __version__ = "0.1.0"
 
-__all__ = ["bundle_options", "data", "errors", "handlers", "inference", "inferers", "losses", "metrics", "networks",
-           "prediction_files", "weights"]
+__all__ = ["bundle_options", "data", "errors", "handlers", "inference", "inferers", "localiser", "losses", "metrics",
+           "networks", "prediction_files", "weights"]
 
 
 def __getattr__(name: str):

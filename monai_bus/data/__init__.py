@@ -9,8 +9,8 @@ bundle config), so that reading a datalist does not load torch.
 
 import importlib
 
-__all__ = ["boxes", "datalist", "demo", "duplicates", "formats", "images", "loading", "records", "roi", "splits",
-           "transforms"]
+__all__ = ["boxes", "datalist", "demo", "duplicates", "formats", "images", "loading", "masks", "records", "roi",
+           "splits", "transforms"]
 
 
 def __getattr__(name: str):

@@ -1,0 +1,101 @@
+"""The lesion localiser's data: lesion masks as segmentation labels, and its one preprocessing.
+
+A datalist item's ``mask`` is a file, or a list of files (one per lesion, as in BUSI); the
+localiser learns their union. The classifier's datalists work unchanged: :class:`LoadLesionMaskd`
+puts the segmentation label under ``label``, in place of the class index, which the localiser does
+not use. :func:`localiser_transforms` is the localiser bundle's preprocessing for training,
+validation, evaluation and inference (``localiser/configs/*.json`` and
+:class:`monai_bus.localiser.LesionLocaliser`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import MapTransform, NormalizeIntensityd, Resized
+
+from monai_bus.data.boxes import read_mask
+from monai_bus.data.transforms import LoadUltrasoundImaged
+from monai_bus.errors import InputError
+
+
+def mask_union(masks: str | os.PathLike | Sequence[str | os.PathLike], image_shape: Sequence[int]) -> np.ndarray:
+    """The union of one or more lesion mask files, as bool [H, W].
+
+    Args:
+        masks: a mask file, or a list of them (one per lesion).
+        image_shape: (H, W) of the image the masks belong to; every mask must have it.
+
+    Raises:
+        DatasetError: naming the mask file, when it is missing or cannot be decoded
+            (:func:`monai_bus.data.boxes.read_mask`).
+        InputError: naming the mask file, when its size differs from the image's.
+    """
+    masks = [masks] if isinstance(masks, (str, os.PathLike)) else list(masks)
+    if not masks:
+        raise InputError("mask_union: no mask file given.")
+    union = np.zeros(tuple(int(s) for s in image_shape), dtype=bool)
+    for mask in masks:
+        pixels = read_mask(mask)
+        if pixels.shape != union.shape:
+            raise InputError(f"{os.fspath(mask)}: mask of size {list(pixels.shape)} does not match its image "
+                             f"{list(union.shape)}.")
+        union |= pixels
+    return union
+
+
+class LoadLesionMaskd(MapTransform):
+    """Load an item's lesion mask file(s) as its segmentation label: float32 ``MetaTensor`` [1, H, W],
+    1 on lesion pixels (the union of the masks under ``keys``), 0 elsewhere.
+
+    Args:
+        keys: the mask key(s); each value is a file or a list of files (one per lesion).
+        label_key: where the label goes; it replaces what is there (a classifier datalist's class index).
+        image_key: the loaded image [1, H, W], whose size the masks must have.
+
+    Raises:
+        InputError: naming the image, for an item without a mask, and naming the mask file, for a mask
+            that cannot be read or whose size differs from the image's.
+    """
+
+    def __init__(self, keys: KeysCollection = "mask", label_key: str = "label", image_key: str = "image") -> None:
+        super().__init__(keys, allow_missing_keys=True)
+        self.label_key, self.image_key = label_key, image_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        image = d[self.image_key]
+        masks = [file for key in self.key_iterator(d) for file in np.atleast_1d(d[key]).tolist()]
+        if not masks:
+            name = image.meta.get("filename_or_obj", "image") if isinstance(image, MetaTensor) else "image"
+            raise InputError(f"{name}: has no lesion mask ({', '.join(map(str, self.keys))}); the localiser trains "
+                             "and is evaluated on images with lesion masks.")
+        union = mask_union(masks, image.shape[-2:])
+        d[self.label_key] = MetaTensor(torch.from_numpy(union[None].astype(np.float32)))
+        return d
+
+
+def localiser_transforms(image_size: int, masks: bool = False) -> list:
+    """The localiser's preprocessing, from a datalist item (or an inference request) to its input.
+
+    Load the image (:class:`~monai_bus.data.transforms.LoadUltrasoundImaged`, the project's one
+    reader) and, with ``masks``, its lesion masks as ``label`` (:class:`LoadLesionMaskd`); resize both
+    to ``image_size`` (the image bilinearly with anti-aliasing, the label by nearest neighbour) and
+    z-score normalise the image.
+
+    Returns:
+        dictionary transforms; ``image`` comes out as a ``MetaTensor`` [1, image_size, image_size]
+        whose meta data hold the file and the input's ``spatial_shape``, and whose applied operations
+        let :class:`monai.transforms.Invertd` bring a prediction back to the input's size; ``label``
+        (with ``masks``) as [1, image_size, image_size], 0 or 1.
+    """
+    keys = ["image", "label"] if masks else ["image"]
+    return ([LoadUltrasoundImaged("image")] + ([LoadLesionMaskd("mask")] if masks else []) +
+            [Resized(keys, spatial_size=(image_size, image_size), mode=("bilinear", "nearest")[:len(keys)],
+                     anti_aliasing=(True, False)[:len(keys)]),
+             NormalizeIntensityd("image")])

@@ -1,0 +1,118 @@
+"""Lesion localisation API: find the lesion of one image with the trained localiser bundle.
+
+:class:`LesionLocaliser` takes ``network_def``, ``preprocessing``, ``inferer`` and ``lesion_mask``
+from the localiser bundle's own ``configs/inference.json`` (the definitions its ``evaluating``
+workflow runs, so that the API and the workflow give the same mask): the image is read by the
+project's one reader and resized to ``image_size``; the UNet's softmax is brought back to the
+input's size (``Invertd``), its argmax taken, and only the largest connected component of the
+lesion kept (``KeepLargestConnectedComponentd``). The lesion box is that component's bounding box
+(:class:`monai.transforms.BoundingRect`), in the input's pixels, half-open, rows first, as
+everywhere in the project (:mod:`monai_bus.data.boxes`).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import BoundingRect, Compose
+
+from monai_bus.data.boxes import MIN_BOX_SIDE, Box
+from monai_bus.errors import find_monai_bus_error
+from monai_bus.inference import BundleError, load_weights, read_bundle
+
+LESION_CLASSES = {"0": "background", "1": "lesion"}
+
+
+@dataclass(frozen=True)
+class Localisation:
+    """Where the localiser found the lesion of one image.
+
+    Attributes:
+        mask: bool [H, W] at the input image's size and orientation (rows first): the largest
+            connected component of the predicted lesion; all False when no lesion was found.
+        box: the mask's bounding box ``(row_start, row_stop, col_start, col_stop)`` in the input's
+            pixels (half-open, rows first); None when no lesion was found.
+    """
+
+    mask: np.ndarray = field(repr=False, compare=False)
+    box: Box | None
+
+    @property
+    def found(self) -> bool:
+        """Whether a lesion was found (then ``box`` is set and ``mask`` holds it)."""
+        return self.box is not None
+
+    @property
+    def lesion_fraction(self) -> float:
+        """The share of the image's pixels in ``mask``, in [0, 1]."""
+        return float(self.mask.mean())
+
+
+class LesionLocaliser:
+    """A trained localiser bundle (``localiser/`` in the monai-bus repository), ready to find lesions.
+
+    Args:
+        bundle_dir: bundle folder holding ``configs/inference.json``, ``configs/metadata.json`` and
+            ``models/model.pt``.
+        device: torch device name; default as in the bundle's config (CUDA when available).
+
+    Raises:
+        BundleError: a missing file, or a bundle whose configs or checkpoint do not fit together.
+    """
+
+    def __init__(self, bundle_dir: str | os.PathLike, device: str | None = None) -> None:
+        self.bundle_dir = Path(bundle_dir)
+        config_file, meta_file = (self.bundle_dir / "configs" / name for name in ("inference.json", "metadata.json"))
+        parser = read_bundle(self.bundle_dir, device)
+        try:
+            metadata = parser["_meta_"]
+            classes = metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+            self.device = parser.get_parsed_content("device")
+            self.network = parser.get_parsed_content("network")
+            self.preprocessing = parser.get_parsed_content("preprocessing")
+            self.inferer = parser.get_parsed_content("inferer")
+            self.lesion_mask = Compose(parser.get_parsed_content("lesion_mask"))
+        except Exception as error:
+            raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
+        if classes != LESION_CLASSES:
+            raise BundleError(f"{meta_file}: a localiser's output channels are {LESION_CLASSES}, got {classes}.")
+        self.checkpoint_path = self.bundle_dir / "models" / "model.pt"
+        self.weights = load_weights(self.network, self.checkpoint_path, self.bundle_dir, metadata)
+
+    @torch.no_grad()
+    def locate(self, image: str | os.PathLike | np.ndarray, frame: int | None = None) -> Localisation:
+        """Find the lesion of one image.
+
+        A largest component whose bounding box is below :data:`monai_bus.data.boxes.MIN_BOX_SIDE`
+        pixels high or wide counts as no lesion, so that every box found is one the classifier takes.
+
+        Args:
+            image: a file (PNG, JPEG, DICOM, ...) or an array [H, W] or [H, W, C] in display order.
+            frame: the frame of a multi-frame file (counting from 0).
+
+        Returns:
+            the lesion's mask [H, W] at the input's size and its box.
+
+        Raises:
+            InputError: a ``ValueError`` naming the file, for every image that
+                :func:`monai_bus.data.images.read_image` refuses.
+            BundleError: when the network's output is not finite (corrupt weights).
+        """
+        try:
+            data = self.preprocessing({"image": image, "frame": frame})
+        except RuntimeError as error:  # MONAI's Compose wraps the reader's error: report the original
+            raise find_monai_bus_error(error) or error from None
+        logits = self.inferer(data["image"].unsqueeze(0).to(self.device), self.network)  # [1, 2, S, S]
+        if not torch.isfinite(logits).all():
+            raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
+                              f"weights of {self.checkpoint_path} are corrupt.")
+        lesion = self.lesion_mask({"pred": logits[0].cpu(), "image": data["image"]})["pred"]  # [1, H, W]
+        mask = lesion[0].numpy() > 0
+        row_start, row_stop, col_start, col_stop = (int(v) for v in BoundingRect()(mask[None])[0])
+        if min(row_stop - row_start, col_stop - col_start) < MIN_BOX_SIDE:
+            return Localisation(mask=np.zeros_like(mask), box=None)
+        return Localisation(mask=mask, box=(row_start, row_stop, col_start, col_stop))

@@ -1,0 +1,327 @@
+"""The lesion localiser: its bundle (``localiser/``) checked as the model zoo checks bundles, and the
+``LesionLocaliser`` API, on tiny synthetic data (64 px, small channels, 2 epochs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_net_in_out
+from packaging.version import Version
+from PIL import Image
+from scipy import ndimage
+
+from conftest import REPO
+from monai_bus.commands.demo import read_metrics
+from monai_bus.data.boxes import MIN_BOX_SIDE
+from monai_bus.data.loading import load_split
+from monai_bus.data.masks import LoadLesionMaskd, localiser_transforms
+from monai_bus.data.transforms import LoadUltrasoundImaged
+from monai_bus.errors import find_monai_bus_error
+from monai_bus.inference import BundleError
+from monai_bus.localiser import LesionLocaliser
+
+LOCALISER = REPO / "localiser"
+CONFIGS = LOCALISER / "configs"
+META = json.loads((CONFIGS / "metadata.json").read_text())
+# Small enough to train in seconds on 2 CPU cores; written into the copies' model_settings, so that
+# training, evaluation, inference and the API all build the same network.
+TINY_SETTINGS = {"image_size": 64, "channels": [8, 16, 32], "num_res_units": 1}
+TINY_RUN = {"batch_size": 8, "num_workers": 0}
+ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+
+
+def copy_localiser(destination, **settings):
+    """A copy of the localiser bundle (configs, docs, LICENSE) with tiny model settings."""
+    shutil.copytree(LOCALISER, destination, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
+    meta_file = destination / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["model_settings"].update(TINY_SETTINGS, **settings)
+    meta_file.write_text(json.dumps(metadata, indent=4))
+    return destination
+
+
+def workflow(bundle, data, config_names, workflow_type, **extra) -> ConfigWorkflow:
+    configs = bundle / "configs"
+    return ConfigWorkflow(config_file=[str(configs / name) for name in config_names],
+                          meta_file=str(configs / "metadata.json"), logging_file=str(configs / "logging.conf"),
+                          workflow_type=workflow_type, bundle_root=str(bundle), dataset_dir=str(data),
+                          **TINY_RUN, **extra)
+
+
+def run_to_end(flow: ConfigWorkflow) -> None:
+    flow.initialize()
+    assert flow.check_properties() == []
+    flow.run()
+    flow.finalize()
+
+
+def save_weights(bundle, change) -> None:
+    """Write ``models/model.pt``: the bundle's network with its weights changed by ``change(state)``."""
+    parser = ConfigParser()
+    parser.read_config(str(bundle / "configs" / "inference.json"))
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    state = parser.get_parsed_content("network_def").state_dict()
+    change(state)
+    (bundle / "models").mkdir()
+    torch.save(state, bundle / "models" / "model.pt")
+
+
+@pytest.fixture(scope="module")
+def trained_localiser(tmp_path_factory, tiny_data):
+    """A localiser copy trained for 2 epochs on ``tiny_data`` through ``ConfigWorkflow``."""
+    bundle = copy_localiser(tmp_path_factory.mktemp("localiser") / "localiser")
+    run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=2))
+    return bundle
+
+
+@pytest.fixture(scope="module")
+def held_out_images(tiny_data):
+    return [item["image"] for item in load_split(str(tiny_data / "datalist.json"), "test")]
+
+
+# -- the bundle, as the model zoo checks it -----------------------------------------------------------------------
+
+def test_bundle_files_and_metadata():
+    for name in ("train.json", "evaluate.json", "inference.json", "multi_gpu_train.json", "logging.conf"):
+        assert (CONFIGS / name).is_file(), name
+    assert (LOCALISER / "LICENSE").read_text() == (REPO / "bundle" / "LICENSE").read_text()
+    headings = [line for line in (LOCALISER / "docs" / "README.md").read_text().splitlines() if line.startswith("#")]
+    for heading in ("# Model Overview", "## Data", "## Training configuration", "### Input", "### Output",
+                    "## Performance", "## MONAI Bundle Commands", "# References", "# License"):
+        assert heading in headings, heading
+    assert META["schema"].endswith("/meta_schema_20240725.json")
+    assert META["task"] == "Breast ultrasound lesion segmentation"
+    assert META["version"] in META["changelog"]
+    assert list(META["changelog"]) == sorted(META["changelog"], key=Version, reverse=True)
+    image, pred = META["network_data_format"]["inputs"]["image"], META["network_data_format"]["outputs"]["pred"]
+    assert image["num_channels"] == 1 and image["channel_def"] == {"0": "image"}
+    assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lesion"}
+    assert META["model_settings"] == {"image_size": 256, "channels": [16, 32, 64, 128], "num_res_units": 2}
+    assert META["eval_metrics"] == {} and "no trained weights" in META["description"]  # none yet, said plainly
+
+
+@pytest.mark.parametrize("n", [1, 4])
+def test_verify_net_in_out(n):
+    verify_net_in_out(net_id="network_def", meta_file=str(CONFIGS / "metadata.json"),
+                      config_file=str(CONFIGS / "inference.json"), device="cpu", n=n, bundle_root=str(LOCALISER))
+    parser = ConfigParser()
+    parser.read_config(str(CONFIGS / "inference.json"))
+    parser.read_meta(str(CONFIGS / "metadata.json"))
+    network = parser.get_parsed_content("network_def").eval()
+    with torch.no_grad():
+        assert network(torch.rand(2, 1, 8 * n, 8 * n)).shape == (2, 2, 8 * n, 8 * n)  # a mask of the input's size
+
+
+def test_ckpt_export_matches_eager(tmp_path):
+    bundle = copy_localiser(tmp_path / "localiser")
+    save_weights(bundle, lambda state: None)
+    configs = bundle / "configs"
+    ckpt_export(net_id="network_def", filepath=str(tmp_path / "model.ts"), ckpt_file=str(bundle / "models/model.pt"),
+                meta_file=str(configs / "metadata.json"), config_file=str(configs / "inference.json"),
+                bundle_root=str(bundle))
+    parser = ConfigParser()
+    parser.read_config(str(configs / "inference.json"))
+    parser.read_meta(str(configs / "metadata.json"))
+    network = parser.get_parsed_content("network_def")
+    network.load_state_dict(torch.load(bundle / "models/model.pt", weights_only=True))
+    x = torch.randn(2, 1, 64, 64)
+    torch.testing.assert_close(torch.jit.load(str(tmp_path / "model.ts"))(x), network.eval()(x))
+
+
+@pytest.mark.parametrize("config_names, workflow_type", [
+    (["train.json"], "train"),
+    (["train.json", "evaluate.json"], "eval"),
+    (["inference.json"], "infer"),
+])
+def test_check_properties(tmp_path, tiny_data, config_names, workflow_type):
+    flow = workflow(copy_localiser(tmp_path / "localiser"), tiny_data, config_names, workflow_type)
+    flow.initialize()
+    assert flow.check_properties() == []
+
+
+def test_training_outputs(trained_localiser):
+    models = trained_localiser / "models"
+    state = torch.load(models / "checkpoint_last.pt", weights_only=True)
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "fingerprint", "random"}
+    assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"]
+    assert 0.0 <= state["best_model"]["best_score"] <= 1.0
+    record = json.loads((models / "model.json").read_text())
+    assert record["version"].startswith(META["version"] + "+trained.") and "val_mean_dice" in record
+
+
+def test_evaluation_writes_the_test_dice(trained_localiser, tiny_data, tmp_path):
+    bundle = shutil.copytree(trained_localiser, tmp_path / "localiser")
+    run_to_end(workflow(bundle, tiny_data, ["train.json", "evaluate.json"], "eval"))
+    metrics = read_metrics(bundle / "eval" / "metrics.csv")
+    assert set(metrics) == {"val_mean_dice"} and 0.0 <= metrics["val_mean_dice"] <= 1.0
+
+
+def test_inference_from_the_bundle_folder_agrees_with_the_api(trained_localiser, tiny_data, held_out_images, tmp_path):
+    """The zoo's usage, ``python -m monai.bundle run --config_file configs/inference.json`` in the bundle's
+    folder, writes one mask PNG per test image at the image's size: the API's mask, before its minimum size."""
+    bundle = shutil.copytree(trained_localiser, tmp_path / "localiser")
+    result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
+                             "--dataset_dir", str(tiny_data)], cwd=bundle, capture_output=True, text=True,
+                            timeout=600, env=ENVIRONMENT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    localiser = LesionLocaliser(bundle, device="cpu")
+    for image in held_out_images:
+        written = np.asarray(Image.open(bundle / "eval" / os.path.basename(image).replace(".png", "_mask.png")))
+        assert written.shape == (96, 96) and set(np.unique(written)) <= {0, 255}
+        found = localiser.locate(image)
+        if found.found:
+            np.testing.assert_array_equal(found.mask, written > 0)
+        else:  # nothing, or a component whose box is below the minimum side
+            rows, columns = np.flatnonzero(written.any(axis=1)), np.flatnonzero(written.any(axis=0))
+            assert rows.size == 0 or min(np.ptp(rows), np.ptp(columns)) + 1 < MIN_BOX_SIDE
+
+
+def test_torchrun_two_processes(tmp_path, tiny_data):
+    """The multi_gpu_train.json overlay: 2 processes on CPU (gloo), model.pt saved unwrapped from DDP."""
+    bundle = copy_localiser(tmp_path / "localiser")
+    configs = bundle / "configs"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+               "-m", "monai.bundle", "run", "--config_file",
+               f"['{configs / 'train.json'}','{configs / 'multi_gpu_train.json'}']",
+               "--meta_file", str(configs / "metadata.json"), "--logging_file", str(configs / "logging.conf"),
+               "--bundle_root", str(bundle), "--dataset_dir", str(tiny_data), "--batch_size", "4",
+               "--num_workers", "0", "--max_epochs", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENVIRONMENT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    state = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
+    assert state["trainer"]["epoch_length"] == 4  # 30 training images over 2 ranks with batch 4
+    assert not any(key.startswith("module.") for key in state["model"])
+    assert (bundle / "models" / "model.pt").is_file()
+
+
+# -- the API ------------------------------------------------------------------------------------------------------
+
+def test_the_trained_localiser_answers_at_the_input_size(trained_localiser, held_out_images):
+    localiser = LesionLocaliser(trained_localiser, device="cpu")
+    array = np.asarray(Image.open(held_out_images[0]))[:, :70]  # non-square: 96 rows x 70 columns
+    for image, shape in ((held_out_images[0], (96, 96)), (array, (96, 70))):
+        result = localiser.locate(image)
+        assert result.mask.shape == shape and result.mask.dtype == bool
+        assert result.lesion_fraction == pytest.approx(result.mask.mean())
+        if result.found:
+            row_start, row_stop, col_start, col_stop = result.box
+            assert 0 <= row_start < row_stop <= shape[0] and 0 <= col_start < col_stop <= shape[1]
+    assert localiser.weights["version"].startswith(META["version"] + "+trained.")
+
+
+class BrightIsLesion(torch.nn.Module):
+    """A stand-in network: lesion logit = the normalised intensity, background logit = its negative."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, H, W] -> [B, 2, H, W]
+        return torch.cat([-x, x], dim=1)
+
+
+def test_the_box_is_the_largest_component_in_the_input_pixels(tmp_path):
+    bundle = copy_localiser(tmp_path / "localiser", image_size=64)
+    save_weights(bundle, lambda state: None)
+    localiser = LesionLocaliser(bundle, device="cpu")
+    localiser.network = BrightIsLesion()
+    image = np.full((120, 200), 40, np.uint8)
+    image[30:70, 100:180] = 220  # the lesion: 40 rows x 80 columns
+    image[90:100, 10:20] = 220  # a smaller bright spot, dropped as not the largest component
+    result = localiser.locate(image)
+    assert result.found and result.mask.shape == (120, 200)
+    assert ndimage.label(result.mask, structure=np.ones((3, 3)))[1] == 1
+    assert not result.mask[90:100, 10:20].any()
+    np.testing.assert_allclose(result.box, (30, 70, 100, 180), atol=3)  # up to the 64 px network's resolution
+    rows, columns = np.flatnonzero(result.mask.any(axis=1)), np.flatnonzero(result.mask.any(axis=0))
+    assert result.box == (rows[0], rows[-1] + 1, columns[0], columns[-1] + 1)  # half-open, rows first
+    transposed = localiser.locate(image.T.copy())
+    assert transposed.box == (result.box[2], result.box[3], result.box[0], result.box[1])
+    np.testing.assert_array_equal(transposed.mask, result.mask.T)
+
+
+def test_nothing_found_is_said_plainly(tmp_path, held_out_images):
+    def background_everywhere(state):
+        for value in state.values():
+            value.zero_()
+        last_bias = [key for key in state if key.endswith("bias")][-1]
+        assert state[last_bias].shape == (2,)
+        state[last_bias][0] = 1.0  # background logit 1, lesion logit 0, at every pixel
+
+    bundle = copy_localiser(tmp_path / "localiser")
+    save_weights(bundle, background_everywhere)
+    result = LesionLocaliser(bundle, device="cpu").locate(held_out_images[0])
+    assert not result.found and result.box is None
+    assert result.mask.shape == (96, 96) and not result.mask.any() and result.lesion_fraction == 0.0
+
+
+def test_bad_images_are_named(trained_localiser, tmp_path):
+    localiser = LesionLocaliser(trained_localiser, device="cpu")
+    Image.fromarray(np.full((96, 96), 128, np.uint8)).save(tmp_path / "constant.png")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'constant.png'}: no image content"):
+        localiser.locate(tmp_path / "constant.png")
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'missing.png'}: image file not found"):
+        localiser.locate(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match=r"^image array: expected a 2D image"):
+        localiser.locate(np.zeros((2, 96, 96, 5)))
+
+
+def test_bad_bundles_are_named(tmp_path):
+    with pytest.raises(BundleError, match="inference.json: not found; is .* a monai-bus bundle folder"):
+        LesionLocaliser(tmp_path)
+    bundle = copy_localiser(tmp_path / "localiser")
+    with pytest.raises(BundleError, match="model.pt: model file not found"):
+        LesionLocaliser(bundle)
+    save_weights(bundle, lambda state: state.pop(next(iter(state))))
+    with pytest.raises(BundleError, match="model.pt: does not match the bundle's network_def"):
+        LesionLocaliser(bundle)
+
+
+# -- masks --------------------------------------------------------------------------------------------------------
+
+def write_mask(path, box, shape=(96, 96)):
+    mask = np.zeros(shape, np.uint8)
+    mask[box[0]:box[1], box[2]:box[3]] = 255
+    Image.fromarray(mask).save(path)
+    return str(path)
+
+
+def test_the_label_is_the_union_of_the_masks(tiny_data, tmp_path):
+    image = load_split(str(tiny_data / "datalist.json"), "test")[0]["image"]
+    masks = [write_mask(tmp_path / "a.png", (10, 20, 10, 20)), write_mask(tmp_path / "b.png", (50, 60, 40, 80))]
+    item = LoadLesionMaskd()(LoadUltrasoundImaged("image")({"image": image, "mask": masks, "label": 1}))
+    assert item["label"].shape == (1, 96, 96) and item["label"].sum() == 100 + 400
+    resized = localiser_transforms(64, masks=True)
+    data = {"image": image, "mask": masks, "label": 1}
+    for transform in resized:
+        data = transform(data)
+    assert data["image"].shape == data["label"].shape == (1, 64, 64)
+    assert set(torch.unique(data["label"]).tolist()) == {0.0, 1.0}
+
+
+def test_masks_that_do_not_fit_are_named(tiny_data, tmp_path):
+    image = load_split(str(tiny_data / "datalist.json"), "test")[0]["image"]
+    loaded = LoadUltrasoundImaged("image")({"image": image})
+    with pytest.raises(ValueError, match=f"^{image}: has no lesion mask"):
+        LoadLesionMaskd()(loaded)
+    small = write_mask(tmp_path / "small.png", (1, 5, 1, 5), shape=(32, 32))
+    with pytest.raises(ValueError, match=f"^{small}: mask of size \\[32, 32\\] does not match its image \\[96, 96\\]"):
+        LoadLesionMaskd()({**loaded, "mask": small})
+    with pytest.raises(ValueError, match=f"^{tmp_path / 'gone.png'}: mask file not found"):
+        LoadLesionMaskd()({**loaded, "mask": str(tmp_path / "gone.png")})
+
+
+def test_training_on_an_item_without_a_mask_stops_naming_it(tiny_data, tmp_path):
+    datalist = json.loads((tiny_data / "datalist.json").read_text())
+    del datalist["training"][3]["mask"]
+    (tmp_path / "datalist.json").write_text(json.dumps(datalist))
+    flow = workflow(copy_localiser(tmp_path / "localiser"), tiny_data, ["train.json"], "train", max_epochs=1,
+                    datalist=str(tmp_path / "datalist.json"))
+    flow.initialize()
+    with pytest.raises(RuntimeError) as error:
+        flow.run()
+    image = load_split(str(tmp_path / "datalist.json"), "training", str(tiny_data))[3]["image"]
+    assert str(find_monai_bus_error(error.value)).startswith(f"{image}: has no lesion mask")
