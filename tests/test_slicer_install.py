@@ -16,7 +16,10 @@ import re
 import shutil
 import subprocess
 import sys
+import types
 import unittest
+import urllib.parse
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -32,11 +35,13 @@ INSTALLED_MODULES = "lib/Slicer-5.10/qt-scripted-modules"  # where an extension 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The module's folder in a built extension, outside the repository: the module's files (not its
-    CMakeLists.txt), ``Resources/bundle`` (a copy of the repository's bundle without models) and
-    ``Resources/wheels`` (a monai-bus wheel built from a copy of what setup.py packages)."""
+    CMakeLists.txt), ``Resources/bundle`` (a copy of the repository's bundle without models),
+    ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a monai-bus wheel built from a copy of
+    what setup.py packages)."""
     module_dir = tmp_path_factory.mktemp("extension") / INSTALLED_MODULES
     shutil.copytree(MODULE_DIR, module_dir, ignore=shutil.ignore_patterns("CMakeLists.txt", "__pycache__"))
     copy_bundle(module_dir / "Resources" / "bundle")
+    shutil.copytree(REPO / "monai_bus" / "samples", module_dir / "Resources" / "samples")
 
     source = tmp_path_factory.mktemp("source")  # a copy, so that the build writes nothing into the repository
     for name in ("setup.py", "README.md"):
@@ -72,9 +77,23 @@ def test_the_shipped_bundle_and_wheel_are_used_not_the_repository(module, instal
     dependencies = module.dependencies
     assert dependencies.MODULE_DIR == installed.resolve()
     bundle, wheel = installed.resolve() / "Resources" / "bundle", shipped_wheel(installed.resolve())
-    assert dependencies.locate() == (bundle, wheel)
+    assert dependencies.locate() == (bundle, wheel, installed.resolve() / "Resources" / "samples")
     assert module.BUSClassifierLogic.defaultBundlePath() == str(bundle)
     assert "monai_bus/inference.py" in zipfile.ZipFile(wheel).namelist()  # the package the worker imports
+
+
+def test_the_shipped_samples_are_registered_as_sample_data(module, installed, monkeypatch):
+    registered = []
+    sample_data = types.ModuleType("SampleData")
+    sample_data.SampleDataLogic = types.SimpleNamespace(registerCustomSampleDataSource=lambda **k: registered.append(k))
+    monkeypatch.setitem(sys.modules, "SampleData", sample_data)
+    module.registerSampleData()
+    assert len(registered) == 4 and {entry["category"] for entry in registered} == {"BUS Classifier"}
+    for entry in registered:
+        path = Path(urllib.request.url2pathname(urllib.parse.urlparse(entry["uris"]).path))
+        assert path.parent == installed.resolve() / "Resources" / "samples" and path.is_file()
+        assert entry["fileNames"] == path.name and entry["loadFileType"] == "VolumeFile"
+    assert sorted(entry["sampleName"].split(" (")[1] for entry in registered) == ["benign)"] * 2 + ["malignant)"] * 2
 
 
 def test_the_installer_installs_the_shipped_wheel(module, installed, monkeypatch):

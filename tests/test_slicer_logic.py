@@ -381,6 +381,7 @@ def test_dependencies_installed_only_after_confirmation_and_torch_kept(module, m
 
     dependencies.install(lambda message: True)
     (args, constraints), = installed
-    assert dependencies.locate() == (REPO / "bundle", REPO)  # a checkout: its bundle, monai-bus from it
+    # a checkout: its bundle, monai-bus from it, its samples
+    assert dependencies.locate() == (REPO / "bundle", REPO, REPO / "monai_bus" / "samples")
     assert args[:2] == [str(REPO), "-c"]
     assert constraints == f"torch=={torch.__version__}\n"  # the installed torch is pinned, never replaced

@@ -72,10 +72,12 @@ def test_cmake_ships_the_bundle_and_a_monai_bus_wheel():
     assert re.findall(r'"\$\{BUNDLE_DIR\}/([^"]+)"', bundle_files) == [
         "configs/*", "docs/*", "LICENSE", "models/model.pt", "models/model.json"]  # no checkpoints, eval, data
     assert 'configure_file("${BUNDLE_DIR}/${file}" "${MODULE_BUILD_DIR}/Resources/bundle/${file}" COPYONLY)' in cmake
-    assert '"Resources" / "bundle"' in locate
+    assert 'resources = MODULE_DIR / "Resources"' in locate and 'resources / "bundle"' in locate
     assert 'set(WHEEL_DIR "${MODULE_BUILD_DIR}/Resources/wheels")' in cmake
     assert '-m pip wheel "${MONAI_BUS_REPOSITORY}" --no-deps -w "${WHEEL_DIR}"' in cmake
-    assert '"Resources" / "wheels").glob("monai_bus-*.whl")' in locate
+    assert '(resources / "wheels").glob("monai_bus-*.whl")' in locate
+    assert ('configure_file("${MONAI_BUS_REPOSITORY}/monai_bus/samples/${file}" '
+            '"${MODULE_BUILD_DIR}/Resources/samples/${file}"') in cmake and 'resources / "samples"' in locate
     assert re.search(r"add_custom_target\(\$\{MODULE_NAME\}MonaiBusWheel ALL ", cmake)
 
 

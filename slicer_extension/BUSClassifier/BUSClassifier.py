@@ -48,8 +48,23 @@ class BUSClassifier(ScriptedLoadableModule):
         )
         self.parent.acknowledgementText = (
             "Kalafi EY et al., Classification of Breast Cancer Lesions in Ultrasound Images by using Attention "
-            "Layer and loss Ensembles in Deep Convolutional Neural Networks, arXiv:2102.11519 (2021). Built on MONAI."
+            "Layer and loss Ensembles in Deep Convolutional Neural Networks, arXiv:2102.11519 (2021). Built on MONAI. "
+            "Sample images: BUS-BRA (Gomez-Flores, Gregorio-Calas and Pereira, Medical Physics 2023), CC BY 4.0."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData():
+    """Register the four sample images (BUS-BRA, CC BY 4.0: see CREDITS.md beside them) in the Sample Data
+    module, under "BUS Classifier"; each sample's lesion box is in its ``samples.json``."""
+    import SampleData
+
+    samples = dependencies.locate().samples
+    for sample in json.loads((samples / "samples.json").read_text())["samples"]:
+        path = samples / sample["image"]
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category="BUS Classifier", sampleName=f"{path.stem} ({sample['pathology']})", uris=path.as_uri(),
+            fileNames=path.name, nodeNames=path.stem, thumbnailFileName=str(path), loadFileType="VolumeFile")
 
 
 class BUSClassifierWidget(ScriptedLoadableModuleWidget):

@@ -29,25 +29,29 @@ MIN_PYTHON = (3, 10)  # setup.py's python_requires: Slicer 5.10 and later embed 
 
 
 class Sources(NamedTuple):
-    """The bundle folder, and what pip installs monai-bus from (None when there is nothing)."""
+    """The bundle folder, what pip installs monai-bus from (None when there is nothing), and the folder
+    of the sample images."""
 
     bundle: Path
     monai_bus: Path | None
+    samples: Path
 
 
 def locate() -> Sources:
     """The bundle and the monai-bus install source of the module in :data:`MODULE_DIR`.
 
     In a repository checkout (``<repository>/slicer_extension/BUSClassifier``, with the repository's
-    ``setup.py``): ``<repository>/bundle`` and the repository. Elsewhere, a built extension:
-    ``Resources/bundle`` and the one ``monai_bus-*.whl`` of ``Resources/wheels`` (None if there is not
-    exactly one: CMake empties the folder before building the wheel).
+    ``setup.py``): ``<repository>/bundle``, the repository and ``<repository>/monai_bus/samples``.
+    Elsewhere, a built extension: ``Resources/bundle``, the one ``monai_bus-*.whl`` of
+    ``Resources/wheels`` (None if there is not exactly one: CMake empties the folder before building the
+    wheel) and ``Resources/samples``.
     """
     repository = MODULE_DIR.parents[1]
     if MODULE_DIR.parent.name == "slicer_extension" and (repository / "setup.py").is_file():
-        return Sources(repository / "bundle", repository)
-    wheels = list((MODULE_DIR / "Resources" / "wheels").glob("monai_bus-*.whl"))
-    return Sources(MODULE_DIR / "Resources" / "bundle", wheels[0] if len(wheels) == 1 else None)
+        return Sources(repository / "bundle", repository, repository / "monai_bus" / "samples")
+    resources = MODULE_DIR / "Resources"
+    wheels = list((resources / "wheels").glob("monai_bus-*.whl"))
+    return Sources(resources / "bundle", wheels[0] if len(wheels) == 1 else None, resources / "samples")
 
 
 def missing_modules() -> list[str]:
