@@ -118,16 +118,20 @@ def test_infer_command(trained_bundle, test_image, tmp_path, capsys):
 
 def test_demo_command(tmp_path, tiny_data, capsys):
     """The README's main job, shortened: train, evaluate and print the table."""
-    bundle = copy_bundle(tmp_path / "bundle")
+    source, bundle = copy_bundle(tmp_path / "source"), tmp_path / "demo"
     shutil.copytree(tiny_data, bundle / "demo_data")  # stands in for the 300-image demo set
-    for name, changes in (("train.json", {"image_size": 64, "num_workers": 0}), ("inference.json", {"image_size": 64})):
-        config = json.loads((bundle / "configs" / name).read_text())
-        config.update(changes)
-        (bundle / "configs" / name).write_text(json.dumps(config))
-    assert main(["demo", "--bundle", str(bundle), "--max-epochs", "1"]) == 0
+    train, meta = (json.loads((source / "configs" / name).read_text()) for name in ("train.json", "metadata.json"))
+    train["num_workers"], meta["model_settings"]["image_size"] = 0, 64
+    for name, config in (("train.json", train), ("metadata.json", meta)):
+        (source / "configs" / name).write_text(json.dumps(config))
+    (source / "models").mkdir()
+    (source / "models" / "model.pt").write_bytes(b"the bundle's own weights")
+    for _ in range(2):  # again: trained afresh, not refused as another run's checkpoint
+        assert main(["demo", "--bundle", str(source), "--out", str(bundle), "--max-epochs", "1"]) == 0
     out = capsys.readouterr().out
     assert "SYNTHETIC demo data" in out and "| val_auc |" in out and "| mcc |" in out
     assert (bundle / "models" / "model.pt").is_file()
+    assert (source / "models" / "model.pt").read_bytes() == b"the bundle's own weights"  # untouched
     # the per-image predictions reproduce the evaluator's table
     predictions = bundle / "eval" / "test_predictions.csv"
     assert main(["metrics", str(predictions)]) == 0

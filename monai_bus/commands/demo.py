@@ -1,8 +1,10 @@
 """``monai-bus demo``: train the bundle on the synthetic demo data, evaluate it, print the metrics.
 
-It also classifies every test image with :class:`monai_bus.inference.BundleClassifier` and writes
-the per-image results to ``<bundle>/eval/test_predictions.csv``, from which ``monai-bus metrics``
-recomputes the table.
+The demo trains a copy of the bundle in its own folder (``--out``, :func:`monai_bus.study.bundle_runs.
+prepare_run`), from scratch every time, so that it never touches the bundle's own weights. It also
+classifies every test image with :class:`monai_bus.inference.BundleClassifier` and writes the
+per-image results to ``<out>/eval/test_predictions.csv``, from which ``monai-bus metrics`` recomputes
+the table.
 
 The demo images are synthetic (see :mod:`monai_bus.data.demo`): the figures show that the pipeline
 works end to end, and say nothing about clinical performance.
@@ -19,7 +21,9 @@ from monai_bus.errors import CommandError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
+    parser.add_argument("--bundle", default="bundle", help="bundle whose configs the demo trains (default: %(default)s)")
+    parser.add_argument("--out", default="runs/demo", help="the demo's copy of the bundle: its models, evaluation and "
+                                                           "demo data (default: %(default)s)")
     parser.add_argument("--max-epochs", type=int, default=10, help="training epochs (default: %(default)s)")
 
 
@@ -45,16 +49,20 @@ def write_test_predictions(bundle: Path, out_csv: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     from monai.bundle import run as run_bundle
 
-    bundle = Path(args.bundle)
+    from monai_bus.study.bundle_runs import prepare_run
+
+    if not (Path(args.bundle) / "configs" / "train.json").is_file():
+        raise CommandError(f"{Path(args.bundle) / 'configs' / 'train.json'}: not found; run from the repository root "
+                           "or pass --bundle.")
+    bundle = Path(args.out)
+    prepare_run(Path(args.bundle), bundle, ("train.json",), {})
     configs = bundle / "configs"
-    if not (configs / "train.json").is_file():
-        raise CommandError(f"{configs / 'train.json'}: not found; run from the repository root or pass --bundle.")
     common = {
         "meta_file": str(configs / "metadata.json"),
         "logging_file": str(configs / "logging.conf"),
-        "bundle_root": args.bundle,
+        "bundle_root": str(bundle),
     }
-    run_bundle("training", config_file=str(configs / "train.json"), max_epochs=args.max_epochs, **common)
+    run_bundle("training", config_file=str(configs / "train.json"), max_epochs=args.max_epochs, resume=False, **common)
     run_bundle("evaluating", config_file=[str(configs / "train.json"), str(configs / "evaluate.json")], **common)
     predictions_csv = bundle / "eval" / "test_predictions.csv"
     write_test_predictions(bundle, predictions_csv)
