@@ -183,12 +183,10 @@ class BundleClassifier:
         config_file, meta_file = (self.bundle_dir / "configs" / name for name in ("inference.json", "metadata.json"))
         parser = read_bundle(self.bundle_dir, device)
         try:
-            self.class_names = tuple(
-                name for _, name in sorted(
-                    parser["_meta_"]["network_data_format"]["outputs"]["pred"]["channel_def"].items(),
-                    key=lambda item: int(item[0]))
-            )
             metadata = parser["_meta_"]
+            self.class_names = tuple(
+                name for _, name in sorted(metadata["network_data_format"]["outputs"]["pred"]["channel_def"].items(),
+                                           key=lambda item: int(item[0])))
             operating_point = metadata.get("operating_point") or {}
             self.threshold = float(operating_point["threshold"]) if "threshold" in operating_point else None
             self.temperature = float(operating_point.get("temperature", 1.0))
