@@ -54,8 +54,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
         raise DatasetError(path, f"unreadable mask ({error})") from None
 
 
-def box_from_masks(masks, image_shape: Sequence[int] | None = None) -> Box | None:
-    """Bounding box of the union of one or more lesion masks; None when no mask holds a lesion pixel.
+def mask_union(masks, image_shape: Sequence[int] | None = None) -> np.ndarray:
+    """The union of one or more lesion masks, as bool [H, W].
 
     Args:
         masks: a mask, or a list of masks (one per lesion), each a file or an array [H, W] whose
@@ -68,7 +68,7 @@ def box_from_masks(masks, image_shape: Sequence[int] | None = None) -> Box | Non
     """
     masks = masks if isinstance(masks, (list, tuple)) else [masks]
     if not masks:
-        raise InputError("box_from_masks: no mask given.")
+        raise InputError("no lesion mask given.")
     union = None
     for mask in masks:
         name = os.fspath(mask) if isinstance(mask, (str, os.PathLike)) else "mask array"
@@ -78,6 +78,13 @@ def box_from_masks(masks, image_shape: Sequence[int] | None = None) -> Box | Non
             raise InputError(f"{name}: mask of size {list(pixels.shape)} does not match its image "
                              f"{list(expected) if expected else '(expected a 2D mask)'}.")
         union = pixels if union is None else union | pixels
+    return union
+
+
+def box_from_masks(masks, image_shape: Sequence[int] | None = None) -> Box | None:
+    """Bounding box of :func:`mask_union` (arguments and errors as there); None when no mask holds a
+    lesion pixel."""
+    union = mask_union(masks, image_shape)
     rows, columns = np.flatnonzero(union.any(axis=1)), np.flatnonzero(union.any(axis=0))
     if rows.size == 0:
         return None

@@ -10,8 +10,7 @@ validation, evaluation and inference (``localiser/configs/*.json`` and
 
 from __future__ import annotations
 
-import os
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
@@ -19,34 +18,9 @@ from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, NormalizeIntensityd, Resized
 
-from monai_bus.data.boxes import read_mask
+from monai_bus.data.boxes import mask_union
 from monai_bus.data.transforms import LoadUltrasoundImaged
 from monai_bus.errors import InputError
-
-
-def mask_union(masks: str | os.PathLike | Sequence[str | os.PathLike], image_shape: Sequence[int]) -> np.ndarray:
-    """The union of one or more lesion mask files, as bool [H, W].
-
-    Args:
-        masks: a mask file, or a list of them (one per lesion).
-        image_shape: (H, W) of the image the masks belong to; every mask must have it.
-
-    Raises:
-        DatasetError: naming the mask file, when it is missing or cannot be decoded
-            (:func:`monai_bus.data.boxes.read_mask`).
-        InputError: naming the mask file, when its size differs from the image's.
-    """
-    masks = [masks] if isinstance(masks, (str, os.PathLike)) else list(masks)
-    if not masks:
-        raise InputError("mask_union: no mask file given.")
-    union = np.zeros(tuple(int(s) for s in image_shape), dtype=bool)
-    for mask in masks:
-        pixels = read_mask(mask)
-        if pixels.shape != union.shape:
-            raise InputError(f"{os.fspath(mask)}: mask of size {list(pixels.shape)} does not match its image "
-                             f"{list(union.shape)}.")
-        union |= pixels
-    return union
 
 
 class LoadLesionMaskd(MapTransform):
