@@ -4,7 +4,8 @@ Every ``model.pt`` that training writes (:class:`monai_bus.handlers.BestModelSav
 beside it, ``model.json``: ``{"sha256", "version", "trained_on", ...}``. The version is the bundle's
 with ``+trained.<UTC time>`` appended, so that a model trained or fine-tuned here never passes for
 the bundle's release. Weights shipped with a bundle are recorded in its ``metadata.json`` instead,
-under ``weights``: ``{"models/model.pt": {"sha256", "trained_on"}}``.
+under ``weights``: ``{"models/model.pt": {"sha256", "trained_on", "trained_as"}}``; :func:`ship` puts
+them there, in half precision.
 
 :func:`provenance` tells the inference API which of the two applies; a file known to neither is
 reported as such, never as the bundle's release.
@@ -17,6 +18,8 @@ import json
 import os
 import time
 from pathlib import Path
+
+import torch
 
 from monai_bus.errors import InputError
 
@@ -80,3 +83,32 @@ def provenance(weights: str | os.PathLike, bundle_dir: str | os.PathLike, metada
     if shipped.get("sha256") == checksum:
         return {**result, "version": str(metadata["version"]), "trained_on": str(shipped["trained_on"])}
     return {**result, "version": f"{metadata['version']}+unrecorded", "trained_on": UNKNOWN}
+
+
+def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, name: str = "models/model.pt") -> dict:
+    """Make trained weights the bundle's shipped weights: ``<bundle_dir>/<name>`` in half precision, recorded in
+    ``configs/metadata.json`` ``weights`` with their checksum and their record's ``trained_on`` and version
+    (``trained_as``). Integer tensors (batch norm's counters) stay as they are. Returns the metadata entry.
+
+    Raises:
+        InputError: when ``trained`` has no record beside it (:func:`write_record`) that matches its checksum.
+    """
+    trained = Path(trained)
+    record_file = record_path(trained)
+    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    if record.get("sha256") != sha256(trained):
+        raise InputError(f"{trained}: no matching record {record_file.name} beside it; ship only weights that "
+                         "training wrote, so that their training data is known.")
+    state = torch.load(trained, map_location="cpu", weights_only=True)
+    half = {key: value.half() if value.is_floating_point() else value for key, value in state.items()}
+    target = Path(bundle_dir) / name
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    torch.save(half, partial)
+    os.replace(partial, target)
+    entry = {"sha256": sha256(target), "trained_on": record["trained_on"], "trained_as": record["version"]}
+    metadata_file = Path(bundle_dir) / "configs" / "metadata.json"
+    metadata = json.loads(metadata_file.read_text())
+    metadata.setdefault("weights", {})[name] = entry
+    metadata_file.write_text(json.dumps(metadata, indent=4, ensure_ascii=False) + "\n")
+    return entry

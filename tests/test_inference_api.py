@@ -18,6 +18,7 @@ from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.networks import VGG16Classifier
 from monai_bus.prediction_files import read_labelled_predictions
+from monai_bus.weights import ship
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +184,28 @@ def test_every_prediction_names_its_weights(trained_bundle, test_image, tmp_path
     (bundle / "models" / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"model.json: not a readable weights record"):
         BundleClassifier(bundle, device="cpu")
+
+
+def test_shipped_weights_are_half_precision_recorded_and_classify_as_trained(trained_bundle, test_image, tmp_path):
+    bundle = copy_bundle(tmp_path / "bundle")
+    trained = trained_bundle / "models" / "model.pt"
+    record = json.loads((trained_bundle / "models" / "model.json").read_text())
+    entry = ship(trained, bundle)
+    shipped = bundle / "models" / "model.pt"
+    state = torch.load(shipped, weights_only=True)
+    assert {v.dtype for v in state.values() if v.is_floating_point()} == {torch.float16}
+    assert entry == {"sha256": hashlib.sha256(shipped.read_bytes()).hexdigest(), "trained_on": record["trained_on"],
+                     "trained_as": record["version"]}
+    meta = json.loads((bundle / "configs" / "metadata.json").read_text())
+    assert meta["weights"] == {"models/model.pt": entry}
+    half = BundleClassifier(bundle, device="cpu").predict(test_image)
+    full = BundleClassifier(trained_bundle, device="cpu").predict(test_image)
+    assert (half.model_version, half.trained_on) == (meta["version"], record["trained_on"])
+    assert half.malignancy_probability == pytest.approx(full.malignancy_probability, abs=2e-3)
+
+    unrecorded = shutil.copy(trained, tmp_path / "model.pt")  # no model.json beside it
+    with pytest.raises(ValueError, match=r"model.pt: no matching record model.json beside it"):
+        ship(unrecorded, bundle)
 
 
 def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tiny_data, test_image, tmp_path):
