@@ -149,7 +149,7 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     return parser
 
 
-def load_weights(network: torch.nn.Module, checkpoint_path: Path, bundle_dir: Path, metadata: dict) -> dict:
+def load_weights(network: torch.nn.Module, checkpoint_path: Path, metadata: dict) -> dict:
     """Load a weight file into ``network`` and put it in eval mode; returns the file's
     :func:`~monai_bus.weights.provenance`.
 
@@ -161,7 +161,7 @@ def load_weights(network: torch.nn.Module, checkpoint_path: Path, bundle_dir: Pa
     except RuntimeError as error:
         raise BundleError(f"{checkpoint_path}: does not match the bundle's network_def ({error}).") from error
     network.eval()
-    return provenance(checkpoint_path, bundle_dir, metadata)
+    return provenance(checkpoint_path, metadata)
 
 
 class BundleClassifier:
@@ -202,7 +202,7 @@ class BundleClassifier:
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1] and a "
                               f"temperature > 0, got {self.class_names}, {self.threshold} and {self.temperature}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
-        self.weights = load_weights(self.network, self.checkpoint_path, self.bundle_dir, metadata)
+        self.weights = load_weights(self.network, self.checkpoint_path, metadata)
         self.version = self.weights["version"]
         self.operating_point_note = None
         fitted_for = operating_point.get("weights_sha256")

@@ -81,7 +81,7 @@ class LesionLocaliser:
         if classes != LESION_CLASSES:
             raise BundleError(f"{meta_file}: a localiser's output channels are {LESION_CLASSES}, got {classes}.")
         self.checkpoint_path = self.bundle_dir / "models" / "model.pt"
-        self.weights = load_weights(self.network, self.checkpoint_path, self.bundle_dir, metadata)
+        self.weights = load_weights(self.network, self.checkpoint_path, metadata)
 
     @torch.no_grad()
     def locate(self, image: str | os.PathLike | np.ndarray, frame: int | None = None) -> Localisation:

@@ -58,12 +58,12 @@ def describe_training_data(datalist_file: str, training: list[dict], validation:
             f"{len(validation)} validation images")
 
 
-def provenance(weights: str | os.PathLike, bundle_dir: str | os.PathLike, metadata: dict) -> dict:
+def provenance(weights: str | os.PathLike, metadata: dict) -> dict:
     """``{"file", "sha256", "version", "trained_on"}`` of a weight file.
 
     From the record beside the file when its checksum matches; else from ``metadata["weights"]`` when
-    the file is the one shipped there (same path in the bundle and same checksum), with the bundle's
-    version; else the bundle's version marked ``+unrecorded`` and :data:`UNKNOWN` as ``trained_on``.
+    the file is one shipped there (same checksum, wherever it lies), with the bundle's version; else the
+    bundle's version marked ``+unrecorded`` and :data:`UNKNOWN` as ``trained_on``.
     """
     weights = Path(weights)
     checksum = sha256(weights)
@@ -75,13 +75,9 @@ def provenance(weights: str | os.PathLike, bundle_dir: str | os.PathLike, metada
         raise InputError(f"{record_file}: not a readable weights record ({error}); delete it or retrain.") from None
     if record.get("sha256") == checksum:
         return {**result, "version": str(record["version"]), "trained_on": str(record["trained_on"])}
-    try:
-        key = weights.resolve().relative_to(Path(bundle_dir).resolve()).as_posix()
-    except ValueError:
-        key = None
-    shipped = metadata.get("weights", {}).get(key, {})
-    if shipped.get("sha256") == checksum:
-        return {**result, "version": str(metadata["version"]), "trained_on": str(shipped["trained_on"])}
+    shipped = [entry for entry in metadata.get("weights", {}).values() if entry.get("sha256") == checksum]
+    if shipped:
+        return {**result, "version": str(metadata["version"]), "trained_on": str(shipped[0]["trained_on"])}
     return {**result, "version": f"{metadata['version']}+unrecorded", "trained_on": UNKNOWN}
 
 

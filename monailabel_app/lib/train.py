@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 from pathlib import Path
 
 from monailabel.tasks.train.bundle import BundleTrainTask
 
-from monai_bus.weights import provenance
+from monai_bus.weights import provenance, sha256
 
 logger = logging.getLogger(__name__)
 
@@ -45,7 +46,8 @@ class BundleClassifierTrain(BundleTrainTask):
     labels. Each run starts from ``models/model.pt`` (MONAI Label's ``pretrained`` option) and trains
     ``max_epochs`` epochs; the bundle's own resume from ``checkpoint_last.pt`` is turned off, so
     that a finished run does not make the next one a no-op. The new weights' record
-    (``models/model.json``) says they come from MONAI Label fine-tuning on this datastore.
+    (``models/model.json``) says they come from MONAI Label fine-tuning on this datastore. Shipped weights
+    are kept as ``models/model_shipped.pt`` before the first run replaces them.
     """
 
     def __init__(self, bundle_dir: str, conf: dict, studies: str):
@@ -79,12 +81,25 @@ class BundleClassifierTrain(BundleTrainTask):
         overrides["resume"] = False
         overrides["max_epochs"] = overrides["train#trainer#max_epochs"]  # the LR schedule's length too
         overrides["best_model#trained_on"] = self._describe_run(overrides)
+        self._keep_shipped_weights()
+        overrides["best_model#protected_sha256"] = []  # kept as model_shipped.pt
+
+    def _keep_shipped_weights(self) -> None:
+        """Fine-tuning replaces ``models/model.pt``. When that file holds the bundle's shipped weights, they are
+        first copied to ``models/model_shipped.pt`` (recognised by their checksum, and offered as a start model)."""
+        model = Path(self.bundle_path) / "models" / "model.pt"
+        shipped = {entry["sha256"] for entry in self.metadata.get("weights", {}).values()}
+        if model.is_file() and sha256(model) in shipped:
+            kept = model.with_name("model_shipped.pt")
+            if not kept.is_file():
+                shutil.copy2(model, kept)
+            logger.warning(f"fine-tuning replaces the shipped weights {model}; they are kept as {kept}")
 
     def _describe_run(self, overrides) -> str:
         """What the new weights are trained on, for their record: the start weights and the datastore's images."""
         loader = next((handler for handler in overrides["train#handlers"]
                        if isinstance(handler, dict) and handler.get("_target_") == "CheckpointLoader"), None)
-        start = provenance(loader["load_path"], self.bundle_path, self.metadata)["version"] if loader else None
+        start = provenance(loader["load_path"], self.metadata)["version"] if loader else None
         training = overrides["train#dataset#data"]
         validation = overrides.get("validate#dataset#data")
         positives = sum(item["label"] == 1 for item in training)
