@@ -81,10 +81,13 @@ def provenance(weights: str | os.PathLike, metadata: dict) -> dict:
     return {**result, "version": f"{metadata['version']}+unrecorded", "trained_on": UNKNOWN}
 
 
-def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, name: str = "models/model.pt") -> dict:
+def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, trained_on: str | None = None,
+         name: str = "models/model.pt") -> dict:
     """Make trained weights the bundle's shipped weights: ``<bundle_dir>/<name>`` in half precision, recorded in
-    ``configs/metadata.json`` ``weights`` with their checksum and their record's ``trained_on`` and version
-    (``trained_as``). Integer tensors (batch norm's counters) stay as they are. Returns the metadata entry.
+    ``configs/metadata.json`` ``weights`` with their checksum, ``trained_on`` (default their record's, which
+    names the datalist as the training machine saw it) and their record's version (``trained_as``). Integer
+    tensors (batch norm's counters) stay as they are. An ``operating_point`` fitted for other weights is
+    removed: calibrate the new ones (``monai-bus calibrate``). Returns the metadata entry.
 
     Raises:
         InputError: when ``trained`` has no record beside it (:func:`write_record`) that matches its checksum.
@@ -102,9 +105,11 @@ def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, name: str = 
     partial = target.with_name(target.name + ".partial")
     torch.save(half, partial)
     os.replace(partial, target)
-    entry = {"sha256": sha256(target), "trained_on": record["trained_on"], "trained_as": record["version"]}
+    entry = {"sha256": sha256(target), "trained_on": trained_on or record["trained_on"], "trained_as": record["version"]}
     metadata_file = Path(bundle_dir) / "configs" / "metadata.json"
     metadata = json.loads(metadata_file.read_text())
     metadata.setdefault("weights", {})[name] = entry
+    if metadata.get("operating_point", {}).get("weights_sha256") != entry["sha256"]:
+        metadata.pop("operating_point", None)
     metadata_file.write_text(json.dumps(metadata, indent=4, ensure_ascii=False) + "\n")
     return entry

@@ -23,8 +23,14 @@ def bundle_overrides(bundle_root: Path, data_dir: Path, **extra) -> dict:
 
 
 def copy_bundle(destination: Path) -> Path:
-    """A copy of the repository's bundle folder (configs, docs, LICENSE) without models or data."""
+    """A copy of the repository's bundle folder (configs, docs, LICENSE) without models or data, and without
+    the metadata of the shipped weights (``weights``, ``operating_point``), as before they were shipped."""
     shutil.copytree(BUNDLE, destination, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
+    meta_file = destination / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    for key in ("weights", "operating_point"):
+        metadata.pop(key, None)
+    meta_file.write_text(json.dumps(metadata, indent=4))
     return destination
 
 

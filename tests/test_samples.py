@@ -12,7 +12,8 @@ from monai_bus.cli import main
 from monai_bus.data.images import read_image
 from monai_bus.overlay import write_overlay
 
-SAMPLES = Path(__file__).resolve().parents[1] / "monai_bus" / "samples"
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = REPO / "monai_bus" / "samples"
 
 
 def test_samples_are_four_credited_bus_bra_images_with_boxes_inside():
@@ -50,3 +51,19 @@ def test_samples_command_classifies_every_sample(trained_bundle, tmp_path, capsy
         name = row.split(" | ")[0][2:]
         overlay = Image.open(tmp_path / f"{Path(name).stem}_overlay.png")
         assert overlay.size[::-1] == read_image(SAMPLES / name)[0].shape
+
+
+def test_the_readme_main_command_uses_the_shipped_weights_and_prints_the_readme_table(tmp_path, capsys, monkeypatch):
+    """``monai-bus samples`` from the repository root: the shipped weights and operating point, and the answers
+    that README.md shows (P(malignant) to within 0.005: bf16 arithmetic differs a little between CPUs)."""
+    monkeypatch.chdir(REPO)
+    assert main(["samples", "--out", str(tmp_path), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    metadata = json.loads((REPO / "bundle" / "configs" / "metadata.json").read_text())
+    assert f"(version {metadata['version']}, SHA-256 {metadata['weights']['models/model.pt']['sha256'][:12]}...)" \
+        in printed
+    assert f"threshold: {metadata['operating_point']['threshold']:g} (operating point)" in printed
+    readme = [line.split(" | ") for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| bus_")]
+    rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| bus_")]
+    assert [(r[0], r[2]) for r in rows] == [(r[0], r[2]) for r in readme] and len(rows) == 4
+    assert all(abs(float(a[3]) - float(b[3])) <= 0.005 for a, b in zip(rows, readme))

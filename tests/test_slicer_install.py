@@ -3,7 +3,7 @@
 ``slicer_extension/BUSClassifier/CMakeLists.txt`` ships the bundle and a monai-bus wheel beside the module,
 in ``Resources/bundle`` and ``Resources/wheels``. The ``installed`` fixture lays out that package by hand in a
 temporary folder, as the extension package holds it (``lib/Slicer-X.Y/qt-scripted-modules``): the module's
-files, the repository's bundle (configs, docs, LICENSE) with untrained weights, and a wheel built from the
+files, the repository's bundle (configs, docs, LICENSE) with its shipped weights, and a wheel built from the
 repository's package. CMake itself is not run here (that needs Slicer's build system). The module is imported
 from there, and must use what it ships, never the repository.
 """
@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import REPO, copy_bundle
+from conftest import REPO
 from test_slicer_logic import MODULE_DIR, add_volume, imported_module, roi_over_pixels, row, slicer, wait_for
 
 INSTALLED_MODULES = "lib/Slicer-5.10/qt-scripted-modules"  # where an extension package holds scripted modules
@@ -35,12 +35,15 @@ INSTALLED_MODULES = "lib/Slicer-5.10/qt-scripted-modules"  # where an extension 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The module's folder in a built extension, outside the repository: the module's files (not its
-    CMakeLists.txt), ``Resources/bundle`` (a copy of the repository's bundle without models),
+    CMakeLists.txt), ``Resources/bundle`` (a copy of the repository's bundle with its shipped ``models/model.pt``),
     ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a monai-bus wheel built from a copy of
     what setup.py packages)."""
     module_dir = tmp_path_factory.mktemp("extension") / INSTALLED_MODULES
     shutil.copytree(MODULE_DIR, module_dir, ignore=shutil.ignore_patterns("CMakeLists.txt", "__pycache__"))
-    copy_bundle(module_dir / "Resources" / "bundle")
+    bundle = module_dir / "Resources" / "bundle"
+    shutil.copytree(REPO / "bundle", bundle, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
+    (bundle / "models").mkdir()
+    shutil.copy(REPO / "bundle" / "models" / "model.pt", bundle / "models" / "model.pt")
     shutil.copytree(REPO / "monai_bus" / "samples", module_dir / "Resources" / "samples")
 
     source = tmp_path_factory.mktemp("source")  # a copy, so that the build writes nothing into the repository
@@ -55,10 +58,8 @@ def installed(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def module(installed):
-    """``BUSClassifier.py`` imported from the installed copy; its shipped bundle gets untrained weights (the
-    module's self-test writes them)."""
+    """``BUSClassifier.py`` imported from the installed copy."""
     with imported_module(installed) as imported:
-        imported.BUSClassifierTest._saveUntrainedWeights(installed / "Resources" / "bundle")
         yield imported
 
 

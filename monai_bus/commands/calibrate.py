@@ -7,8 +7,9 @@ that reaches the target sensitivity. Both go into the bundle's ``configs/metadat
 
 On the ``test`` split it reports ECE (10 bins) before and after scaling, and sensitivity and
 specificity at the threshold. ``--out`` receives ``calibration.json``, the calibrated per-image
-predictions of both splits (``validation_predictions.csv``, ``test_predictions.csv``) and the test
-split's reliability diagram (``reliability.png``, which needs the ``study`` extra's matplotlib).
+predictions of both splits (``validation_predictions.csv``, ``test_predictions.csv``; image paths as
+the datalist writes them) and the test split's reliability diagram (``reliability.png``, which needs
+the ``study`` extra's matplotlib).
 """
 
 from __future__ import annotations
@@ -57,10 +58,11 @@ def run(args: argparse.Namespace) -> int:
     threshold = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
 
     out = Path(args.out)
+    listed = json.loads(Path(args.datalist).read_text())  # the image paths as the datalist writes them
     for name, items in splits.items():
         write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS), [
-            {"group": item.get("group", ""), **labelled_row(item["image"], item["label"], p, threshold)}
-            for item, p in zip(items, calibrated[name])])
+            {"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold)}
+            for item, entry, p in zip(items, listed[name], calibrated[name])])
     test = classification_metrics(labels["test"], np.stack([1 - calibrated["test"], calibrated["test"]], 1), threshold)
     report = {
         "bundle": str(args.bundle), "weights": classifier.weights, "datalist": str(args.datalist),

@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -304,8 +305,11 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
 
 
 class BUSClassifierTest(ScriptedLoadableModuleTest):
-    """Self-test on a synthetic image with an untrained copy of the project's bundle (checks the plumbing,
-    not the model): run it from the module's "Reload and Test" button."""
+    """Self-test, from the module's "Reload and Test" button: a shipped sample image classified the panel's way
+    (a worker process, then the results table) with the shipped weights; then, on a synthetic image with an
+    untrained copy of the bundle, the errors (no model file, no ROI) and the reuse of the attention volume."""
+
+    WORKER_TIMEOUT_S = 300
 
     LESION = (20, 50, 30, 70)  # rows and columns of the dark ellipse of syntheticImage(96, 96)
 
@@ -326,7 +330,50 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self.setUp()
+        self.test_classify_sample_in_worker()
+        self.setUp()
         self.test_classify_synthetic_image()
+
+    def test_classify_sample_in_worker(self):
+        missing = dependencies.missing_modules()
+        self.assertFalse(missing, f"Install the module's dependencies first (click Apply once): {missing}")
+        from PIL import Image
+
+        samples = dependencies.locate().samples
+        sample = json.loads((samples / "samples.json").read_text())["samples"][0]
+        self.delayDisplay(f"Sample {sample['image']} with its lesion box, classified in a worker process")
+        pixels = np.asarray(Image.open(samples / sample["image"]).convert("L"))
+        volume = slicer.util.addVolumeFromArray(pixels[np.newaxis], np.eye(4), name=Path(sample["image"]).stem)
+        logic = BUSClassifierLogic()
+        bundle = Path(logic.defaultBundlePath())
+        process = logic.startClassification(volume, bundle, self._roiOverPixels(np.eye(4), sample["box"]))
+        deadline = time.monotonic() + self.WORKER_TIMEOUT_S
+        while (output := process.poll()) is None:
+            if time.monotonic() > deadline:
+                process.cancel()
+                self.fail(f"the worker did not finish in {self.WORKER_TIMEOUT_S} s")
+            time.sleep(0.2)
+        logic.addResult(volume, *output)
+
+        table = logic.resultsTable(slicer.mrmlScene)
+        value = lambda column: table.GetCellText(0, table.GetColumnIndex(column))  # noqa: E731
+        metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+        self.assertEqual(value("Model version"), metadata["version"])  # the shipped weights, not "+unrecorded"
+        self.assertEqual(value("Trained on"), metadata["weights"]["models/model.pt"]["trained_on"])
+        self.assertEqual(value("Box source"), "given")
+        self.assertIn(value("Class"), ("benign", "malignant"))
+        self.delayDisplay(f"{sample['image']} ({sample['pathology']} by histology): {value('Class')}, "
+                          f"P(malignant) {value('P(malignant)')}")
+
+    @staticmethod
+    def _roiOverPixels(ijkToRAS, box):
+        """A markups ROI over the pixel box ``[row_start, row_stop, col_start, col_stop]`` of a volume."""
+        top, bottom, left, right = box
+        corners = (ijkToRAS @ np.array([[left - 0.5, top - 0.5, 0, 1], [right - 0.5, bottom - 0.5, 0, 1]]).T)[:3].T
+        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Lesion box")
+        roi.SetCenter(*corners.mean(axis=0))
+        roi.SetSize(*(np.abs(corners[1] - corners[0]) + [0, 0, 1]))
+        return roi
 
     def test_classify_synthetic_image(self):
         missing = dependencies.missing_modules()
@@ -335,11 +382,7 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Synthetic image with a flipped, rotated geometry, and an ROI around its lesion")
         ijkToRAS = np.array([[0.0, -0.2, 0.0, 10.0], [-0.3, 0.0, 0.0, -5.0], [0.0, 0.0, 1.0, 2.0], [0, 0, 0, 1]])
         volume = slicer.util.addVolumeFromArray(self.syntheticImage()[np.newaxis], ijkToRAS, name="Synthetic lesion")
-        top, bottom, left, right = self.LESION
-        corners = (ijkToRAS @ np.array([[left - 0.5, top - 0.5, 0, 1], [right - 0.5, bottom - 0.5, 0, 1]]).T)[:3].T
-        roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Lesion box")
-        roi.SetCenter(*corners.mean(axis=0))
-        roi.SetSize(*(np.abs(corners[1] - corners[0]) + [0, 0, 1]))
+        roi = self._roiOverPixels(ijkToRAS, self.LESION)
         logic = BUSClassifierLogic()
 
         with tempfile.TemporaryDirectory() as folder:
