@@ -26,6 +26,7 @@ from monai_bus.data.transforms import LoadUltrasoundImaged
 from monai_bus.errors import find_monai_bus_error
 from monai_bus.inference import BundleError
 from monai_bus.localiser import LesionLocaliser
+from monai_bus.prediction_files import write_rows
 
 LOCALISER = REPO / "localiser"
 CONFIGS = LOCALISER / "configs"
@@ -103,7 +104,7 @@ def test_bundle_files_and_metadata():
     image, pred = META["network_data_format"]["inputs"]["image"], META["network_data_format"]["outputs"]["pred"]
     assert image["num_channels"] == 1 and image["channel_def"] == {"0": "image"}
     assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lesion"}
-    assert META["model_settings"] == {"image_size": 256, "channels": [16, 32, 64, 128], "num_res_units": 2}
+    assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128], "num_res_units": 2}
     assert META["eval_metrics"] == {} and "no trained weights" in META["description"]  # none yet, said plainly
 
 
@@ -325,3 +326,25 @@ def test_training_on_an_item_without_a_mask_stops_naming_it(tiny_data, tmp_path)
         flow.run()
     image = load_split(str(tmp_path / "datalist.json"), "training", str(tiny_data))[3]["image"]
     assert str(find_monai_bus_error(error.value)).startswith(f"{image}: has no lesion mask")
+
+
+def test_the_benchmark_measures_dice_and_box_iou(trained_localiser, tiny_data, tmp_path):
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        import localiser as benchmark
+    finally:
+        sys.path.pop(0)
+    square = np.zeros((10, 10), dtype=bool)
+    square[2:6, 2:6] = True
+    shifted = np.roll(square, 2, axis=1)  # 8 of 16 pixels shared
+    assert benchmark.dice(square, square) == 1.0 and benchmark.dice(square, shifted) == pytest.approx(0.5)
+    assert benchmark.dice(np.zeros_like(square), square) == 0.0
+    assert benchmark.iou((2, 6, 2, 6), (2, 6, 4, 8)) == pytest.approx(8 / 24) and benchmark.iou(None, (0, 1, 0, 1)) == 0
+
+    rows = benchmark.measure(str(trained_localiser), str(tiny_data / "datalist.json"))
+    assert [row["image"] for row in rows] == [item["image"] for item in
+                                             json.loads((tiny_data / "datalist.json").read_text())["test"]]
+    write_rows(tmp_path / "predictions.csv", benchmark.COLUMNS, rows)
+    summary = benchmark.summarise(tmp_path / "predictions.csv")
+    assert summary["all"]["images"] == len(rows)
+    assert summary["all"]["dice"][0] == pytest.approx(np.mean([row["dice"] for row in rows]), abs=1e-6)
