@@ -110,7 +110,8 @@ class BestModelSaver:
     def attach(self, evaluator: Engine) -> None:
         if self.path.is_file() and sha256(self.path) in self.protected_sha256:
             raise TrainingError(f"{self.path}: the bundle's shipped weights; training would overwrite them. Train in a "
-                                "copy of the bundle (cp -r bundle my_bundle, then --bundle_root my_bundle).")
+                                "copy without them (cp -r bundle my_bundle; rm -r my_bundle/models; then "
+                                "--bundle_root my_bundle).")
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, evaluator: Engine) -> None:

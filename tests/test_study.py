@@ -139,10 +139,14 @@ def test_prepare_run_writes_the_run_settings(tmp_path):
     prepare_run(BUNDLE, tmp_path / "run", RECIPES["paper"], {"attention": False, "loss": "ce", "seed": 2})
     configs = tmp_path / "run" / "configs"
     train = json.loads((configs / "train.json").read_text())
-    model_settings = json.loads((configs / "metadata.json").read_text())["model_settings"]
+    metadata = json.loads((configs / "metadata.json").read_text())
+    model_settings = metadata["model_settings"]
     assert (train["loss"], train["seed"], train["max_epochs"]) == ("ce", 2, 250)
     assert train["optimizer"]["_target_"] == "torch.optim.RMSprop" and train["train"]["random_transforms"] == []
     assert model_settings["attention"] is False and model_settings["batch_norm"] is False  # paper recipe: no BN
+    assert model_settings["hidden"] == 10  # the paper's head, from paper_recipe.json
+    assert "weights" not in metadata and "operating_point" not in metadata  # the source's shipped weights stay there
+    assert not (tmp_path / "run" / "models").exists()
     assert train["batch_norm"] == "$@model_settings['batch_norm']"  # read from the metadata, as inference does
     assert (configs / "inference.json").read_text() == (BUNDLE / "configs" / "inference.json").read_text()
     with pytest.raises(StudyError, match="'max_epoch'] are neither model_settings"):

@@ -34,6 +34,7 @@ def prepare_run(source: Path, run_dir: Path, recipe_files: Sequence[str], settin
     """Make ``run_dir`` a copy of the ``source`` bundle whose configs hold ``settings`` (see the module).
 
     Files already in ``run_dir`` (a checkpoint of an interrupted run) are kept; its configs are rewritten.
+    The source's shipped weights and operating point are not copied, nor their entries in the metadata.
 
     Raises:
         StudyError: when a setting is neither a model setting, nor a top-level id of the merged
@@ -55,6 +56,8 @@ def prepare_run(source: Path, run_dir: Path, recipe_files: Sequence[str], settin
             model_settings[key] = value
         else:
             train[key] = value
+    for key in ("weights", "operating_point"):  # they describe the source's models/, which the run does not copy
+        metadata.pop(key, None)
     shutil.copytree(source, run_dir, ignore=shutil.ignore_patterns("models", "eval", "demo_data"), dirs_exist_ok=True)
     ConfigParser.export_config_file(train.get(), str(run_dir / "configs" / "train.json"), indent=4)
     ConfigParser.export_config_file(metadata, str(run_dir / "configs" / "metadata.json"), indent=4)
