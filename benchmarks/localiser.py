@@ -57,7 +57,8 @@ def measure(bundle: str, datalist: str) -> list[dict]:
         seconds = time.perf_counter() - start
         truth = mask_union(item["mask"], found.mask.shape)
         rows.append({"image": entry["image"], "group": item.get("group", ""), "found": int(found.found),
-                     "dice": round(dice(found.mask, truth), 6), "box_iou": round(iou(found.box, box_from_masks(truth)), 6),
+                     "dice": round(dice(found.mask, truth), 6),
+                     "box_iou": round(iou(found.box, box_from_masks(truth)), 6),
                      "seconds": round(seconds, 4)})
     return rows
 
@@ -84,7 +85,8 @@ def write_table(summary: dict, out: Path, command: str) -> str:
              "|---|---|---|---|---|"]
     for name, row in summary.items():
         cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
-        lines.append(f"| {name} | {row['images']} | {row['not_found']} | {cell(row['dice'])} | {cell(row['box_iou'])} |")
+        lines.append(f"| {name} | {row['images']} | {row['not_found']} | {cell(row['dice'])} "
+                     f"| {cell(row['box_iou'])} |")
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     (out / "table.json").write_text(json.dumps(summary, indent=1) + "\n")

@@ -25,21 +25,13 @@ from monai.transforms import Compose
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from monai_bus.errors import TrainingError
-from monai_bus.weights import sha256, write_record
+from monai_bus.weights import save_atomically, sha256, write_record
 
 logger = logging.getLogger(__name__)
 
 
 def _unwrap(obj):
     return obj.module if isinstance(obj, (DataParallel, DistributedDataParallel)) else obj
-
-
-def save_atomically(content: dict, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    torch.save(content, partial)
-    os.replace(partial, path)
 
 
 def _portable(items: list[dict]) -> list[dict]:

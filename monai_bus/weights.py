@@ -24,6 +24,15 @@ import torch
 from monai_bus.errors import InputError
 
 UNKNOWN = "unknown: not the bundle's shipped weights, and no record beside the file"
+SHIPPED = "models/model.pt"  # the shipped weight file, in the bundle folder
+
+
+def save_atomically(content: dict, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename it to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    torch.save(content, partial)
+    os.replace(partial, path)
 
 
 def sha256(path: str | os.PathLike) -> str:
@@ -81,13 +90,13 @@ def provenance(weights: str | os.PathLike, metadata: dict) -> dict:
     return {**result, "version": f"{metadata['version']}+unrecorded", "trained_on": UNKNOWN}
 
 
-def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, trained_on: str | None = None,
-         name: str = "models/model.pt") -> dict:
-    """Make trained weights the bundle's shipped weights: ``<bundle_dir>/<name>`` in half precision, recorded in
-    ``configs/metadata.json`` ``weights`` with their checksum, ``trained_on`` (default their record's, which
-    names the datalist as the training machine saw it) and their record's version (``trained_as``). Integer
-    tensors (batch norm's counters) stay as they are. An ``operating_point`` fitted for other weights is
-    removed: calibrate the new ones (``monai-bus calibrate``). Returns the metadata entry.
+def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, trained_on: str | None = None) -> dict:
+    """Make trained weights the bundle's shipped weights: ``<bundle_dir>/models/model.pt`` in half
+    precision, recorded in ``configs/metadata.json`` ``weights`` with their checksum, ``trained_on``
+    (default their record's, which names the datalist as the training machine saw it) and their record's
+    version (``trained_as``). Integer tensors (batch norm's counters) stay as they are. An
+    ``operating_point`` fitted for other weights is removed: calibrate the new ones (``monai-bus
+    calibrate``). Returns the metadata entry.
 
     Raises:
         InputError: when ``trained`` has no record beside it (:func:`write_record`) that matches its checksum.
@@ -100,15 +109,13 @@ def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, trained_on: 
                          "training wrote, so that their training data is known.")
     state = torch.load(trained, map_location="cpu", weights_only=True)
     half = {key: value.half() if value.is_floating_point() else value for key, value in state.items()}
-    target = Path(bundle_dir) / name
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(target.name + ".partial")
-    torch.save(half, partial)
-    os.replace(partial, target)
-    entry = {"sha256": sha256(target), "trained_on": trained_on or record["trained_on"], "trained_as": record["version"]}
+    target = Path(bundle_dir) / SHIPPED
+    save_atomically(half, target)
+    entry = {"sha256": sha256(target), "trained_on": trained_on or record["trained_on"],
+             "trained_as": record["version"]}
     metadata_file = Path(bundle_dir) / "configs" / "metadata.json"
     metadata = json.loads(metadata_file.read_text())
-    metadata.setdefault("weights", {})[name] = entry
+    metadata.setdefault("weights", {})[SHIPPED] = entry
     if metadata.get("operating_point", {}).get("weights_sha256") != entry["sha256"]:
         metadata.pop("operating_point", None)
     metadata_file.write_text(json.dumps(metadata, indent=4, ensure_ascii=False) + "\n")

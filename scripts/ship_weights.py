@@ -1,6 +1,7 @@
 """Make a trained model.pt the bundle's shipped weights (half precision, recorded in metadata.json).
 
-    python scripts/ship_weights.py docs/results/recipe/busi_busbra/wide_head/runs/attention_vgg16_ce_logcosh/seed_0/models/model.pt \\
+    python scripts/ship_weights.py \\
+        docs/results/recipe/busi_busbra/wide_head/runs/attention_vgg16_ce_logcosh/seed_0/models/model.pt \\
         --bundle bundle --trained-on "docs/results/lists/busi_busbra.json of the monai-bus repository: ..."
 
 The shipped file's SHA-256 and training data go into ``configs/metadata.json`` ``weights``
