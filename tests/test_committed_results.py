@@ -1,9 +1,10 @@
-"""The committed study tables, and the ROI benchmark's table, are what their committed per-image predictions
-give, to the byte."""
+"""The committed study tables, the ROI benchmark's and recipe ablations' tables and the model card's figures
+are what their committed per-image predictions give, to the byte."""
 
 from __future__ import annotations
 
 import csv
+import json
 import sys
 from pathlib import Path
 
@@ -13,6 +14,8 @@ from monai_bus.study.predictions import read_predictions
 from monai_bus.study.report import summarise, write_comparisons, write_table
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+BENCHMARKS = RESULTS.parents[1] / "benchmarks"
+ABLATIONS = sorted(path.parent for path in (RESULTS / "recipe").rglob("ablation.md"))
 STUDIES = sorted(path.parent for path in RESULTS.rglob("table1.md"))
 TABLES = ("table1.md", "table1.csv", "table1.json", "comparisons.md", "comparisons.json")
 
@@ -26,14 +29,49 @@ def test_study_tables_recompute_identically(study, tmp_path):
         assert (tmp_path / name).read_bytes() == (study / name).read_bytes(), name
 
 
-def test_roi_table_recomputes_identically():
-    sys.path.insert(0, str(RESULTS.parents[1] / "benchmarks"))
+def benchmark(name: str):
+    """A module of ``benchmarks/``."""
+    sys.path.insert(0, str(BENCHMARKS))
     try:
-        import roi
+        return __import__(name)
     finally:
         sys.path.pop(0)
+
+
+def test_roi_table_recomputes_identically():
+    roi = benchmark("roi")
     with open(RESULTS / "roi" / "predictions.csv", encoding="utf8", newline="") as f:
         rows = list(csv.DictReader(f))
     readme = (RESULTS / "roi" / "README.md").read_text().splitlines()
     committed = [line for line in readme if line.startswith(("| whole |", "| roi |"))]
     assert committed == roi.table_rows(roi.summarise(rows))
+
+
+@pytest.mark.parametrize("out", ABLATIONS, ids=[str(path.relative_to(RESULTS)) for path in ABLATIONS])
+def test_ablation_tables_recompute_identically(out, tmp_path):
+    recipes = benchmark("recipes")
+    committed = json.loads((out / "ablation.json").read_text())
+    command = (out / "ablation.md").read_text().splitlines()[2].removeprefix("Command: `").removesuffix("`")
+    summary = recipes.summarise(out, list(committed["variants"]))
+    recipes.write_summary(summary, tmp_path, command)
+    for name in ("ablation.md", "ablation.json"):
+        assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+def test_model_card_figures_recompute_identically():
+    model_card = benchmark("model_card")
+    tables = model_card.tables(model_card.figures())
+    assert tables == (RESULTS / "model_card" / "metrics.md").read_text()
+    assert tables in (RESULTS.parent / "model_card.md").read_text()  # shown verbatim in the model card
+
+
+def test_the_bundle_eval_metrics_are_the_model_card_figures():
+    internal = benchmark("model_card").internal_test()["sets"]
+    metadata = json.loads((RESULTS.parents[1] / "bundle" / "configs" / "metadata.json").read_text())
+    assert metadata["eval_metrics"] == {
+        "busi_test_auc": round(internal["BUSI"]["auc"]["value"], 3),
+        "busbra_test_auc": round(internal["BUS-BRA"]["auc"]["value"], 3),
+        "test_auc": round(internal["both"]["auc"]["value"], 3),
+        "test_sensitivity": round(internal["both"]["sensitivity"]["value"], 3),
+        "test_specificity": round(internal["both"]["specificity"]["value"], 3),
+        "test_ece": round(internal["both"]["ece"], 3)}

@@ -1,0 +1,133 @@
+"""The figures of ``docs/model_card.md``, recomputed from committed per-image predictions.
+
+    python benchmarks/model_card.py
+
+Reads (all committed):
+
+- ``docs/results/calibration/``: ``monai-bus calibrate`` of the shipped weights on
+  ``docs/results/lists/busi_busbra.json`` (``calibration.json``; ``test_predictions.csv``, calibrated);
+- ``docs/results/recipe/<name>/wide_head/predictions.csv``: the default recipe's runs, trained without
+  one dataset and tested on all of it (leave-one-dataset-out), and its BUSI seeds (``recipe/busi``).
+
+Writes ``docs/results/model_card/metrics.json`` and ``metrics.md``: the tables that the model card
+shows verbatim (``tests/test_committed_results.py`` checks both). CIs are 95% percentile intervals of
+2000 bootstrap resamples of the test groups (patients, near-duplicate groups), seed 0.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from monai_bus.calibration import expected_calibration_error
+from monai_bus.metrics import classification_metrics
+from monai_bus.prediction_files import read_rows
+from monai_bus.study.predictions import read_predictions
+from monai_bus.study.statistics import group_resamples, percentile_interval
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
+CALIBRATION = RESULTS / "calibration"
+LEAVE_ONE_OUT = {"BUS-BRA → BUSI": "busbra_to_busi", "BUSI → BUS-BRA": "busi_to_busbra"}
+DATASETS = {"BUSI": "busi:", "BUS-BRA": "busbra:"}  # group prefixes of the datalists
+N_RESAMPLES = 2000
+
+
+def _calibrated_test() -> tuple[np.ndarray, np.ndarray, list[str]]:
+    rows = [row for _, row in read_rows(CALIBRATION / "test_predictions.csv", ("group", "label", "p_malignant"))]
+    return (np.array([int(row["label"]) for row in rows]), np.array([float(row["p_malignant"]) for row in rows]),
+            [row["group"] for row in rows])
+
+
+def _rates(labels: np.ndarray, p_malignant: np.ndarray, threshold: float | None) -> list[float]:
+    metrics = classification_metrics(labels, np.stack([1 - p_malignant, p_malignant], 1), threshold)
+    return [metrics["auc"], metrics["sensitivity"], metrics["specificity"]]
+
+
+def _with_intervals(labels: np.ndarray, p_malignant: np.ndarray, groups: list[str], threshold: float | None) -> dict:
+    """AUC, sensitivity and specificity at ``threshold`` (None: the argmax), each with its group-bootstrap 95% CI."""
+    resampled = np.array([_rates(labels[r], p_malignant[r], threshold)
+                          for r in group_resamples(groups, N_RESAMPLES, seed=0)])
+    low, high = percentile_interval(resampled)
+    values = _rates(labels, p_malignant, threshold)
+    return {"images": len(labels), "malignant": int(labels.sum()),
+            **{name: {"value": value, "ci": [lo, hi]}
+               for name, value, lo, hi in zip(("auc", "sensitivity", "specificity"), values, low, high)}}
+
+
+def internal_test() -> dict:
+    """The shipped weights on the held-out test split of each dataset, at the stored operating point."""
+    report = json.loads((CALIBRATION / "calibration.json").read_text())
+    labels, p_malignant, groups = _calibrated_test()
+    subsets = {name: np.array([g.startswith(prefix) for g in groups]) for name, prefix in DATASETS.items()}
+    subsets["both"] = np.ones(len(labels), dtype=bool)
+    result = {}
+    for name, chosen in subsets.items():
+        result[name] = {**_with_intervals(labels[chosen], p_malignant[chosen],
+                                          [g for g, c in zip(groups, chosen) if c], report["threshold"]),
+                        "ece": expected_calibration_error(labels[chosen], p_malignant[chosen])}
+    return {"threshold": report["threshold"], "temperature": report["temperature"],
+            "ece_before_scaling": report["test"]["ece_before"], "sets": result}
+
+
+def leave_one_dataset_out() -> dict:
+    """The default recipe trained on one dataset, tested on every image of the other, at the argmax."""
+    result = {}
+    for title, name in LEAVE_ONE_OUT.items():
+        (run,) = read_predictions(RESULTS / "recipe" / name / "wide_head" / "predictions.csv").values()
+        result[title] = _with_intervals(run.labels, run.p_malignant, list(run.groups), None)
+    return result
+
+
+def seeds() -> dict:
+    """Test AUC of each seed of the default recipe on BUSI (the recipe ablation)."""
+    variant = json.loads((RESULTS / "recipe" / "busi" / "ablation.json").read_text())["variants"]["wide_head"]
+    aucs = [s["auc"] for s in variant["seeds"]]
+    return {"aucs": aucs, "spread": max(aucs) - min(aucs), "collapsed": variant["collapsed_seeds"]}
+
+
+def _cell(metric: dict) -> str:
+    low, high = metric["ci"]
+    return f"{metric['value']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def tables(card: dict) -> str:
+    internal = card["internal_test"]
+    lines = [f"Internal test splits, shipped weights (half precision), calibrated (temperature "
+             f"{internal['temperature']:.3f}), at the operating point P(malignant) ≥ {internal['threshold']:.3f}:",
+             "",
+             "| test set | images (malignant) | AUC [95% CI] | sensitivity [95% CI] | specificity [95% CI] | ECE |",
+             "|---|---|---|---|---|---|"]
+    for name, row in internal["sets"].items():
+        lines.append(f"| {name} | {row['images']} ({row['malignant']}) | {_cell(row['auc'])} "
+                     f"| {_cell(row['sensitivity'])} | {_cell(row['specificity'])} | {row['ece']:.3f} |")
+    lines += ["", f"ECE of both test sets before temperature scaling: {internal['ece_before_scaling']:.3f}.", "",
+              "Leave one dataset out (the default recipe, 12 epochs, not calibrated; at the argmax, "
+              "P(malignant) > 0.5):", "",
+              "| trained on → tested on | images (malignant) | AUC [95% CI] | sensitivity [95% CI] "
+              "| specificity [95% CI] |", "|---|---|---|---|---|"]
+    for title, row in card["leave_one_dataset_out"].items():
+        lines.append(f"| {title} | {row['images']} ({row['malignant']}) | {_cell(row['auc'])} "
+                     f"| {_cell(row['sensitivity'])} | {_cell(row['specificity'])} |")
+    spread = card["seeds"]
+    lines += ["", f"Seeds of the default recipe on BUSI (test AUC): {' '.join(f'{a:.3f}' for a in spread['aucs'])}; "
+              f"spread {spread['spread']:.3f}; {spread['collapsed']} collapsed."]
+    return "\n".join(lines) + "\n"
+
+
+def figures() -> dict:
+    return {"internal_test": internal_test(), "leave_one_dataset_out": leave_one_dataset_out(), "seeds": seeds()}
+
+
+def main() -> None:
+    card = figures()
+    out = RESULTS / "model_card"
+    out.mkdir(exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(card, indent=1) + "\n")
+    (out / "metrics.md").write_text(tables(card))
+    print(tables(card))
+
+
+if __name__ == "__main__":
+    main()
