@@ -75,3 +75,14 @@ def test_the_bundle_eval_metrics_are_the_model_card_figures():
         "test_sensitivity": round(internal["both"]["sensitivity"]["value"], 3),
         "test_specificity": round(internal["both"]["specificity"]["value"], 3),
         "test_ece": round(internal["both"]["ece"], 3)}
+
+
+def test_localiser_table_recomputes_identically(tmp_path):
+    localiser = benchmark("localiser")
+    committed = RESULTS / "localiser"
+    command = (committed / "table.md").read_text().splitlines()[0].removeprefix("Command: `").removesuffix("`")
+    localiser.write_table(localiser.summarise(committed / "predictions.csv"), tmp_path, command)
+    for name in ("table.md", "table.json"):
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
+    rows = (committed / "table.md").read_text().split("\n", 2)[2]
+    assert rows in (RESULTS.parents[1] / "localiser" / "docs" / "README.md").read_text()  # shown there verbatim

@@ -105,7 +105,7 @@ def test_bundle_files_and_metadata():
     assert image["num_channels"] == 1 and image["channel_def"] == {"0": "image"}
     assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lesion"}
     assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128], "num_res_units": 2}
-    assert META["eval_metrics"] == {} and "no trained weights" in META["description"]  # none yet, said plainly
+    assert set(META["weights"]) == {"models/model.pt"} and "ships weights" in META["description"]
 
 
 @pytest.mark.parametrize("n", [1, 4])
