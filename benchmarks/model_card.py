@@ -35,10 +35,12 @@ DATASETS = {"BUSI": "busi:", "BUS-BRA": "busbra:"}  # group prefixes of the data
 N_RESAMPLES = 2000
 
 
-def _calibrated_test() -> tuple[np.ndarray, np.ndarray, list[str]]:
-    rows = [row for _, row in read_rows(CALIBRATION / "test_predictions.csv", ("group", "label", "p_malignant"))]
+def _calibrated_test() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
+    """Labels, calibrated P(malignant), groups and images of the shipped weights' test predictions."""
+    rows = [row for _, row in read_rows(CALIBRATION / "test_predictions.csv",
+                                        ("image", "group", "label", "p_malignant"))]
     return (np.array([int(row["label"]) for row in rows]), np.array([float(row["p_malignant"]) for row in rows]),
-            [row["group"] for row in rows])
+            [row["group"] for row in rows], [row["image"] for row in rows])
 
 
 def _rates(labels: np.ndarray, p_malignant: np.ndarray, threshold: float | None) -> list[float]:
@@ -60,7 +62,7 @@ def _with_intervals(labels: np.ndarray, p_malignant: np.ndarray, groups: list[st
 def internal_test() -> dict:
     """The shipped weights on the held-out test split of each dataset, at the stored operating point."""
     report = json.loads((CALIBRATION / "calibration.json").read_text())
-    labels, p_malignant, groups = _calibrated_test()
+    labels, p_malignant, groups, _ = _calibrated_test()
     subsets = {name: np.array([g.startswith(prefix) for g in groups]) for name, prefix in DATASETS.items()}
     subsets["both"] = np.ones(len(labels), dtype=bool)
     result = {}
@@ -86,13 +88,13 @@ def half_precision_change() -> dict:
     weights' raw probabilities (calibration's, with the temperature undone) against those of the
     full-precision weights they came from (the training run's predictions)."""
     temperature = json.loads((CALIBRATION / "calibration.json").read_text())["temperature"]
-    rows = [row for _, row in read_rows(CALIBRATION / "test_predictions.csv", ("image", "p_malignant"))]
+    _, p_malignant, _, images = _calibrated_test()
     (run,) = read_predictions(RESULTS / "recipe" / "busi_busbra" / "wide_head" / "predictions.csv").values()
     full = dict(zip(run.images, run.p_malignant))
-    calibrated = np.clip([float(row["p_malignant"]) for row in rows], 1e-7, 1 - 1e-7)
+    calibrated = np.clip(p_malignant, 1e-7, 1 - 1e-7)
     raw = 1 / (1 + np.exp(-temperature * np.log(calibrated / (1 - calibrated))))
-    change = np.abs(raw - np.array([full[row["image"]] for row in rows]))
-    return {"images": len(rows), "max": float(change.max()), "mean": float(change.mean())}
+    change = np.abs(raw - np.array([full[image] for image in images]))
+    return {"images": len(images), "max": float(change.max()), "mean": float(change.mean())}
 
 
 def seeds() -> dict:

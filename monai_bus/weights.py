@@ -67,6 +67,19 @@ def describe_training_data(datalist_file: str, training: list[dict], validation:
             f"{len(validation)} validation images")
 
 
+def read_record(weights: str | os.PathLike) -> dict:
+    """The record beside a weight file (:func:`write_record`), or ``{}`` when there is none.
+
+    Raises:
+        InputError: naming the record, when it cannot be read as JSON.
+    """
+    record_file = record_path(weights)
+    try:
+        return json.loads(record_file.read_text()) if record_file.is_file() else {}
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise InputError(f"{record_file}: not a readable weights record ({error}); delete it or retrain.") from None
+
+
 def provenance(weights: str | os.PathLike, metadata: dict) -> dict:
     """``{"file", "sha256", "version", "trained_on"}`` of a weight file.
 
@@ -77,11 +90,7 @@ def provenance(weights: str | os.PathLike, metadata: dict) -> dict:
     weights = Path(weights)
     checksum = sha256(weights)
     result = {"file": str(weights), "sha256": checksum}
-    record_file = record_path(weights)
-    try:
-        record = json.loads(record_file.read_text()) if record_file.is_file() else {}
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        raise InputError(f"{record_file}: not a readable weights record ({error}); delete it or retrain.") from None
+    record = read_record(weights)
     if record.get("sha256") == checksum:
         return {**result, "version": str(record["version"]), "trained_on": str(record["trained_on"])}
     shipped = [entry for entry in metadata.get("weights", {}).values() if entry.get("sha256") == checksum]
@@ -102,10 +111,9 @@ def ship(trained: str | os.PathLike, bundle_dir: str | os.PathLike, trained_on: 
         InputError: when ``trained`` has no record beside it (:func:`write_record`) that matches its checksum.
     """
     trained = Path(trained)
-    record_file = record_path(trained)
-    record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+    record = read_record(trained)
     if record.get("sha256") != sha256(trained):
-        raise InputError(f"{trained}: no matching record {record_file.name} beside it; ship only weights that "
+        raise InputError(f"{trained}: no matching record {record_path(trained).name} beside it; ship only weights that "
                          "training wrote, so that their training data is known.")
     state = torch.load(trained, map_location="cpu", weights_only=True)
     half = {key: value.half() if value.is_floating_point() else value for key, value in state.items()}
