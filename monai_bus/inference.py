@@ -18,9 +18,12 @@ carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`
 at 0.5 without an operating point).
 
 A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
-lesion box given by the caller: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). Without
-a box it classifies the whole image, and its :class:`Prediction` says so; a bundle trained on whole
-images ignores a box, and says so too.
+lesion box: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). The box is the caller's
+(``box_source`` ``"given"``), else, with a localiser (:class:`monai_bus.localiser.LesionLocaliser`), the
+box of the lesion it finds (``"localiser"``; the prediction also carries its mask). When the localiser
+finds no lesion, the image is not classified: the prediction has no class and its note says so. With
+neither a box nor a localiser the whole image is classified, and the prediction's note says that this
+is unreliable; a bundle trained on whole images ignores a box, and says so too.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -41,9 +45,14 @@ from monai_bus.errors import InputError, find_monai_bus_error
 from monai_bus.metrics import predicted_malignant
 from monai_bus.weights import provenance
 
+if TYPE_CHECKING:
+    from monai_bus.localiser import LesionLocaliser
+
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
                "regions and is unreliable on whole images; give a box around the lesion")
 BOX_IGNORED_NOTE = "this model classifies whole images (roi false): the lesion box was not used"
+NO_LESION_NOTE = ("no lesion found: the localiser found no lesion in this image, so it was not classified; if "
+                  "there is one, give its box")
 
 
 class BundleError(InputError):
@@ -55,9 +64,10 @@ class Prediction:
     """Result for one image.
 
     Attributes:
-        class_index: predicted class (0 benign, 1 malignant).
-        class_name: its name from the bundle's metadata.
-        probabilities: one probability per class, summing to 1.
+        class_index: predicted class (0 benign, 1 malignant); None when the localiser found no lesion
+            (then the image was not classified, and ``note`` says so).
+        class_name: its name from the bundle's metadata, or None as ``class_index``.
+        probabilities: one probability per class, summing to 1, or None as ``class_index``.
         model_version: the version of the weights (:func:`monai_bus.weights.provenance`): the bundle's
             for its shipped weights, with ``+trained.<time>`` for weights trained or fine-tuned since.
         attention: attention coefficients [H, W] in [0, 1] at the input image's size and
@@ -66,16 +76,26 @@ class Prediction:
         roi: the region of the image that was classified, ``(row_start, row_stop, col_start,
             col_stop)`` in the input's pixels (the lesion box plus the bundle's margin, clipped to the
             image); None when the whole image was classified.
-        note: why a lesion box was not used, or that the operating point was not, or None.
-        likelihood: the likelihood category of ``probabilities`` (:data:`monai_bus.calibration.CATEGORIES`).
+        note: that no lesion was found, why a lesion box was not used, or that the operating point was
+            not; or None.
+        likelihood: the likelihood category of ``probabilities`` (:data:`monai_bus.calibration.CATEGORIES`),
+            or None as ``class_index``.
         weights_file: the weight file that classified the image.
         weights_sha256: its SHA-256.
         trained_on: the data that trained it, in words.
+        box: the lesion box around which the image was classified, ``(row_start, row_stop, col_start,
+            col_stop)`` in the input's pixels, clipped to the image; None when no box was used.
+        box_source: where ``box`` came from: ``"given"`` (the caller's box, or the box of the item's
+            masks) or ``"localiser"``; also ``"localiser"`` when it found no lesion; None without a box.
+        lesion_mask: with ``box_source`` ``"localiser"``, the localiser's lesion mask, bool [H, W] at the
+            input's size (all False when it found no lesion); else None.
+        localiser_version: with ``box_source`` ``"localiser"``, the version of the localiser's weights.
+        localiser_sha256: their SHA-256.
     """
 
-    class_index: int
-    class_name: str
-    probabilities: tuple[float, ...]
+    class_index: int | None
+    class_name: str | None
+    probabilities: tuple[float, ...] | None
     model_version: str
     attention: np.ndarray | None = field(default=None, repr=False, compare=False)
     roi: tuple[int, int, int, int] | None = None
@@ -84,18 +104,23 @@ class Prediction:
     weights_file: str | None = None
     weights_sha256: str | None = None
     trained_on: str | None = None
+    box: tuple[int, int, int, int] | None = None
+    box_source: str | None = None
+    lesion_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
+    localiser_version: str | None = None
+    localiser_sha256: str | None = None
 
     @property
-    def malignancy_probability(self) -> float:
-        """P(malignant), the probability of class 1."""
-        return self.probabilities[1]
+    def malignancy_probability(self) -> float | None:
+        """P(malignant), the probability of class 1; None when the image was not classified."""
+        return None if self.probabilities is None else self.probabilities[1]
 
     def to_dict(self) -> dict:
-        """JSON-ready summary (without the attention map)."""
+        """JSON-ready summary (without the attention map and the lesion mask)."""
         return {
             "class_index": self.class_index,
             "class_name": self.class_name,
-            "probabilities": list(self.probabilities),
+            "probabilities": None if self.probabilities is None else list(self.probabilities),
             "malignancy_probability": self.malignancy_probability,
             "model_version": self.model_version,
             "roi": None if self.roi is None else list(self.roi),
@@ -104,6 +129,10 @@ class Prediction:
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
             "trained_on": self.trained_on,
+            "box": None if self.box is None else list(self.box),
+            "box_source": self.box_source,
+            "localiser_version": self.localiser_version,
+            "localiser_sha256": self.localiser_sha256,
         }
 
 
@@ -172,14 +201,17 @@ class BundleClassifier:
             the checkpoint.
         checkpoint: checkpoint file; default ``<bundle_dir>/models/model.pt``.
         device: torch device name; default as in the bundle's config (CUDA when available).
+        localiser: finds the lesion box of an image given without one, for a bundle trained on lesion
+            regions; None to classify such an image whole (unreliable, and said in its note).
 
     Raises:
         BundleError: a missing file, or a bundle whose configs or checkpoint do not fit together.
     """
 
     def __init__(self, bundle_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-                 device: str | None = None) -> None:
+                 device: str | None = None, localiser: LesionLocaliser | None = None) -> None:
         self.bundle_dir = Path(bundle_dir)
+        self.localiser = localiser
         config_file, meta_file = (self.bundle_dir / "configs" / name for name in ("inference.json", "metadata.json"))
         parser = read_bundle(self.bundle_dir, device)
         try:
@@ -224,7 +256,7 @@ class BundleClassifier:
             image: a file (PNG, JPEG, DICOM, ...) or an array [H, W] or [H, W, C] in display order.
             box: the lesion, ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels
                 (half-open, rows first), for a bundle trained on lesion regions. A box reaching past the
-                image is clipped to it.
+                image is clipped to it. Without it, the localiser's box (when the classifier has one).
             frame: the frame of a multi-frame file (counting from 0).
 
         Raises:
@@ -272,8 +304,14 @@ class BundleClassifier:
 
     def predict_item(self, item: dict) -> Prediction:
         """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,
-        else the box of its ``mask`` files (:class:`monai_bus.data.roi.LesionBoxd`). Errors as for
-        :meth:`predict`."""
+        else the box of its ``mask`` files (:class:`monai_bus.data.roi.LesionBoxd`), else the box that
+        the localiser finds. Errors as for :meth:`predict`."""
+        localisation = None
+        if self.roi and self.localiser is not None and item.get("bbox") is None and not item.get("mask"):
+            localisation = self.localiser.locate(item["image"], frame=item.get("frame"))
+            if not localisation.found:
+                return self._unclassified(localisation)
+            item = {**item, "bbox": localisation.box}
         data, probabilities, alpha = self.forward(item)
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
@@ -294,6 +332,8 @@ class BundleClassifier:
                 alpha[None, None], size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
                 align_corners=False).clamp(0.0, 1.0)[0, 0].numpy()
         index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
+        source = {"box_source": None if roi is None else "given"} if localisation is None else \
+            self._localiser_fields(localisation)
         return Prediction(
             class_index=index,
             class_name=self.class_names[index],
@@ -306,4 +346,19 @@ class BundleClassifier:
             weights_file=self.weights["file"],
             weights_sha256=self.weights["sha256"],
             trained_on=self.weights["trained_on"],
+            box=None if roi is None else tuple(int(v) for v in data["bbox"]),
+            **source,
         )
+
+    def _localiser_fields(self, localisation) -> dict:
+        """The fields of a prediction whose box the localiser looked for: its mask and its weights."""
+        return {"box_source": "localiser", "lesion_mask": localisation.mask,
+                "localiser_version": self.localiser.weights["version"],
+                "localiser_sha256": self.localiser.weights["sha256"]}
+
+    def _unclassified(self, localisation) -> Prediction:
+        """The answer for an image in which the localiser found no lesion: no class, and a note that says so."""
+        return Prediction(
+            class_index=None, class_name=None, probabilities=None, model_version=self.version,
+            note=NO_LESION_NOTE, weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
+            trained_on=self.weights["trained_on"], **self._localiser_fields(localisation))

@@ -1,10 +1,10 @@
 """The module as a built Slicer extension installs it: outside the repository (issue 16).
 
-``slicer_extension/BUSClassifier/CMakeLists.txt`` ships the bundle and a monai-bus wheel beside the module,
-in ``Resources/bundle`` and ``Resources/wheels``. The ``installed`` fixture lays out that package by hand in a
-temporary folder, as the extension package holds it (``lib/Slicer-X.Y/qt-scripted-modules``): the module's
-files, the repository's bundle (configs, docs, LICENSE) with its shipped weights, and a wheel built from the
-repository's package. CMake itself is not run here (that needs Slicer's build system). The module is imported
+``slicer_extension/BUSClassifier/CMakeLists.txt`` ships the bundles and a monai-bus wheel beside the module,
+in ``Resources/bundle``, ``Resources/localiser`` and ``Resources/wheels``. The ``installed`` fixture lays out
+that package by hand in a temporary folder, as the extension package holds it
+(``lib/Slicer-X.Y/qt-scripted-modules``): the module's files, the repository's bundles (configs, docs, LICENSE)
+with their shipped weights, and a wheel built from the repository's package. CMake itself is not run here (that needs Slicer's build system). The module is imported
 from there, and must use what it ships, never the repository.
 """
 
@@ -35,15 +35,16 @@ INSTALLED_MODULES = "lib/Slicer-5.10/qt-scripted-modules"  # where an extension 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The module's folder in a built extension, outside the repository: the module's files (not its
-    CMakeLists.txt), ``Resources/bundle`` (a copy of the repository's bundle with its shipped ``models/model.pt``),
-    ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a monai-bus wheel built from a copy of
+    CMakeLists.txt), ``Resources/bundle`` and ``Resources/localiser`` (copies of the repository's bundles with their
+    shipped ``models/model.pt``), ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a monai-bus wheel built from a copy of
     what setup.py packages)."""
     module_dir = tmp_path_factory.mktemp("extension") / INSTALLED_MODULES
     shutil.copytree(MODULE_DIR, module_dir, ignore=shutil.ignore_patterns("CMakeLists.txt", "__pycache__"))
-    bundle = module_dir / "Resources" / "bundle"
-    shutil.copytree(REPO / "bundle", bundle, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
-    (bundle / "models").mkdir()
-    shutil.copy(REPO / "bundle" / "models" / "model.pt", bundle / "models" / "model.pt")
+    for name in ("bundle", "localiser"):
+        bundle = module_dir / "Resources" / name
+        shutil.copytree(REPO / name, bundle, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
+        (bundle / "models").mkdir()
+        shutil.copy(REPO / name / "models" / "model.pt", bundle / "models" / "model.pt")
     shutil.copytree(REPO / "monai_bus" / "samples", module_dir / "Resources" / "samples")
 
     source = tmp_path_factory.mktemp("source")  # a copy, so that the build writes nothing into the repository
@@ -77,9 +78,11 @@ def test_the_shipped_bundle_and_wheel_are_used_not_the_repository(module, instal
     assert not installed.is_relative_to(REPO)
     dependencies = module.dependencies
     assert dependencies.MODULE_DIR == installed.resolve()
-    bundle, wheel = installed.resolve() / "Resources" / "bundle", shipped_wheel(installed.resolve())
-    assert dependencies.locate() == (bundle, wheel, installed.resolve() / "Resources" / "samples")
+    resources = installed.resolve() / "Resources"
+    bundle, wheel = resources / "bundle", shipped_wheel(installed.resolve())
+    assert dependencies.locate() == (bundle, wheel, resources / "samples", resources / "localiser")
     assert module.BUSClassifierLogic.defaultBundlePath() == str(bundle)
+    assert module.BUSClassifierLogic.defaultLocaliserPath() == str(resources / "localiser")
     assert "monai_bus/inference.py" in zipfile.ZipFile(wheel).namelist()  # the package the worker imports
 
 
@@ -135,7 +138,9 @@ def test_the_worker_classifies_with_the_shipped_bundle(module, installed, scene)
     volume = add_volume(scene, image[None])
     logic = module.BUSClassifierLogic()
     bundle = logic.defaultBundlePath()
-    result, attention = wait_for(logic.startClassification(volume, bundle, roi_over_pixels(scene, (10, 60), (20, 70))))
+    result, attention, lesion_mask = wait_for(
+        logic.startClassification(volume, bundle, roi_over_pixels(scene, (10, 60), (20, 70))))
+    assert lesion_mask is None  # a box was given
     logic.addResult(volume, result, attention)
 
     table = logic.resultsTable(scene)

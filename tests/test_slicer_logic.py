@@ -23,9 +23,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import CONFIGS, REPO, copy_bundle
-from monai_bus.inference import BOX_IGNORED_NOTE, BundleClassifier
+from monai_bus.inference import BOX_IGNORED_NOTE, NO_LESION_NOTE, BundleClassifier
+from monai_bus.localiser import LesionLocaliser
 
 if os.environ.get("CI") == "true":  # CI installs the slicer extra: there a missing slicer-core fails
     import slicer
@@ -127,7 +129,8 @@ def test_end_to_end(module, api, whole_bundle, scene, image):
     assert table.GetName() == "BUSClassifier results"
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
         "Volume", "Class", "P(malignant)", "Likelihood", "Threshold", "Model version", "Weights SHA-256", "Trained on",
-        "Region", "Box source", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time"]
+        "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
+        "Time"]
     assert table.GetNumberOfRows() == 1
     values = row(table)
     assert values["Volume"] == "lesion" and values["Class"] == expected.class_name
@@ -181,7 +184,7 @@ def test_row_threshold_note_and_dicom_uids(module, scene, image, monkeypatch):
     volume = add_volume(scene, image[np.newaxis])
     result = {"class_name": "benign", "malignancy_probability": 0.25, "threshold": 0.35, "model_version": "0.3.0",
               "weights_sha256": "ab" * 32, "roi": None, "note": BOX_IGNORED_NOTE, "likelihood": "probably benign",
-              "trained_on": "the test's data"}
+              "trained_on": "the test's data", "box_source": None, "localiser_version": None}
     logic = module.BUSClassifierLogic()
     values = logic.rowValues(volume, result)
     assert values["Threshold"] == "0.35" and values["Note"] == BOX_IGNORED_NOTE and values["Box source"] == "none"
@@ -244,6 +247,63 @@ def test_roi_is_the_lesion_box_of_the_inference_api(module, roi_bundle, scene, i
     assert values["Note"] == ""
 
 
+def test_an_roi_placed_over_a_pixel_box_covers_those_pixels(module, scene, image):
+    volume = add_volume(scene, image[np.newaxis])
+    roi = scene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "box")
+    for box in ((10, 30, 20, 50), (0, ROWS, 0, COLUMNS), (40, 41, 79, 80)):
+        module.place_roi_over_pixel_box(roi, volume, box)
+        assert module.roi_pixel_box(volume, roi, (ROWS, COLUMNS)) == box
+
+
+def test_the_localisers_lesion_becomes_a_segmentation_and_a_movable_roi(module, scene):
+    """Without an ROI, the shipped localiser's lesion (on a sample image, flipped and rotated geometry) becomes the
+    volume's lesion segmentation and its box the volume's lesion ROI; classifying with that ROI gives the same."""
+    pixels = np.asarray(Image.open(REPO / "monai_bus" / "samples" / "bus_0006-s.png").convert("L"))
+    volume = add_volume(scene, pixels[np.newaxis])
+    logic = module.BUSClassifierLogic()
+    result, _ = logic.classify(volume, REPO / "bundle", None, REPO / "localiser")
+    expected = BundleClassifier(REPO / "bundle", localiser=LesionLocaliser(REPO / "localiser")).predict(pixels)
+    assert {key: result[key] for key in expected.to_dict()} == expected.to_dict()
+    assert result["box_source"] == "localiser" and result["box"] == list(expected.box)
+    segmentation = module.lesion_node(volume, "vtkMRMLSegmentationNode")
+    assert segmentation.GetName() == "lesion lesion" and segmentation.GetSegmentation().GetNumberOfSegments() == 1
+    segment = segmentation.GetSegmentation().GetNthSegment(0)
+    assert segment.GetName() == "lesion"
+    labelmap = slicer.util.arrayFromSegmentInternalBinaryLabelmap(segmentation,
+                                                                  segmentation.GetSegmentation().GetNthSegmentID(0))
+    assert labelmap.sum() == expected.lesion_mask.sum()
+    roi = module.lesion_node(volume, "vtkMRMLMarkupsROINode")
+    assert roi.GetName() == "lesion lesion box" and module.roi_pixel_box(volume, roi, pixels.shape) == expected.box
+
+    again, _ = logic.classify(volume, REPO / "bundle", roi, REPO / "localiser")
+    assert again["box_source"] == "given" and again["box"] == result["box"]
+    assert again["probabilities"] == pytest.approx(result["probabilities"], abs=1e-6)
+    assert [row(logic.resultsTable(scene), index)["Box source"] for index in (0, 1)] == ["localiser", "given"]
+    assert module.lesion_node(volume, "vtkMRMLSegmentationNode") is segmentation  # one per image, reused
+
+
+def test_no_lesion_found_is_said_and_nothing_is_classified(module, roi_bundle, scene, image, tmp_path):
+    from test_localiser import copy_localiser, save_weights
+
+    def background_everywhere(state):
+        for value in state.values():
+            value.zero_()
+        state[[key for key in state if key.endswith("bias")][-1]][0] = 1.0
+
+    localiser = copy_localiser(tmp_path / "localiser")
+    save_weights(localiser, background_everywhere)
+    volume = add_volume(scene, image[np.newaxis])
+    logic = module.BUSClassifierLogic()
+    result, attention_node = logic.classify(volume, roi_bundle, None, localiser)
+    assert result["class_name"] is None and result["probabilities"] is None and attention_node is None
+    assert result["note"] == NO_LESION_NOTE and result["box_source"] == "localiser" and result["box"] is None
+    values = row(logic.resultsTable(scene))
+    assert (values["Class"], values["Box source"], values["Region"]) == ("no lesion found", "localiser", "not classified")
+    assert values["Likelihood"] == "" and values["Note"] == NO_LESION_NOTE
+    assert module.lesion_node(volume, "vtkMRMLSegmentationNode").GetSegmentation().GetNumberOfSegments() == 0
+    assert module.lesion_node(volume, "vtkMRMLMarkupsROINode") is None
+
+
 @pytest.fixture(scope="module")
 def incompatible_bundle(tmp_path_factory):
     bundle = copy_bundle(tmp_path_factory.mktemp("incompatible") / "bundle")
@@ -291,7 +351,8 @@ def test_background_process(module, api, whole_bundle, scene, image):
     logic = module.BUSClassifierLogic()
     process = logic.startClassification(volume, whole_bundle)
     assert process.status().startswith("Classifying in the background")
-    result, attention = wait_for(process)
+    result, attention, lesion_mask = wait_for(process)
+    assert lesion_mask is None
     expected = api.predict(image)
     assert result["class_name"] == expected.class_name
     np.testing.assert_allclose(result["probabilities"], expected.probabilities, atol=1e-5)
@@ -303,7 +364,7 @@ def test_background_process_passes_the_box(module, roi_bundle, scene, image):
     volume = add_volume(scene, image[np.newaxis])
     roi = roi_over_pixels(scene, (10, 60), (20, 70))
     process = module.BUSClassifierLogic().startClassification(volume, roi_bundle, roi)
-    result, _ = wait_for(process)
+    result, _, _ = wait_for(process)
     expected = BundleClassifier(roi_bundle).predict(image, box=(10, 60, 20, 70))
     assert result["roi"] == list(expected.roi)
     np.testing.assert_allclose(result["probabilities"], expected.probabilities, atol=1e-5)
@@ -382,6 +443,6 @@ def test_dependencies_installed_only_after_confirmation_and_torch_kept(module, m
     dependencies.install(lambda message: True)
     (args, constraints), = installed
     # a checkout: its bundle, monai-bus from it, its samples
-    assert dependencies.locate() == (REPO / "bundle", REPO, REPO / "monai_bus" / "samples")
+    assert dependencies.locate() == (REPO / "bundle", REPO, REPO / "monai_bus" / "samples", REPO / "localiser")
     assert args[:2] == [str(REPO), "-c"]
     assert constraints == f"torch=={torch.__version__}\n"  # the installed torch is pinned, never replaced

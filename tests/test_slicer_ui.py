@@ -1,5 +1,5 @@
 """The Slicer module's files agree with each other: the widgets the code uses exist in the .ui file with
-the expected class, its CMakeLists.txt names every Python file and resource and ships the bundle and a
+the expected class, its CMakeLists.txt names every Python file and resource and ships the bundles and a
 monai-bus wheel where the module looks for them, and the extension's metadata (CMakeLists.txt, the Extensions
 Index description) is complete. No Slicer needed."""
 
@@ -61,9 +61,9 @@ def test_cmake_names_every_file():
     assert listed == files
 
 
-def test_cmake_ships_the_bundle_and_a_monai_bus_wheel():
-    """CMakeLists.txt stages what ``dependencies.locate()`` looks for in a built extension: Resources/bundle and
-    Resources/wheels in the module's build-tree folder, which slicerMacroBuildScriptedModule installs whole. The
+def test_cmake_ships_the_bundles_and_a_monai_bus_wheel():
+    """CMakeLists.txt stages what ``dependencies.locate()`` looks for in a built extension: Resources/bundle,
+    Resources/localiser and Resources/wheels in the module's build-tree folder, which slicerMacroBuildScriptedModule installs whole. The
     text only: CMake does not run here (test_slicer_install.py checks the module on that layout)."""
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf8")
     locate = (MODULE_DIR / "BUSClassifierLib" / "dependencies.py").read_text(encoding="utf8")
@@ -71,8 +71,10 @@ def test_cmake_ships_the_bundle_and_a_monai_bus_wheel():
     bundle_files = re.search(r"file\(GLOB_RECURSE BUNDLE_FILES .*?\)", cmake, re.DOTALL).group()
     assert re.findall(r'"\$\{BUNDLE_DIR\}/([^"]+)"', bundle_files) == [
         "configs/*", "docs/*", "LICENSE", "models/model.pt", "models/model.json"]  # no checkpoints, eval, data
-    assert 'configure_file("${BUNDLE_DIR}/${file}" "${MODULE_BUILD_DIR}/Resources/bundle/${file}" COPYONLY)' in cmake
+    assert "foreach(bundle IN ITEMS bundle localiser)" in cmake and 'set(BUNDLE_DIR "${MONAI_BUS_REPOSITORY}/${bundle}")'
+    assert 'configure_file("${BUNDLE_DIR}/${file}" "${MODULE_BUILD_DIR}/Resources/${bundle}/${file}" COPYONLY)' in cmake
     assert 'resources = MODULE_DIR / "Resources"' in locate and 'resources / "bundle"' in locate
+    assert 'resources / "localiser"' in locate
     assert 'set(WHEEL_DIR "${MODULE_BUILD_DIR}/Resources/wheels")' in cmake
     assert '-m pip wheel "${MONAI_BUS_REPOSITORY}" --no-deps -w "${WHEEL_DIR}"' in cmake
     assert '(resources / "wheels").glob("monai_bus-*.whl")' in locate

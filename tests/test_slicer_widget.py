@@ -41,6 +41,9 @@ class FakeWidget:
     def currentNode(self):
         return self.node
 
+    def setCurrentNode(self, node):
+        self.node = node
+
     def setMRMLTableNode(self, node):
         self.tableNode = node
 
@@ -189,9 +192,12 @@ def test_errors_reach_the_status_line_in_one_line(module, whole_bundle, roi_bund
     apply(widget, None, whole_bundle)  # an input error, found before the worker starts
     assert_error(widget, "No input volume selected: load an ultrasound image and select it as the input.")
 
-    apply(widget, volume, roi_bundle)  # refused by the worker: this bundle needs a lesion box
-    poll_until_idle(widget)
-    assert_error(widget, f"{roi_bundle}: this model was trained on lesion regions and needs a lesion box")
+    with monkeypatch.context() as patch:  # no ROI, and no localiser where the module looks for it
+        patch.setattr(widget.logic, "defaultLocaliserPath", lambda: str(tmp_path / "localiser"))
+        apply(widget, volume, roi_bundle)
+        poll_until_idle(widget)
+    assert_error(widget, f"{tmp_path}/localiser/configs/inference.json: not found; is {tmp_path}/localiser a "
+                         "monai-bus bundle folder?")
     apply(widget, volume, roi_bundle, roi_over_pixels(scene, (10, 60), (20, 70)))
     poll_until_idle(widget)
     assert widget.ui.statusLabel.text.startswith("Done: lesion is ")
@@ -227,6 +233,32 @@ def test_errors_reach_the_status_line_in_one_line(module, whole_bundle, roi_bund
     assert_error(widget, f"Installing monai-bus from {REPO} failed (CalledProcessError: "
                          "Command '['pip', 'install']' returned non-zero exit status 1.); pip's output is in the "
                          "Python console.")
+
+
+def test_without_an_roi_the_localiser_finds_the_lesion_and_its_box_can_be_moved(module, scene, monkeypatch):
+    """The shipped bundle and localiser on a sample image: Apply without an ROI shows the lesion's segmentation and
+    selects its box's ROI; Apply again classifies around that ROI, now a given box."""
+    from PIL import Image
+
+    widget = make_widget(module, monkeypatch)
+    pixels = np.asarray(Image.open(REPO / "monai_bus" / "samples" / "bus_0006-s.png").convert("L"))
+    volume = add_volume(scene, pixels[np.newaxis])
+    apply(widget, volume, REPO / "bundle")
+    poll_until_idle(widget)
+    status = widget.ui.statusLabel.text
+    assert status.startswith("Done: lesion is ") and "The box is the localiser's: move the ROI 'lesion lesion box'" \
+        in status, status
+    roi = widget.ui.roiSelector.node
+    assert roi is not None and roi.GetName() == "lesion lesion box"
+    segmentation = scene.GetFirstNodeByName("lesion lesion")
+    assert segmentation.GetSegmentation().GetNumberOfSegments() == 1
+
+    widget.ui.applyButton.slots["clicked(bool)"]()  # the selected ROI, as the user left it
+    poll_until_idle(widget)
+    table = widget.ui.resultsTableView.tableNode
+    column = lambda name: [table.GetCellText(row, table.GetColumnIndex(name)) for row in range(2)]  # noqa: E731
+    assert column("Box source") == ["localiser", "given"]
+    assert column("Region")[0] == column("Region")[1]  # the same box, so the same region
 
 
 def test_real_qt_event_loop(module, whole_bundle, scene, image, monkeypatch):

@@ -1,4 +1,9 @@
-"""``monai-bus infer``: classify image files with a trained bundle; one JSON line per image."""
+"""``monai-bus infer``: classify image files with a trained bundle; one JSON line per image.
+
+Without ``--box``, a bundle trained on lesion regions classifies the region around the lesion that the
+localiser bundle finds (``box_source`` ``"localiser"``); an image in which it finds none gets no class
+(``class_name`` null) and a note that says so.
+"""
 
 from __future__ import annotations
 
@@ -22,22 +27,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, DICOM, ...)")
     parser.add_argument("--box", type=_box, metavar="R0,R1,C0,C1",
                         help="the lesion box in the image's pixels: rows R0 to R1 and columns C0 to C1, stops "
-                             "excluded, row 0 at the top (one image only); without it a bundle trained on lesion "
-                             "regions classifies the whole image and says so in its 'note'")
+                             "excluded, row 0 at the top (one image only); without it the localiser finds the box")
     parser.add_argument("--frame", type=int, metavar="N",
                         help="the frame of a multi-frame file (DICOM cine, multi-page TIFF), counting from 0")
     parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
     parser.add_argument("--checkpoint", help="checkpoint file (default: <bundle>/models/model.pt)")
+    parser.add_argument("--localiser", default="localiser",
+                        help="localiser bundle folder, which finds the lesion box of an image given without --box "
+                             "(default: %(default)s)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
 
 
 def run(args: argparse.Namespace) -> int:
     from monai_bus.inference import BundleClassifier, BundleError
+    from monai_bus.localiser import LesionLocaliser
 
     if args.box and len(args.images) > 1:
         raise CommandError(f"--box is the lesion box of one image, but {len(args.images)} images were given")
     try:
         classifier = BundleClassifier(args.bundle, checkpoint=args.checkpoint, device=args.device)
+        if classifier.roi and not args.box:
+            classifier.localiser = LesionLocaliser(args.localiser, device=args.device)
     except BundleError as error:
         raise CommandError(str(error)) from error
     failures = 0

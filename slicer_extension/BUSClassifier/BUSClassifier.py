@@ -3,6 +3,8 @@
 The module runs a monai-bus bundle (Attention-VGG16 of Kalafi et al.) through ``monai_bus``'s
 inference API, the project's one inference code path, in a child process. It shows P(malignant), the
 predicted class and the model's attention map over the image, and appends every result to a table.
+Without a lesion ROI, the localiser bundle finds the lesion: the module shows its outline as a
+segmentation and its box as an ROI that the user can move before classifying again.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ from slicer.ScriptedLoadableModule import (
 )
 
 from BUSClassifierLib import classify_worker, dependencies
-from BUSClassifierLib.geometry import ijk_to_ras, image_from_volume, roi_pixel_box
+from BUSClassifierLib.geometry import ijk_to_ras, image_from_volume, place_roi_over_pixel_box, roi_pixel_box
+from BUSClassifierLib.lesion import lesion_node, show_lesion
 from BUSClassifierLib.overlay import FOREGROUND_OPACITY, attention_volumes, show_attention
 from BUSClassifierLib.process import ClassifierProcess
 
@@ -43,9 +46,10 @@ class BUSClassifier(ScriptedLoadableModule):
         self.parent.contributors = ["monai-bus contributors"]
         self.parent.helpText = (
             "Classify the breast lesion in a 2D ultrasound image (PNG, JPEG or DICOM) as benign or malignant "
-            "with a monai-bus bundle, and show the model's attention map over the image. Draw a markups ROI "
-            "around the lesion: a bundle trained on lesion regions classifies the region around it and refuses "
-            "to run without one. Research software, not a medical device."
+            "with a monai-bus bundle, and show the model's attention map over the image. A bundle trained on "
+            "lesion regions classifies the region around the lesion box: a markups ROI you draw, or else the box "
+            "of the lesion that the localiser finds, shown as a segmentation and an ROI you can move before "
+            "classifying again. Research software, not a medical device."
         )
         self.parent.acknowledgementText = (
             "Kalafi EY et al., Classification of Breast Cancer Lesions in Ultrasound Images by using Attention "
@@ -104,7 +108,8 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
                 self.showStatus("Not run: BUSClassifier needs torch, monai and monai-bus.")
                 return
             volumeNode, bundleDir = self.ui.inputVolumeSelector.currentNode(), self.ui.bundlePathLineEdit.currentPath
-            process = self.logic.startClassification(volumeNode, bundleDir, self.ui.roiSelector.currentNode())
+            process = self.logic.startClassification(volumeNode, bundleDir, self.ui.roiSelector.currentNode(),
+                                                     self.logic.defaultLocaliserPath())
         except Exception as error:
             self.showError(error)
             return
@@ -133,18 +138,29 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
             self.setRunning(False)
             self.showError(error)
 
-    def showResult(self, volumeNode, bundleDir, result, attention):
-        """Add the result to the scene (table row, attention overlay) and show it in the panel."""
-        attentionNode = self.logic.addResult(volumeNode, result, attention)
-        self.ui.classLabel.text = result["class_name"]
-        self.ui.probabilityLabel.text = f"{result['malignancy_probability']:.3f}"
+    def showResult(self, volumeNode, bundleDir, result, attention, lesionMask):
+        """Add the result to the scene (table row, attention overlay, the localiser's lesion) and show it in
+        the panel; the localiser's lesion box becomes the selected ROI."""
+        attentionNode = self.logic.addResult(volumeNode, result, attention, lesionMask)
+        classified = result["class_name"] is not None
+        self.ui.classLabel.text = result["class_name"] if classified else "no lesion found"
+        self.ui.probabilityLabel.text = f"{result['malignancy_probability']:.3f}" if classified else "-"
         self.ui.operatingPointLabel.text = self.logic.operatingPointLabel(bundleDir)
         self.ui.resultsTableView.setMRMLTableNode(self.logic.resultsTable(volumeNode.GetScene()))
         if attentionNode:
             slicer.util.setSliceViewerLayers(background=volumeNode, foreground=attentionNode,
                                              foregroundOpacity=FOREGROUND_OPACITY)
             self.hideAttentionVolumes()
+        if not classified:
+            self.showStatus(f"Done: the localiser found no lesion in {volumeNode.GetName()}, so it was not "
+                            "classified. If there is a lesion, draw an ROI around it and click Apply again.")
+            return
         note = f" Note: {result['note']}." if result["note"] else ""
+        if result["box_source"] == "localiser":
+            roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")
+            self.ui.roiSelector.setCurrentNode(roiNode)
+            note += (f" The box is the localiser's: move the ROI '{roiNode.GetName()}' if it misses the lesion and "
+                     "click Apply again.")
         self.showStatus(f"Done: {volumeNode.GetName()} is {result['class_name']} "
                         f"(P(malignant) {result['malignancy_probability']:.3f}).{note}")
 
@@ -190,14 +206,19 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
 
     RESULTS_TABLE_NAME = "BUSClassifier results"
     COLUMNS = ("Volume", "Class", "P(malignant)", "Likelihood", "Threshold", "Model version", "Weights SHA-256",
-               "Trained on", "Region", "Box source", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
-               "Time")
+               "Trained on", "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID",
+               "SeriesInstanceUID", "SOPInstanceUID", "Time")
 
     @staticmethod
     def defaultBundlePath() -> str:
         """The project's bundle: the repository's ``bundle`` folder, or the one a built extension ships
         (:func:`dependencies.locate`)."""
         return str(dependencies.locate().bundle)
+
+    @staticmethod
+    def defaultLocaliserPath() -> str:
+        """The project's localiser bundle, found as :meth:`defaultBundlePath`."""
+        return str(dependencies.locate().localiser)
 
     def prepareInput(self, volumeNode, roiNode=None):
         """``(image, box)``: the display-order image, and the ROI as the inference API's lesion box in its
@@ -209,49 +230,58 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         image = image_from_volume(volumeNode)
         return image, roi_pixel_box(volumeNode, roiNode, image.shape[:2]) if roiNode else None
 
-    def classify(self, volumeNode, bundleDir, roiNode=None):
+    def classify(self, volumeNode, bundleDir, roiNode=None, localiserDir=None):
         """Classify in this process, wait for the result and add it; returns ``(result, attention node)``.
+
+        Args:
+            localiserDir: the localiser bundle, which finds the lesion box when there is no ROI.
 
         Raises:
             ValueError: the inputs' or the inference API's message (missing model, incompatible bundle),
-                or no ROI for a bundle trained on lesion regions.
+                or neither an ROI nor a localiser for a bundle trained on lesion regions.
         """
         image, box = self.prepareInput(volumeNode, roiNode)
-        result, attention = classify_worker.classify(image, str(bundleDir), box)
-        return result, self.addResult(volumeNode, result, attention)
+        result, attention, lesionMask = classify_worker.classify(
+            image, str(bundleDir), box, None if localiserDir is None else str(localiserDir))
+        return result, self.addResult(volumeNode, result, attention, lesionMask)
 
-    def startClassification(self, volumeNode, bundleDir, roiNode=None):
+    def startClassification(self, volumeNode, bundleDir, roiNode=None, localiserDir=None):
         """Start classifying in a child process; returns the :class:`ClassifierProcess`.
 
-        Poll the process; pass its output to :meth:`addResult`.
+        Poll the process; pass its output to :meth:`addResult`. Arguments as for :meth:`classify`.
         """
         image, box = self.prepareInput(volumeNode, roiNode)
-        return ClassifierProcess(image, bundleDir, box)
+        return ClassifierProcess(image, bundleDir, box, localiserDir)
 
-    def addResult(self, volumeNode, result, attention):
+    def addResult(self, volumeNode, result, attention, lesionMask=None):
         """Append a row to the results table; put the attention map (if any: the image's size, zero outside
-        the classified region) into the input's attention volume (:func:`overlay.show_attention`). Returns
-        the attention volume node or None."""
+        the classified region) into the input's attention volume (:func:`overlay.show_attention`), and the
+        localiser's lesion mask (if any) into the input's lesion segmentation and its box into the input's
+        lesion ROI (:func:`lesion.show_lesion`). Returns the attention volume node or None."""
         table = self.resultsTable(volumeNode.GetScene())
         row = table.AddEmptyRow()
         for name, value in self.rowValues(volumeNode, result).items():
             table.SetCellText(row, table.GetColumnIndex(name), value)
+        if lesionMask is not None:
+            show_lesion(volumeNode, lesionMask, result["box"])
         return None if attention is None else show_attention(volumeNode, attention)
 
     def rowValues(self, volumeNode, result) -> dict:
         """The results table's row for a result of :func:`classify_worker.classify`, by column."""
         study, series, instances = self.dicomUIDs(volumeNode)
+        classified = result["class_name"] is not None
         return {
             "Volume": volumeNode.GetName(),
-            "Class": result["class_name"],
-            "P(malignant)": f"{result['malignancy_probability']:.6f}",
-            "Likelihood": result["likelihood"],
+            "Class": result["class_name"] if classified else "no lesion found",
+            "P(malignant)": f"{result['malignancy_probability']:.6f}" if classified else "nan",
+            "Likelihood": result["likelihood"] or "",
             "Threshold": "argmax" if result["threshold"] is None else f"{result['threshold']:g}",
             "Model version": result["model_version"],
             "Weights SHA-256": result["weights_sha256"],
             "Trained on": result["trained_on"],
-            "Region": self.regionLabel(result["roi"]),
-            "Box source": "none" if result["roi"] is None else "given",
+            "Region": self.regionLabel(result["roi"]) if classified else "not classified",
+            "Box source": result["box_source"] or "none",
+            "Localiser version": result["localiser_version"] or "",
             "Note": result["note"] or "",
             "StudyInstanceUID": study,
             "SeriesInstanceUID": series,
@@ -306,8 +336,9 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
 
 class BUSClassifierTest(ScriptedLoadableModuleTest):
     """Self-test, from the module's "Reload and Test" button: a shipped sample image classified the panel's way
-    (a worker process, then the results table) with the shipped weights; then, on a synthetic image with an
-    untrained copy of the bundle, the errors (no model file, no ROI) and the reuse of the attention volume."""
+    (a worker process, then the results table) with the shipped weights, around its lesion box and then around
+    the box the shipped localiser finds; then, on a synthetic image with an untrained copy of the bundle, the
+    errors (no model file, no ROI) and the reuse of the attention volume."""
 
     WORKER_TIMEOUT_S = 300
 
@@ -345,8 +376,32 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
         pixels = np.asarray(Image.open(samples / sample["image"]).convert("L"))
         volume = slicer.util.addVolumeFromArray(pixels[np.newaxis], np.eye(4), name=Path(sample["image"]).stem)
         logic = BUSClassifierLogic()
-        bundle = Path(logic.defaultBundlePath())
-        process = logic.startClassification(volume, bundle, self._roiOverPixels(np.eye(4), sample["box"]))
+        bundle, localiser = Path(logic.defaultBundlePath()), logic.defaultLocaliserPath()
+        self._classifyInWorker(logic, volume, bundle, self._roiOverPixels(volume, sample["box"]), localiser)
+        self.delayDisplay("The same sample without an ROI: the localiser finds the lesion")
+        localised = self._classifyInWorker(logic, volume, bundle, None, localiser)
+
+        table = logic.resultsTable(slicer.mrmlScene)
+        value = lambda row, column: table.GetCellText(row, table.GetColumnIndex(column))  # noqa: E731
+        metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
+        self.assertEqual(value(0, "Model version"), metadata["version"])  # the shipped weights, not "+unrecorded"
+        self.assertEqual(value(0, "Trained on"), metadata["weights"]["models/model.pt"]["trained_on"])
+        self.assertEqual([value(row, "Box source") for row in (0, 1)], ["given", "localiser"])
+        localiserVersion = json.loads((Path(localiser) / "configs" / "metadata.json").read_text())["version"]
+        self.assertEqual(value(1, "Localiser version"), localiserVersion)
+        for row in (0, 1):
+            self.assertIn(value(row, "Class"), ("benign", "malignant"))
+            self.delayDisplay(f"{sample['image']} ({sample['pathology']} by histology), {value(row, 'Box source')} "
+                              f"box: {value(row, 'Class')}, P(malignant) {value(row, 'P(malignant)')}")
+        segmentation = lesion_node(volume, "vtkMRMLSegmentationNode").GetSegmentation()
+        self.assertEqual(segmentation.GetNumberOfSegments(), 1)
+        roi = lesion_node(volume, "vtkMRMLMarkupsROINode")  # over the localiser's box, to move and classify again
+        self.assertEqual(list(roi_pixel_box(volume, roi, pixels.shape)), localised["box"])
+
+    def _classifyInWorker(self, logic, volume, bundle, roi, localiser):
+        """Classify as the panel does: in a worker process, polled, then the result added to the scene; returns
+        the result."""
+        process = logic.startClassification(volume, bundle, roi, localiser)
         deadline = time.monotonic() + self.WORKER_TIMEOUT_S
         while (output := process.poll()) is None:
             if time.monotonic() > deadline:
@@ -354,25 +409,13 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
                 self.fail(f"the worker did not finish in {self.WORKER_TIMEOUT_S} s")
             time.sleep(0.2)
         logic.addResult(volume, *output)
-
-        table = logic.resultsTable(slicer.mrmlScene)
-        value = lambda column: table.GetCellText(0, table.GetColumnIndex(column))  # noqa: E731
-        metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
-        self.assertEqual(value("Model version"), metadata["version"])  # the shipped weights, not "+unrecorded"
-        self.assertEqual(value("Trained on"), metadata["weights"]["models/model.pt"]["trained_on"])
-        self.assertEqual(value("Box source"), "given")
-        self.assertIn(value("Class"), ("benign", "malignant"))
-        self.delayDisplay(f"{sample['image']} ({sample['pathology']} by histology): {value('Class')}, "
-                          f"P(malignant) {value('P(malignant)')}")
+        return output[0]
 
     @staticmethod
-    def _roiOverPixels(ijkToRAS, box):
+    def _roiOverPixels(volume, box):
         """A markups ROI over the pixel box ``[row_start, row_stop, col_start, col_stop]`` of a volume."""
-        top, bottom, left, right = box
-        corners = (ijkToRAS @ np.array([[left - 0.5, top - 0.5, 0, 1], [right - 0.5, bottom - 0.5, 0, 1]]).T)[:3].T
         roi = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsROINode", "Lesion box")
-        roi.SetCenter(*corners.mean(axis=0))
-        roi.SetSize(*(np.abs(corners[1] - corners[0]) + [0, 0, 1]))
+        place_roi_over_pixel_box(roi, volume, box)
         return roi
 
     def test_classify_synthetic_image(self):
@@ -382,7 +425,7 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Synthetic image with a flipped, rotated geometry, and an ROI around its lesion")
         ijkToRAS = np.array([[0.0, -0.2, 0.0, 10.0], [-0.3, 0.0, 0.0, -5.0], [0.0, 0.0, 1.0, 2.0], [0, 0, 0, 1]])
         volume = slicer.util.addVolumeFromArray(self.syntheticImage()[np.newaxis], ijkToRAS, name="Synthetic lesion")
-        roi = self._roiOverPixels(ijkToRAS, self.LESION)
+        roi = self._roiOverPixels(volume, self.LESION)
         logic = BUSClassifierLogic()
 
         with tempfile.TemporaryDirectory() as folder:

@@ -1,11 +1,13 @@
 """Classify one image with a monai-bus bundle: run by the BUSClassifier module in a child process.
 
-    python classify_worker.py --bundle BUNDLE_DIR --image IMAGE.npy --output OUTPUT_DIR [--box R0,R1,C0,C1]
+    python classify_worker.py --bundle BUNDLE_DIR --image IMAGE.npy --output OUTPUT_DIR
+        [--box R0,R1,C0,C1 | --localiser LOCALISER_DIR]
 
-It calls the project's one inference code path, ``monai_bus.inference.BundleClassifier``, and
-writes ``OUTPUT_DIR/result.json`` (see :func:`classify`, or ``{"error": message}`` for anything that
-failed) and, for a network with an attention gate, ``OUTPUT_DIR/attention.npy``.
-It imports neither ``slicer`` nor Qt.
+It calls the project's one inference code path, ``monai_bus.inference.BundleClassifier`` (with
+``monai_bus.localiser.LesionLocaliser`` when there is no box), and writes ``OUTPUT_DIR/result.json``
+(see :func:`classify`, or ``{"error": message}`` for anything that failed), ``OUTPUT_DIR/attention.npy``
+for a network with an attention gate and ``OUTPUT_DIR/lesion_mask.npy`` for a box that the localiser
+looked for. It imports neither ``slicer`` nor Qt.
 """
 
 from __future__ import annotations
@@ -19,31 +21,37 @@ import numpy as np
 
 RESULT_FILE = "result.json"
 ATTENTION_FILE = "attention.npy"
+LESION_MASK_FILE = "lesion_mask.npy"
 
 
-def classify(image: np.ndarray, bundle_dir: str, box: tuple[int, int, int, int] | None = None
-             ) -> tuple[dict, np.ndarray | None]:
-    """``(result, attention map or None)`` for a display-order image [H, W] or [H, W, C].
+def classify(image: np.ndarray, bundle_dir: str, box: tuple[int, int, int, int] | None = None,
+             localiser_dir: str | None = None) -> tuple[dict, np.ndarray | None, np.ndarray | None]:
+    """``(result, attention map or None, lesion mask or None)`` for a display-order image [H, W] or [H, W, C].
 
-    ``result`` is ``Prediction.to_dict()`` (with the weights' file, SHA-256 and training data) plus
-    ``threshold`` (the bundle's operating point, None for argmax).
+    ``result`` is ``Prediction.to_dict()`` (with the weights' file, SHA-256 and training data, the box
+    and its source) plus ``threshold`` (the bundle's operating point, None for argmax). Its
+    ``class_name`` is None when the localiser found no lesion.
 
     Args:
         box: the lesion box ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels, or None.
+        localiser_dir: the localiser bundle that finds the box when there is none.
 
     Raises:
         ValueError: (``BundleError`` included) with the inference API's message, and for a bundle
-            trained on lesion regions (``BundleClassifier.roi``) given no box.
+            trained on lesion regions (``BundleClassifier.roi``) given neither a box nor a localiser.
     """
     from monai_bus.inference import BundleClassifier
+    from monai_bus.localiser import LesionLocaliser
 
     classifier = BundleClassifier(bundle_dir)
     if classifier.roi and box is None:
-        raise ValueError(f"{bundle_dir}: this model was trained on lesion regions and needs a lesion box; "
-                         "draw a markups ROI around the lesion, select it and click Apply again.")
+        if localiser_dir is None:
+            raise ValueError(f"{bundle_dir}: this model was trained on lesion regions and needs a lesion box; "
+                             "draw a markups ROI around the lesion, select it and click Apply again.")
+        classifier.localiser = LesionLocaliser(localiser_dir)
     prediction = classifier.predict(image, box=box)
     result = {**prediction.to_dict(), "threshold": classifier.threshold}
-    return result, prediction.attention
+    return result, prediction.attention, prediction.lesion_mask
 
 
 def error_message(error: BaseException) -> str:
@@ -61,16 +69,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", required=True, help="folder for result.json and attention.npy")
     parser.add_argument("--box", type=lambda text: tuple(int(value) for value in text.split(",")),
                         help="lesion box ROW_START,ROW_STOP,COL_START,COL_STOP in the image's pixels")
+    parser.add_argument("--localiser", help="localiser bundle folder, which finds the box when there is none")
     args = parser.parse_args(argv)
     output = Path(args.output)
     print(f"Classifying with {args.bundle}", flush=True)
     try:
-        result, attention = classify(np.load(args.image), args.bundle, args.box)
+        result, attention, lesion_mask = classify(np.load(args.image), args.bundle, args.box, args.localiser)
     except Exception as error:  # every failure reaches the panel as one message
         (output / RESULT_FILE).write_text(json.dumps({"error": error_message(error)}))
         raise
     if attention is not None:
         np.save(output / ATTENTION_FILE, attention)
+    if lesion_mask is not None:
+        np.save(output / LESION_MASK_FILE, lesion_mask)
     (output / RESULT_FILE).write_text(json.dumps(result))  # written last: its presence means done
     return 0
 

@@ -2,11 +2,11 @@
 
 The module runs from one of two places (:func:`locate` tells them apart):
 
-- a **repository checkout** (``<repository>/slicer_extension/BUSClassifier``): the bundle is
-  ``<repository>/bundle`` and monai-bus is installed from the repository;
-- a **built extension** (the Extensions Manager's package, or the build tree): the bundle and a wheel of
-  monai-bus lie in the module's ``Resources/bundle`` and ``Resources/wheels``, put there by
-  ``CMakeLists.txt`` at build time.
+- a **repository checkout** (``<repository>/slicer_extension/BUSClassifier``): the bundles are
+  ``<repository>/bundle`` and ``<repository>/localiser``, and monai-bus is installed from the repository;
+- a **built extension** (the Extensions Manager's package, or the build tree): the bundles and a wheel of
+  monai-bus lie in the module's ``Resources/bundle``, ``Resources/localiser`` and ``Resources/wheels``,
+  put there by ``CMakeLists.txt`` at build time.
 
 Nothing is installed at import time, nor without the user's confirmation. PyTorch comes from the
 Slicer ``PyTorch`` extension (``PyTorchUtils``), which picks the build that fits the computer, at the
@@ -29,29 +29,32 @@ MIN_PYTHON = (3, 10)  # setup.py's python_requires: Slicer 5.10 and later embed 
 
 
 class Sources(NamedTuple):
-    """The bundle folder, what pip installs monai-bus from (None when there is nothing), and the folder
-    of the sample images."""
+    """The classifier bundle folder, what pip installs monai-bus from (None when there is nothing), the
+    folder of the sample images, and the localiser bundle folder."""
 
     bundle: Path
     monai_bus: Path | None
     samples: Path
+    localiser: Path
 
 
 def locate() -> Sources:
-    """The bundle and the monai-bus install source of the module in :data:`MODULE_DIR`.
+    """The bundles and the monai-bus install source of the module in :data:`MODULE_DIR`.
 
     In a repository checkout (``<repository>/slicer_extension/BUSClassifier``, with the repository's
-    ``setup.py``): ``<repository>/bundle``, the repository and ``<repository>/monai_bus/samples``.
-    Elsewhere, a built extension: ``Resources/bundle``, the one ``monai_bus-*.whl`` of
-    ``Resources/wheels`` (None if there is not exactly one: CMake empties the folder before building the
-    wheel) and ``Resources/samples``.
+    ``setup.py``): ``<repository>/bundle``, the repository, ``<repository>/monai_bus/samples`` and
+    ``<repository>/localiser``. Elsewhere, a built extension: ``Resources/bundle``, the one
+    ``monai_bus-*.whl`` of ``Resources/wheels`` (None if there is not exactly one: CMake empties the
+    folder before building the wheel), ``Resources/samples`` and ``Resources/localiser``.
     """
     repository = MODULE_DIR.parents[1]
     if MODULE_DIR.parent.name == "slicer_extension" and (repository / "setup.py").is_file():
-        return Sources(repository / "bundle", repository, repository / "monai_bus" / "samples")
+        return Sources(repository / "bundle", repository, repository / "monai_bus" / "samples",
+                       repository / "localiser")
     resources = MODULE_DIR / "Resources"
     wheels = list((resources / "wheels").glob("monai_bus-*.whl"))
-    return Sources(resources / "bundle", wheels[0] if len(wheels) == 1 else None, resources / "samples")
+    return Sources(resources / "bundle", wheels[0] if len(wheels) == 1 else None, resources / "samples",
+                   resources / "localiser")
 
 
 def missing_modules() -> list[str]:

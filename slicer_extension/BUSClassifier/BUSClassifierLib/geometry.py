@@ -70,3 +70,14 @@ def set_volume_like(node, reference_node, array: np.ndarray) -> None:
     """
     node.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(ijk_to_ras(reference_node)))
     slicer.util.updateVolumeFromArray(node, array[np.newaxis])
+
+
+def place_roi_over_pixel_box(roi_node, volume_node, box: tuple[int, int, int, int]) -> None:
+    """Put a markups ROI over the pixel box ``(row_start, row_stop, col_start, col_stop)`` of the volume:
+    the inverse of :func:`roi_pixel_box` for volumes whose axes run along RAS axes (any flip or
+    permutation), one slice thick."""
+    top, bottom, left, right = box
+    corners = (ijk_to_ras(volume_node) @ np.array([[left - 0.5, top - 0.5, -0.5, 1],
+                                                   [right - 0.5, bottom - 0.5, 0.5, 1]]).T)[:3].T
+    roi_node.SetCenter(*corners.mean(axis=0))
+    roi_node.SetSize(*np.abs(corners[1] - corners[0]))

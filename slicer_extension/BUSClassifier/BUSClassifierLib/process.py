@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from BUSClassifierLib.classify_worker import ATTENTION_FILE, RESULT_FILE
+from BUSClassifierLib.classify_worker import ATTENTION_FILE, LESION_MASK_FILE, RESULT_FILE
 
 WORKER = Path(__file__).with_name("classify_worker.py")
 
@@ -29,6 +29,7 @@ class ClassifierProcess:
         image: display-order image [H, W] or [H, W, C].
         bundle_dir: monai-bus bundle folder.
         box: the lesion box ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels, or None.
+        localiser_dir: the localiser bundle folder, which finds the box when there is none.
 
     The child runs ``sys.executable``: Slicer sets it to its own interpreter launcher, PythonSlicer.
     It starts in a new process group (POSIX) so that cancelling also ends the interpreter that the
@@ -36,17 +37,19 @@ class ClassifierProcess:
     """
 
     def __init__(self, image: np.ndarray, bundle_dir: str | os.PathLike,
-                 box: tuple[int, int, int, int] | None = None) -> None:
+                 box: tuple[int, int, int, int] | None = None, localiser_dir: str | os.PathLike | None = None) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="BUSClassifier-")
         folder = Path(self._folder.name)
         np.save(folder / "image.npy", image)
         self._log = open(folder / "log.txt", "w+", encoding="utf8")
         self.start_time = time.monotonic()
-        box_arguments = ["--box", ",".join(str(value) for value in box)] if box is not None else []
+        options = ["--box", ",".join(str(value) for value in box)] if box is not None else []
+        if localiser_dir is not None:
+            options += ["--localiser", str(localiser_dir)]
         try:
             self.process = subprocess.Popen(
                 [sys.executable, str(WORKER), "--bundle", str(bundle_dir), "--image", str(folder / "image.npy"),
-                 "--output", str(folder), *box_arguments],
+                 "--output", str(folder), *options],
                 stdout=self._log, stderr=subprocess.STDOUT, start_new_session=os.name != "nt",
             )
         except OSError:
@@ -57,8 +60,8 @@ class ClassifierProcess:
         """A one-line progress message for the panel."""
         return f"Classifying in the background... {time.monotonic() - self.start_time:.0f} s"
 
-    def poll(self) -> tuple[dict, np.ndarray | None] | None:
-        """None while the child runs; then ``(result dict, attention map or None)``.
+    def poll(self) -> tuple[dict, np.ndarray | None, np.ndarray | None] | None:
+        """None while the child runs; then ``(result dict, attention map or None, lesion mask or None)``.
 
         Raises:
             ValueError: the child's message for whatever failed in it (the inference API's message for
@@ -79,8 +82,9 @@ class ClassifierProcess:
             result = json.loads(result_file.read_text())
             if "error" in result:
                 raise ValueError(result["error"])
-            attention_file = folder / ATTENTION_FILE
-            return result, np.load(attention_file) if attention_file.is_file() else None
+            arrays = (np.load(folder / name) if (folder / name).is_file() else None
+                      for name in (ATTENTION_FILE, LESION_MASK_FILE))
+            return result, *arrays
         finally:
             self._cleanup()
 
