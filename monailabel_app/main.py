@@ -1,11 +1,15 @@
-"""MONAI Label app: serve and fine-tune the monai-bus breast-lesion classifier bundle.
+"""MONAI Label app: serve and fine-tune the monai-bus breast-lesion classifier and lesion localiser bundles.
 
     monailabel start_server --app monailabel_app --studies <folder of images> \\
-        [--conf bundle_path <bundle>] [--conf skip_trainers true]
+        [--conf bundle_path <bundle>] [--conf localiser_path <localiser>] [--conf skip_trainers true]
 
-The bundle defaults to the repository's ``bundle/`` folder; ``skip_trainers true`` leaves out the
-train task. Strategies: ``random``, and ``uncertainty`` (:class:`lib.strategy.LeastCertain`).
-Predictions are stored in the datastore under tags of their own (:mod:`lib.predictions`).
+The bundles default to the repository's ``bundle/`` and ``localiser/`` folders; ``skip_trainers true``
+leaves out the train tasks. Models: ``breast_lesion_classifier`` (classification; without a box it
+classifies around the localiser's box) and ``breast_lesion_segmentation`` (the localiser's lesion mask,
+a segmentation model that the stock Slicer MONAILabel module lists, with the classification in its
+result). Strategies: ``random``, and ``uncertainty`` (:class:`lib.strategy.LeastCertain`).
+Classifier predictions are stored in the datastore under tags of their own (:mod:`lib.predictions`);
+lesion masks as MONAI Label stores segmentations (tag ``original``, the result JSON in its label info).
 """
 
 from __future__ import annotations
@@ -22,14 +26,16 @@ from monailabel.tasks.activelearning.random import Random
 from monailabel.utils.others.generic import strtobool
 
 import monai_bus
-from lib.infer import BundleClassifierInfer
+from lib.infer import BundleClassifierInfer, LesionSegmentationInfer
 from lib.predictions import ATTENTION_TAG, PREDICTION_TAG, store_prediction
 from lib.strategy import LeastCertain
-from lib.train import BundleClassifierTrain
+from lib.train import BundleClassifierTrain, LesionLocaliserTrain
 from monai_bus.inference import BundleError
 
 MODEL = "breast_lesion_classifier"
+SEGMENTATION_MODEL = "breast_lesion_segmentation"
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+DEFAULT_LOCALISER = Path(__file__).resolve().parents[1] / "localiser"
 
 logger = logging.getLogger(__name__)
 
@@ -37,22 +43,26 @@ logger = logging.getLogger(__name__)
 class MyApp(MONAILabelApp):
     def __init__(self, app_dir, studies, conf):
         self.bundle_dir = os.path.realpath(conf.get("bundle_path", DEFAULT_BUNDLE))
+        self.localiser_dir = os.path.realpath(conf.get("localiser_path", DEFAULT_LOCALISER))
         super().__init__(
             app_dir=app_dir,
             studies=studies,
             conf=conf,
             name="monai-bus breast lesion classifier",
-            description="Benign/malignant classification of breast lesions in ultrasound images (Attention-VGG16)",
+            description="Benign/malignant classification of breast lesions in ultrasound images (Attention-VGG16), "
+                        "and their segmentation (UNet)",
             version=monai_bus.__version__,
         )
 
     def init_infers(self):
-        return {MODEL: BundleClassifierInfer(self.bundle_dir)}
+        return {MODEL: BundleClassifierInfer(self.bundle_dir, self.localiser_dir),
+                SEGMENTATION_MODEL: LesionSegmentationInfer(self.bundle_dir, self.localiser_dir)}
 
     def init_trainers(self):
         if strtobool(self.conf.get("skip_trainers", "false")):
             return {}
-        return {MODEL: BundleClassifierTrain(self.bundle_dir, self.conf, self.studies)}
+        return {MODEL: BundleClassifierTrain(self.bundle_dir, self.conf, self.studies),
+                SEGMENTATION_MODEL: LesionLocaliserTrain(self.localiser_dir, self.conf, self.studies)}
 
     def init_strategies(self):
         return {"random": Random(), "uncertainty": LeastCertain(self._infers[MODEL], MODEL)}
@@ -60,23 +70,25 @@ class MyApp(MONAILabelApp):
     def infer(self, request, datastore=None):
         """MONAI Label's infer, with clear HTTP errors for unknown models or images, no model file, unreadable images.
 
-        With ``save_label`` (batch inference sets it), the result is stored in the datastore under the
-        tags of :mod:`lib.predictions`; MONAI Label itself would store the attention map as ``original``.
+        With ``save_label`` (batch inference sets it), a classifier result is stored in the datastore under
+        the tags of :mod:`lib.predictions` (MONAI Label itself would store the attention map as ``original``);
+        a lesion mask is stored by MONAI Label, as ``original``.
         """
         image = request.get("image")
         datastore = datastore or self.datastore()
         in_datastore = isinstance(image, str) and not os.path.exists(image)
         if in_datastore and not datastore.get_image_uri(image):
             raise HTTPException(status_code=404, detail=f"image '{image}' not found in the datastore")
+        classifying = request.get("model") != SEGMENTATION_MODEL
         try:
-            result = super().infer({**request, "save_label": False}, datastore)
+            result = super().infer({**request, "save_label": False} if classifying else request, datastore)
         except MONAILabelException as error:  # e.g. an unknown model name
             raise HTTPException(status_code=400, detail=error.msg) from error
         except BundleError as error:
             raise HTTPException(status_code=503, detail=f"model not available: {error}") from error
         except ValueError as error:
             raise HTTPException(status_code=422, detail=f"cannot classify image '{image}': {error}") from error
-        if request.get("save_label") and in_datastore:
+        if classifying and request.get("save_label") and in_datastore:
             store_prediction(datastore, image, request["model"], result["params"], result["file"])
             result.update(label=image, tag=ATTENTION_TAG if result["file"] else PREDICTION_TAG)
         return result

@@ -21,6 +21,8 @@ Box = tuple[int, int, int, int]
 MIN_BOX_SIDE = 4  # pixels; the smallest lesion boxes of BUSI and BUS-BRA are 18 pixels
 # Pillow modes of masks: any non-zero pixel outside the alpha channel is lesion
 MASK_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16", "I;16B", "I;16L", "I")
+# Volume formats of masks: a 2D image's segmentation as 3D Slicer saves it (one slice)
+VOLUME_MASK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 
 
 def lesion_pixels(mask: Image.Image) -> np.ndarray:
@@ -32,8 +34,23 @@ def lesion_pixels(mask: Image.Image) -> np.ndarray:
     return array != 0
 
 
+def _read_volume_mask(path: Path) -> np.ndarray:
+    """A one-slice mask volume (:data:`VOLUME_MASK_SUFFIXES`) as bool [H, W]: ITK's voxel order, rows first,
+    row 0 at the top, as ITK reads the 2D image the mask was drawn on."""
+    import itk  # slow to import; only volume masks need it
+
+    try:
+        array = itk.array_from_image(itk.imread(str(path)))
+    except RuntimeError as error:
+        raise DatasetError(path, f"unreadable mask ({str(error).strip().splitlines()[-1]})") from None
+    if np.squeeze(array).ndim != 2:
+        raise DatasetError(path, f"a mask of {list(array.shape)} voxels is not one 2D slice")
+    return np.squeeze(array) != 0
+
+
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """A lesion mask file (PNG or JPEG), decoded in full, as bool [H, W].
+    """A lesion mask file (PNG or JPEG, or a one-slice volume of :data:`VOLUME_MASK_SUFFIXES`), decoded in
+    full, as bool [H, W].
 
     Raises:
         DatasetError: naming the file, when it is missing, cannot be decoded or is in another mode
@@ -42,6 +59,8 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if not path.is_file():
         raise DatasetError(path, "mask file not found")
+    if path.name.lower().endswith(VOLUME_MASK_SUFFIXES):
+        return _read_volume_mask(path)
     try:
         with Image.open(path) as mask:
             mask.load()

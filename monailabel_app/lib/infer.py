@@ -1,4 +1,5 @@
-"""Infer task: classify one image with the bundle through monai-bus's inference API."""
+"""Infer tasks: classify one image with the bundle, and segment its lesion with the localiser, through
+monai-bus's inference API (``BundleClassifier`` with a ``LesionLocaliser``)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PIL import Image
 
 from monai_bus.errors import InputError
 from monai_bus.inference import BundleClassifier, BundleError
+from monai_bus.localiser import LesionLocaliser
 from monai_bus.weights import record_path
 
 
@@ -24,28 +26,31 @@ class BundleClassifierInfer(InferTask):
     ``weights_sha256``, ...).
     With the request parameter ``"attention": true`` the attention map is also returned as a result
     image: an 8-bit grey PNG (255 = attention 1) of the input image's size. The request parameter
-    ``"box": [row_start, row_stop, col_start, col_stop]`` gives the lesion box in the image's pixels,
-    which a bundle trained on lesion regions (``roi`` true, the default) needs; without it the whole
-    image is classified and the result's ``note`` says so.
+    ``"box": [row_start, row_stop, col_start, col_stop]`` gives the lesion box in the image's pixels
+    for a bundle trained on lesion regions (``roi`` true, the default); without it the localiser bundle
+    finds the box (``box_source`` ``"localiser"``), and an image in which it finds no lesion gets no
+    class: an empty ``prediction``, ``class_name`` null and a ``note`` that says so.
 
-    The model is reloaded when training replaces ``models/model.pt`` or its record ``models/model.json``
-    (:mod:`monai_bus.weights`), and ``/info/`` reports the version, SHA-256 and training data of the
-    weights served. The task is valid, and listed in ``/info/``, only while the model can be loaded.
+    The models are reloaded when training replaces a bundle's ``models/model.pt`` or its record
+    ``models/model.json`` (:mod:`monai_bus.weights`), and ``/info/`` reports the version, SHA-256 and
+    training data of the weights served. The task is valid, and listed in ``/info/``, only while the
+    models can be loaded.
     """
 
-    def __init__(self, bundle_dir: str):
-        self.bundle_dir = Path(bundle_dir)
-        self.model_file = self.bundle_dir / "models" / "model.pt"
-        self.record_file = record_path(self.model_file)
+    def __init__(self, bundle_dir: str, localiser_dir: str, **task):
+        self.bundle_dir, self.localiser_dir = Path(bundle_dir), Path(localiser_dir)
+        self.watched_files = [path for bundle in (self.bundle_dir, self.localiser_dir)
+                              for path in (bundle / "models" / "model.pt", record_path(bundle / "models" / "model.pt"))]
         meta = json.loads((self.bundle_dir / "configs" / "metadata.json").read_text(encoding="utf8"))
         channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
-        super().__init__(
-            type=InferType.CLASSIFICATION,
-            labels={name: int(index) for index, name in channel_def.items()},
-            dimension=2,
-            description=meta["task"],
-            config={"attention": False, "box": None},
-        )
+        super().__init__(**{
+            "type": InferType.CLASSIFICATION,
+            "labels": {name: int(index) for index, name in channel_def.items()},
+            "dimension": 2,
+            "description": meta["task"],
+            "config": {"attention": False, "box": None},
+            **task,
+        })
         self._classifier: BundleClassifier | None = None
         self._loaded_files: tuple | None = None
 
@@ -62,29 +67,60 @@ class BundleClassifierInfer(InferTask):
                 "trained_on": weights["trained_on"]}
 
     def classifier(self) -> BundleClassifier:
-        """The classifier of the current model files; BundleError when it cannot be loaded."""
-        files = tuple(path.stat().st_mtime_ns if path.is_file() else None
-                      for path in (self.model_file, self.record_file))
+        """The classifier, with its localiser, of the current model files; BundleError when they cannot be loaded."""
+        files = tuple(path.stat().st_mtime_ns if path.is_file() else None for path in self.watched_files)
         if self._classifier is None or files != self._loaded_files:
             try:
-                self._classifier = BundleClassifier(self.bundle_dir)
+                self._classifier = BundleClassifier(self.bundle_dir, localiser=LesionLocaliser(self.localiser_dir))
             except InputError as error:  # also an unreadable weights record, models/model.json
                 raise BundleError(str(error)) from None
             self._loaded_files = files
         return self._classifier
 
-    def __call__(self, request: dict) -> tuple[str | None, dict]:
+    def predict(self, request: dict):
+        """The classifier's :class:`~monai_bus.inference.Prediction` for the request's image and box, and the
+        result JSON: MONAI Label's ``prediction`` (empty when no lesion was found) and ``Prediction.to_dict()``."""
         classifier = self.classifier()
         prediction = classifier.predict(request["image"], box=request.get("box"))
         result = {
             "prediction": [
                 {"idx": index, "label": name, "score": probability}
-                for index, (name, probability) in enumerate(zip(classifier.class_names, prediction.probabilities))
+                for index, (name, probability) in enumerate(zip(classifier.class_names, prediction.probabilities or ()))
             ],
             **prediction.to_dict(),
         }
+        return prediction, result
+
+    def __call__(self, request: dict) -> tuple[str | None, dict]:
+        prediction, result = self.predict(request)
         if not request.get("attention") or prediction.attention is None:
             return None, result
         attention_file = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
         Image.fromarray(np.round(prediction.attention * 255).astype(np.uint8)).save(attention_file)
         return attention_file, result
+
+
+class LesionSegmentationInfer(BundleClassifierInfer):
+    """The localiser as a segmentation model, which the stock Slicer MONAILabel module lists and shows.
+
+    The result image is the localiser's lesion mask at the image's size: an 8-bit PNG, 1 on the lesion
+    (label ``lesion``), 0 elsewhere, and empty when no lesion was found. The result JSON is the
+    classification of the region around the mask's box, as :class:`BundleClassifierInfer` returns it
+    without a box, so the class and P(malignant) travel with the mask.
+    """
+
+    def __init__(self, bundle_dir: str, localiser_dir: str):
+        meta = json.loads((Path(localiser_dir) / "configs" / "metadata.json").read_text(encoding="utf8"))
+        super().__init__(bundle_dir, localiser_dir, type=InferType.SEGMENTATION, labels={"lesion": 1},
+                         description=meta["task"], config={})
+
+    def info(self) -> dict:
+        weights = self.classifier().localiser.weights
+        return {**super().info(), "localiser_version": weights["version"], "localiser_sha256": weights["sha256"],
+                "localiser_trained_on": weights["trained_on"]}
+
+    def __call__(self, request: dict) -> tuple[str, dict]:
+        prediction, result = self.predict({"image": request["image"]})  # always the localiser's box
+        mask_file = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
+        Image.fromarray(prediction.lesion_mask.astype(np.uint8)).save(mask_file)
+        return mask_file, result

@@ -19,7 +19,7 @@ class LeastCertain(Strategy):
 
     It reuses the predictions stored in the datastore (:mod:`lib.predictions`) when they come from
     the weights now served (same SHA-256), and predicts and stores the others. An image that cannot
-    be read is logged and left out.
+    be read, or in which the localiser finds no lesion (no P(malignant)), is logged and left out.
     """
 
     def __init__(self, infer_task: BundleClassifierInfer, model: str):
@@ -43,6 +43,9 @@ class LeastCertain(Strategy):
                     continue
                 store_prediction(datastore, image_id, self.model, result)
                 probability, predicted = result["malignancy_probability"], predicted + 1
+                if probability is None:
+                    logger.warning(f"uncertainty: image '{image_id}' left out: {result['note']}")
+                    continue
             if best_id is None or abs(probability - threshold) < abs(best_probability - threshold):
                 best_id, best_probability = image_id, probability
         if best_id is None:

@@ -1,8 +1,13 @@
-"""Train task: MONAI Label's bundle train task, fed with the class labels kept in the datastore.
+"""Train tasks: MONAI Label's bundle train task, fed with the labels kept in the datastore.
 
-A class label is stored in the datastore as the image's label file with tag ``final``: a JSON file
-``{"label": "malignant"}`` (a class name from the bundle's metadata, or its index ``0``/``1``),
-saved with ``PUT /datastore/label?image=<id>&tag=final``.
+An image's label is stored in the datastore as its label file with tag ``final``, one per image:
+
+- a class label, for the classifier: a JSON file ``{"label": "malignant"}`` (a class name from the
+  bundle's metadata, or its index ``0``/``1``), saved with ``PUT /datastore/label?image=<id>&tag=final``;
+- a lesion mask, for the localiser: an image of the image's size whose non-zero pixels are lesion (PNG,
+  or NIfTI/NRRD as the stock Slicer MONAILabel module submits a segmentation).
+
+Each task uses the labels of its kind and logs the others as skipped, by image.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 
 from monailabel.tasks.train.bundle import BundleTrainTask
 
+from monai_bus.data.boxes import read_mask
 from monai_bus.weights import provenance, sha256
 
 logger = logging.getLogger(__name__)
@@ -38,39 +44,44 @@ def read_class_label(label_file: str, class_names: list[str]) -> int:
     raise ValueError(f"{label_file}: unknown class {label!r}; expected one of {class_names} or its index")
 
 
-class BundleClassifierTrain(BundleTrainTask):
-    """Fine-tunes the bundle with its own ``configs/train.json`` on the datastore's labelled images.
+class FineTuning(BundleTrainTask):
+    """Fine-tunes a bundle with its own ``configs/train.json`` on the datastore's labels of one kind.
 
-    A ``final`` label that holds no class (for example a segmentation that MONAI Label's Slicer
-    module submitted) is skipped: the log names its image and the reason, and counts the skipped
-    labels. Each run starts from ``models/model.pt`` (MONAI Label's ``pretrained`` option) and trains
-    ``max_epochs`` epochs; the bundle's own resume from ``checkpoint_last.pt`` is turned off, so
-    that a finished run does not make the next one a no-op. The new weights' record
-    (``models/model.json``) says they come from MONAI Label fine-tuning on this datastore. Shipped weights
-    are kept as ``models/model_shipped.pt`` before the first run replaces them.
+    A ``final`` label of the other kind, or one that cannot be read, is skipped: the log names its image
+    and the reason, and counts the skipped labels. Each run starts from ``models/model.pt`` (MONAI
+    Label's ``pretrained`` option) and trains ``max_epochs`` epochs; the bundle's own resume from
+    ``checkpoint_last.pt`` is turned off, so that a finished run does not make the next one a no-op. The
+    new weights' record (``models/model.json``) says they come from MONAI Label fine-tuning on this
+    datastore. Shipped weights are kept as ``models/model_shipped.pt`` before the first run replaces them.
+
+    Subclasses name the kind (:attr:`LABELS`) and read one label (:meth:`datalist_item`).
     """
+
+    LABELS = ""  # what the task's labels are, in words
 
     def __init__(self, bundle_dir: str, conf: dict, studies: str):
         super().__init__(bundle_dir, conf)
         self.studies = studies
         with open(self.bundle_metadata_path, encoding="utf8") as f:
             self.metadata = json.load(f)
-        channel_def = self.metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
-        self.class_names = [name for _, name in sorted(channel_def.items(), key=lambda item: int(item[0]))]
+
+    def datalist_item(self, image: str, label_file: str) -> dict:
+        """The bundle's datalist item for an image and its label file; ValueError naming the file when the
+        label is not of the task's kind."""
+        raise NotImplementedError
 
     def _fetch_datalist(self, request, datastore):
         datalist, skipped = [], []
         for item in datastore.datalist():
             image_id = Path(item["image"]).stem
             try:
-                datalist.append({"image": item["image"], "label": read_class_label(item["label"], self.class_names)})
+                datalist.append(self.datalist_item(item["image"], item["label"]))
             except ValueError as error:
                 logger.warning(f"final label of image '{image_id}' skipped: {error}")
                 skipped.append(image_id)
-        logger.info(f"{len(datalist)} final class labels used, {len(skipped)} skipped: {skipped}")
+        logger.info(f"{len(datalist)} final {self.LABELS} used, {len(skipped)} skipped: {skipped}")
         if not datalist:
-            raise ValueError(f"no final label in the datastore holds a class ({len(skipped)} skipped); "
-                             f"save labels like {{\"label\": \"malignant\"}}")
+            raise ValueError(f"no final label in the datastore holds {self.LABELS} ({len(skipped)} skipped)")
         return datalist
 
     def _load_checkpoint(self, model_pytorch, pretrained, train_handlers):
@@ -102,7 +113,37 @@ class BundleClassifierTrain(BundleTrainTask):
         start = provenance(loader["load_path"], self.metadata)["version"] if loader else None
         training = overrides["train#dataset#data"]
         validation = overrides.get("validate#dataset#data")
-        positives = sum(item["label"] == 1 for item in training)
-        return (f"MONAI Label {f'fine-tuning of {start}' if start else 'training from scratch'} on the final labels "
-                f"of datastore {self.studies}: {len(training)} training images ({positives} {self.class_names[1]}), "
+        return (f"MONAI Label {f'fine-tuning of {start}' if start else 'training from scratch'} on the final "
+                f"{self.LABELS} of datastore {self.studies}: {self.describe_training(training)}, "
                 + ("the bundle's validation images" if validation is None else f"{len(validation)} validation images"))
+
+    def describe_training(self, training: list[dict]) -> str:
+        return f"{len(training)} training images"
+
+
+class BundleClassifierTrain(FineTuning):
+    """Fine-tunes the classifier bundle on the datastore's class labels (``{"label": "malignant"}``)."""
+
+    LABELS = "class labels"
+
+    def __init__(self, bundle_dir: str, conf: dict, studies: str):
+        super().__init__(bundle_dir, conf, studies)
+        channel_def = self.metadata["network_data_format"]["outputs"]["pred"]["channel_def"]
+        self.class_names = [name for _, name in sorted(channel_def.items(), key=lambda item: int(item[0]))]
+
+    def datalist_item(self, image: str, label_file: str) -> dict:
+        return {"image": image, "label": read_class_label(label_file, self.class_names)}
+
+    def describe_training(self, training: list[dict]) -> str:
+        positives = sum(item["label"] == 1 for item in training)
+        return f"{len(training)} training images ({positives} {self.class_names[1]})"
+
+
+class LesionLocaliserTrain(FineTuning):
+    """Fine-tunes the localiser bundle on the datastore's lesion masks, for example corrected in Slicer."""
+
+    LABELS = "lesion masks"
+
+    def datalist_item(self, image: str, label_file: str) -> dict:
+        read_mask(label_file)  # a ValueError naming the file, for a class label or an unreadable mask
+        return {"image": image, "mask": label_file}

@@ -4,12 +4,14 @@ Run it with the MONAI Label environment (scripts/install_monailabel_env.sh):
 
     .venv-monailabel/bin/python tests/monailabel/run_server_check.py
 
-It trains a copy of the bundle for one epoch on synthetic images, starts ``monailabel start_server``
-on 127.0.0.1 with the app and a studies folder of synthetic images (and one corrupt image), then
-checks /info/, /infer/, bad input, stored predictions (/infer/ with save_label, /batch/infer/), the
-``uncertainty`` strategy, labels saved through /datastore/label (one of them not a class), one
-/train/ run, and the fine-tuned model's version, checksum and predictions; the server is always
-stopped at the end. It also loads the app in this process with ``skip_trainers true``. The last line
+It trains a copy of the bundle for one epoch on synthetic images, copies the localiser bundle with
+its shipped weights, starts ``monailabel start_server`` on 127.0.0.1 with the app and a studies
+folder of synthetic images (and one corrupt image), then checks /info/, /infer/ of both models (the
+lesion segmentation as the stock Slicer client gets it), bad input, stored predictions (/infer/ with
+save_label, /batch/infer/), the ``uncertainty`` strategy, class labels saved through
+/datastore/label (one of them not a class), one /train/ run of the classifier and the fine-tuned
+model's version, checksum and predictions, then corrected lesion masks (PNG and NIfTI) saved as
+labels and one /train/ run of the localiser on them; the server is always stopped at the end. It also loads the app in this process with ``skip_trainers true``. The last line
 reads ``N passed, M failed``; the exit code is 0 only when nothing failed. Its name keeps it out of
 the main pytest run (pytest collects ``test_*.py`` and ``*_test.py``).
 """
@@ -30,6 +32,8 @@ import time
 from io import BytesIO
 from pathlib import Path
 
+import itk
+import numpy as np
 import requests
 from monailabel.client import MONAILabelClient  # the client API that Slicer's MONAILabel module uses
 from monailabel.interfaces.tasks.infer_v2 import InferType
@@ -37,15 +41,19 @@ from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.utils.others.class_utils import get_class_of_subclass_from_file
 from PIL import Image
 
-from monai_bus.data.boxes import box_from_masks
+from monai_bus.data.boxes import box_from_masks, read_mask
 from monai_bus.data.demo import write_demo_dataset
+from monai_bus.inference import BundleClassifier
+from monai_bus.localiser import LesionLocaliser
 from monai_bus.weights import ship
 
 REPO = Path(__file__).resolve().parents[2]
 MODEL = "breast_lesion_classifier"
+SEGMENTATION_MODEL = "breast_lesion_segmentation"
 CLASS_NAMES = ["benign", "malignant"]
 PREDICTION_TAG, ATTENTION_TAG = "monai_bus_prediction", "monai_bus_attention"
 NUM_LABELLED, NUM_UNLABELLED = 16, 3  # of the synthetic images; one more gets a label that is not a class
+NUM_MASKED = 4  # the last images: their masks, "corrected", train the localiser
 TIMEOUT_S = 240  # server start, one request, one batch inference or one training run
 
 results: list[bool] = []
@@ -59,9 +67,11 @@ def check(name: str, ok: bool, detail: object = "") -> bool:
 
 def prepare(tmp: Path) -> tuple[Path, Path, list[dict]]:
     """A bundle copy that ships weights trained for one epoch (as the repository's bundle ships its own:
-    half precision, recorded in metadata.json), a studies folder, and the synthetic items with labels."""
+    half precision, recorded in metadata.json), a copy of the localiser bundle with its shipped weights
+    (``tmp/localiser``), a studies folder, and the synthetic items with labels."""
     data = tmp / "data"
-    write_demo_dataset(data, num_images=NUM_LABELLED + NUM_UNLABELLED + 1, size=96, seed=1)
+    write_demo_dataset(data, num_images=NUM_LABELLED + NUM_UNLABELLED + 1 + NUM_MASKED, size=96, seed=1)
+    shutil.copytree(REPO / "localiser", tmp / "localiser", ignore=shutil.ignore_patterns("eval", "demo_data"))
     bundle = tmp / "bundle"
     shutil.copytree(REPO / "bundle", bundle, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
     configs = bundle / "configs"
@@ -120,10 +130,11 @@ def check_skip_trainers(bundle: Path, tmp: Path) -> None:
     """The app, loaded as MONAI Label loads it, with ``--conf skip_trainers true``: no train task."""
     app_class = get_class_of_subclass_from_file("main", str(REPO / "monailabel_app" / "main.py"), "MONAILabelApp")
     app = app_class(app_dir=str(REPO / "monailabel_app"), studies=str(tmp / "studies_skip"),
-                    conf={"bundle_path": str(bundle), "skip_trainers": "true"})
+                    conf={"bundle_path": str(bundle), "localiser_path": str(tmp / "localiser"), "skip_trainers": "true"})
     info = app.info()
-    check("skip_trainers true: no trainer, the model and both strategies still there", info["trainers"] == {}
-          and MODEL in info["models"] and set(info["strategies"]) == {"random", "uncertainty"}, info)
+    check("skip_trainers true: no trainer, both models and both strategies still there", info["trainers"] == {}
+          and {MODEL, SEGMENTATION_MODEL} <= set(info["models"]) and set(info["strategies"]) == {"random", "uncertainty"},
+          info)
 
 
 def free_port() -> int:
@@ -222,20 +233,86 @@ def check_stored_predictions(url: str, image_ids: list[str], sha256: str) -> dic
     return {i: info["malignancy_probability"] for i, info in infos.items()} if stored else {}
 
 
+def check_segmentation(url: str, bundle: Path, item: dict, classified: dict | None) -> None:
+    """The segmentation model as the stock Slicer MONAILabel module calls it: MONAILabelClient.infer returns the
+    lesion mask, which is the localiser's in this process, and the classification around its box."""
+    localiser = bundle.parent / "localiser"
+    mask_file, result = MONAILabelClient(url, tmpdir=str(bundle.parent)).infer(SEGMENTATION_MODEL, image_id(item), {})
+    expected = BundleClassifier(bundle, localiser=LesionLocaliser(localiser)).predict(
+        bundle.parent / "studies" / Path(item["image"]).name)
+    mask = Image.open(mask_file)
+    check("segmentation: a label image of the image's size, 1 on the lesion, as the localiser finds it",
+          mask.size == (96, 96) and set(mask.getdata()) <= {0, 1}
+          and (np.asarray(mask) == 1).tolist() == expected.lesion_mask.tolist(), (mask.size, set(mask.getdata())))
+    check("segmentation: the class and P(malignant) travel with the mask",
+          classified is not None and result.get("class_name") == classified["class_name"]
+          and result.get("malignancy_probability") == classified["malignancy_probability"]
+          and result.get("box") == list(expected.box), (result, classified))
+
+
+def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: Path) -> None:
+    """Corrected masks saved as final labels (PNG, and NIfTI as the stock Slicer module submits them) train the
+    localiser; the class labels and the label that is neither are skipped, by image."""
+    localiser = bundle.parent / "localiser"
+    shipped = json.loads((localiser / "configs" / "metadata.json").read_text())
+    masked = items[-NUM_MASKED:]
+    for index, item in enumerate(masked):
+        pixels = read_mask(bundle.parent / "data" / item["mask"]).astype(np.uint8)
+        path = bundle.parent / f"corrected_{index}.{'nii.gz' if index % 2 else 'png'}"
+        if index % 2:
+            itk.imwrite(itk.image_from_array(pixels[np.newaxis]), str(path))
+        else:
+            Image.fromarray(pixels * 255).save(path)
+        response = MONAILabelClient(url).save_label(image_id(item), str(path), tag="final")
+        if not check(f"a corrected mask ({path.name}) saved as a final label", response.get("label") == image_id(item),
+                     response):
+            return
+    model_file = localiser / "models" / "model.pt"
+    mtime = model_file.stat().st_mtime_ns
+    response = requests.post(f"{url}/train/{SEGMENTATION_MODEL}", json={"max_epochs": 1, "val_split": 0.25},
+                             timeout=30)
+    if not check("/train/ of the localiser accepted", response.ok, response.text):
+        return
+    status = wait_for_task(url, "train/")
+    check("/train/ of the localiser finished", status.get("status") == "DONE", status)
+    text = log.read_text()
+    check("it used the masks and skipped the other labels, logged by image and counted",
+          f"{NUM_MASKED} final lesion masks used, {NUM_LABELLED + 1} skipped" in text
+          and f"final label of image '{image_id(items[0])}' skipped:" in text, text[-3000:])
+    kept = localiser / "models" / "model_shipped.pt"
+    check("the localiser's new weights, its shipped ones kept as models/model_shipped.pt",
+          model_file.stat().st_mtime_ns != mtime and kept.is_file() and hashlib.sha256(kept.read_bytes()).hexdigest()
+          == shipped["weights"]["models/model.pt"]["sha256"])
+    tuned = weights_record(localiser)
+    check("their record: MONAI Label fine-tuning of the shipped localiser on the final lesion masks",
+          tuned["trained_on"].startswith(f"MONAI Label fine-tuning of {shipped['version']} on the final lesion masks")
+          and tuned["sha256"] == tuned["file_sha256"], tuned)
+    model = requests.get(f"{url}/info/", timeout=30).json()["models"].get(SEGMENTATION_MODEL, {})
+    check("/info/ and /infer/ serve the fine-tuned localiser",
+          (model.get("localiser_version"), model.get("localiser_sha256")) == (tuned["version"], tuned["sha256"])
+          and requests.post(f"{url}/infer/{SEGMENTATION_MODEL}", params={"image": image_id(items[0]), "output": "json"},
+                            timeout=TIMEOUT_S).json().get("localiser_sha256") == tuned["sha256"], model)
+
+
 def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict | None, log: Path) -> None:
     info = requests.get(f"{url}/info/", timeout=30).json()
     model = info["models"].get(MODEL, {})
     check("/info/: classification model with labels benign, malignant",
           model.get("type") == "classification" and model.get("labels") == {"benign": 0, "malignant": 1}, info["models"])
-    check("/info/: trainer listed", MODEL in info["trainers"], info["trainers"])
+    segmentation = info["models"].get(SEGMENTATION_MODEL, {})
+    check("/info/: segmentation model (as the stock Slicer client lists them) with the label lesion",
+          segmentation.get("type") == "segmentation" and segmentation.get("labels") == {"lesion": 1}
+          and segmentation.get("dimension") == 2, info["models"])
+    check("/info/: both trainers listed", set(info["trainers"]) == {MODEL, SEGMENTATION_MODEL}, info["trainers"])
     check("/info/: strategies random and uncertainty", set(info["strategies"]) == {"random", "uncertainty"},
           info["strategies"])
     record = shipped_record(bundle)
     metadata = json.loads((bundle / "configs" / "metadata.json").read_text())
     check_info(url, record, "before fine-tuning (the shipped weights: the bundle's version)")
 
-    labelled, unlabelled = items[:NUM_LABELLED], items[NUM_LABELLED:NUM_LABELLED + NUM_UNLABELLED]
-    not_a_class = image_id(items[-1])
+    labelled = items[:NUM_LABELLED]
+    unlabelled = items[NUM_LABELLED:NUM_LABELLED + NUM_UNLABELLED] + items[-NUM_MASKED:]  # until the masks are saved
+    not_a_class = image_id(items[NUM_LABELLED + NUM_UNLABELLED])
     first = image_id(items[0])
     before = check_infer(url, first, record, "before training")
     if before and generic_scores:
@@ -257,8 +334,10 @@ def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict
     box = box_from_masks(str(bundle.parent / "data" / items[0]["mask"]))
     response = infer(url, first, {"box": list(box)})
     result = response.json() if response.status_code == 200 else {}
-    check("/infer/ with a lesion box classifies the region around it", result.get("roi") is not None
-          and result.get("note") is None and before is not None and before["note"] is not None, (response.text, before))
+    check("/infer/ with a lesion box classifies the region around it; without one, around the localiser's box",
+          result.get("box_source") == "given" and result.get("box") == list(box) and result.get("roi") is not None
+          and before is not None and before["box_source"] == "localiser", (response.text, before))
+    check_segmentation(url, bundle, items[0], before)
     response = infer(url, first, {"box": [10, 10, 0, 5]})
     check("zero-height box: HTTP 422 saying so", response.status_code == 422 and "zero height" in response.text,
           (response.status_code, response.text))
@@ -338,7 +417,7 @@ def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict
           tuned["version"].startswith(metadata["version"] + "+trained.") and tuned["version"] != record["version"]
           and tuned["sha256"] == tuned["file_sha256"] != record["file_sha256"], (record, tuned))
     check("its record says: MONAI Label fine-tuning of the previous model on the datastore's labels",
-          tuned["trained_on"].startswith(f"MONAI Label fine-tuning of {record['version']} on the final labels of")
+          tuned["trained_on"].startswith(f"MONAI Label fine-tuning of {record['version']} on the final class labels of")
           and f"{NUM_LABELLED * 3 // 4} training images" in tuned["trained_on"], tuned["trained_on"])
     check_info(url, tuned, "after fine-tuning")
     after = check_infer(url, first, tuned, "after training")
@@ -350,6 +429,7 @@ def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict
     check("uncertainty strategy after training: the new model's least certain unlabelled image (a tie may go "
           "either way)", sample.get("id") in fresh and sample.get("malignancy_probability") == fresh[sample["id"]]
           and abs(fresh[sample["id"]] - threshold) == min(abs(p - threshold) for p in fresh.values()), (sample, fresh))
+    check_localiser_fine_tuning(url, bundle, items, log)
 
 
 def main() -> int:
@@ -367,7 +447,7 @@ def main() -> int:
             server = subprocess.Popen(
                 [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO / "monailabel_app"),
                  "--studies", str(studies), "--host", "127.0.0.1", "--port", str(port),
-                 "--conf", "bundle_path", str(bundle)],
+                 "--conf", "bundle_path", str(bundle), "--conf", "localiser_path", str(tmp / "localiser")],
                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
             )
         if check("server ready", wait_for_server(url, server), f"see {log}"):
