@@ -132,6 +132,22 @@ def test_read_mask_modes(tmp_path):
         read_mask(tmp_path / "bad.png")
 
 
+def test_read_mask_from_a_one_slice_volume(tmp_path):
+    """A segmentation as 3D Slicer saves it for a 2D image (NIfTI or NRRD, one slice): rows first, as drawn."""
+    import itk
+
+    lesion = GREY > 128
+    for name in ("mask.nii.gz", "mask.nrrd"):
+        itk.imwrite(itk.image_from_array(lesion[np.newaxis].astype(np.uint8)), str(tmp_path / name))
+        np.testing.assert_array_equal(read_mask(tmp_path / name), lesion)
+    itk.imwrite(itk.image_from_array(np.zeros((2, 8, 8), np.uint8)), str(tmp_path / "two_slices.nii.gz"))
+    with pytest.raises(DatasetError, match=r"two_slices.nii.gz: a mask of \[2, 8, 8\] voxels is not one 2D slice"):
+        read_mask(tmp_path / "two_slices.nii.gz")
+    (tmp_path / "bad.nii.gz").write_bytes(b"no")
+    with pytest.raises(DatasetError, match="bad.nii.gz: unreadable mask"):
+        read_mask(tmp_path / "bad.nii.gz")
+
+
 def dicom_dataset(root: Path) -> Path:
     """Four single-frame DICOM files of two patients; labels by SOPInstanceUID and by file name."""
     uids = [write_dicom(root / "p1" / f"{i}.dcm", np.roll(GREY, 7 * i, axis=1)[None], patient="P1")
