@@ -3,11 +3,13 @@
 Prints, from one run on this machine: the matmul rate (GFLOP/s) in float32 and bfloat16; for each
 network and precision, training img/s (forward, CE-logcosh loss, backward, AdamW step; batch 32)
 and inference img/s (batch 1 and 32); the training FLOP rate as a fraction of the matmul rate of
-the same precision; the cost of the attention gate relative to plain VGG16; and one image end to
-end through the inference API (file to probability and attention map), with the bundle's configs
-and a network of random weights (the time does not depend on the weights); and the data-loading
-share of a training step: the bundle's ``train#preprocessing`` (random crop around the lesion,
-resize, augmentation; loading and the box are cached, as in training) on 560 px images, in the main
+the same precision; the cost of the attention gate relative to plain VGG16; one image end to end
+through the inference API (file to probability and attention map) with the bundle and its shipped
+weights, on a synthetic image with a lesion box; the same without a box, with the shipped
+localiser, on the four shipped sample images (localiser, then classifier around its box: real
+weights, since whether the localiser finds a lesion decides the work); and the data-loading share of
+a training step: the bundle's ``train#preprocessing`` (random crop around the lesion, resize,
+augmentation; loading and the box are cached, as in training) on 560 px images, in the main
 process, against the bf16 training step of Attention-VGG16. ``--json`` writes the same figures to a
 file.
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import shutil
 import statistics
 import tempfile
 import time
@@ -35,11 +36,13 @@ from monai_bus.data.boxes import box_from_masks
 from monai_bus.data.demo import synthesize_case
 from monai_bus.inference import BundleClassifier
 from monai_bus.inferers import bf16_supported
+from monai_bus.localiser import LesionLocaliser
 from monai_bus.losses import CELogCoshLoss
 from monai_bus.networks import AttentionVGG16, VGG16Classifier
 
 SIZE, BATCH = 128, 32
-BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
+REPOSITORY = Path(__file__).resolve().parents[1]
+BUNDLE, LOCALISER, SAMPLES = REPOSITORY / "bundle", REPOSITORY / "localiser", REPOSITORY / "monai_bus" / "samples"
 END_TO_END_IMAGE = 560  # pixels a side, about a BUSI or BUS-BRA image
 
 
@@ -150,12 +153,9 @@ def end_to_end_ms(repeats: int) -> float:
     """Median milliseconds of ``BundleClassifier.predict`` on a PNG file with a lesion box: reading,
     checks, crop, resize, one forward pass, softmax and the attention map at the image's size."""
     with tempfile.TemporaryDirectory() as folder:
-        bundle = Path(shutil.copytree(BUNDLE / "configs", Path(folder) / "bundle" / "configs")).parent
-        (bundle / "models").mkdir()
-        torch.save(AttentionVGG16(batch_norm=True).state_dict(), bundle / "models" / "model.pt")
         item = write_sample(Path(folder), 1)
         box = box_from_masks(item["mask"])
-        classifier = BundleClassifier(bundle, device="cpu")
+        classifier = BundleClassifier(BUNDLE, device="cpu")
         for _ in range(3):
             classifier.predict(item["image"], box=box)
         times = []
@@ -163,6 +163,25 @@ def end_to_end_ms(repeats: int) -> float:
             start = time.perf_counter()
             classifier.predict(item["image"], box=box)
             times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times)
+
+
+def localised_ms(repeats: int) -> float:
+    """Median milliseconds of ``BundleClassifier.predict`` without a box, with the shipped classifier and
+    localiser, over the sample images: reading the image (twice), the localiser's mask at the image's size
+    and its box, the crop around it, one forward pass of the classifier and the attention map."""
+    classifier = BundleClassifier(BUNDLE, device="cpu", localiser=LesionLocaliser(LOCALISER, device="cpu"))
+    images = sorted(SAMPLES.glob("*.png"))
+    for image in images:
+        classifier.predict(image)
+    times = []
+    for _ in range(repeats):
+        for image in images:
+            start = time.perf_counter()
+            prediction = classifier.predict(image)
+            times.append(1000 * (time.perf_counter() - start))
+            if prediction.box is None:
+                raise RuntimeError(f"{image}: the localiser found no lesion, so the classifier was not timed")
     return statistics.median(times)
 
 
@@ -207,6 +226,9 @@ def main() -> None:
     end_to_end = end_to_end_ms(repeats=10 * args.iterations)
     print(f"one {END_TO_END_IMAGE}x{END_TO_END_IMAGE} PNG end to end through BundleClassifier.predict (with a box): "
           f"{end_to_end:.1f} ms (median)")
+    localised = localised_ms(repeats=args.iterations)
+    print(f"a sample image (BUS-BRA PNG) end to end without a box, localiser then classifier (shipped weights): "
+          f"{localised:.1f} ms (median)")
     loading = data_loading_ms(batches=args.iterations)
     step = 1000 * BATCH / train_rates["AttentionVGG16", has_bf16]
     print(f"data loading of a training batch ({BATCH} images of {END_TO_END_IMAGE} px, main process): {loading:.0f} ms, "
@@ -216,7 +238,7 @@ def main() -> None:
             "machine": {"processor": cpu_name(), "threads": torch.get_num_threads(),
                         "native_bf16": has_bf16, "torch": torch.__version__},
             "matmul_gflops": {"fp32": peak[False], **({"bf16": peak[True]} if has_bf16 else {})},
-            "networks": rows, "end_to_end_ms": end_to_end,
+            "networks": rows, "end_to_end_ms": end_to_end, "localised_end_to_end_ms": localised,
             "training_batch": {"data_loading_ms": loading, "step_ms": step,
                                "data_loading_share": loading / (loading + step)}}, indent=2) + "\n")
 
