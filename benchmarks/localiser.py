@@ -1,14 +1,24 @@
-"""Dice and box IoU of a trained localiser bundle on a datalist's test split, per image and per dataset.
+"""The localiser on a datalist's test split: its Dice and box IoU, and the classification it feeds.
 
-    python benchmarks/localiser.py --bundle runs/localiser --datalist docs/results/lists/busi_busbra.json \\
-        --out docs/results/localiser
+    python benchmarks/localiser.py --localiser localiser --classifier bundle \\
+        --datalist docs/results/lists/busi_busbra.json --out docs/results/localiser/internal
 
-Every test image goes through the localisation API (:class:`monai_bus.localiser.LesionLocaliser`: the
-largest component of the predicted lesion, at the image's size). Against the union of the image's
-lesion masks: the Dice of the masks (MONAI's ``compute_dice``; 0 when no lesion is found) and the IoU
-of their bounding boxes (MONAI's ``box_iou``; 0 when none is found). ``<out>/predictions.csv`` holds one
-row per image; ``<out>/table.md`` and ``table.json`` the means per dataset (by the datalist's group
-prefix) with 95% percentile intervals of 2000 bootstrap resamples of the test groups (seed 0).
+Every test image goes through the inference API three times, with the classifier bundle:
+
+- ``localiser box``: no box given, so :class:`monai_bus.inference.BundleClassifier` asks the localiser
+  (:class:`monai_bus.localiser.LesionLocaliser`: the largest component of the predicted lesion, at the
+  image's size) and classifies the region around its box, as ``monai-bus infer IMAGE`` does; the
+  prediction's mask gives the Dice (MONAI's ``compute_dice``) against the union of the image's lesion
+  masks, and its box the IoU (MONAI's ``box_iou``) with theirs; both are 0 when no lesion is found;
+- ``dataset box``: the datalist's box (its ``bbox``, else the box of its masks);
+- ``whole image``: no box and no localiser.
+
+An image in which the localiser finds no lesion gets no class from the API; its ``p_localiser_box`` is
+left empty, and the AUC counts it as 0.5 (undecided). ``<out>/predictions.csv`` holds one row per image;
+``<out>/table.md`` and ``table.json`` per dataset (:func:`dataset_of`): the mean Dice and box
+IoU, and the AUC of each box with the paired differences from the dataset box, with 95% percentile
+intervals of 2000 bootstrap resamples of the test groups (seed 0). ``seconds`` is the wall time of the
+localiser-box prediction (reading the image twice, localising, classifying).
 """
 
 from __future__ import annotations
@@ -25,11 +35,15 @@ from monai.metrics import compute_dice
 
 from monai_bus.data.boxes import box_from_masks, mask_union
 from monai_bus.data.loading import load_split
+from monai_bus.inference import BundleClassifier
 from monai_bus.localiser import LesionLocaliser
+from monai_bus.metrics import roc_auc
 from monai_bus.prediction_files import read_rows, write_rows
 from monai_bus.study.statistics import group_resamples, percentile_interval
 
-COLUMNS = ("image", "group", "found", "dice", "box_iou", "seconds")
+BOXES = ("dataset_box", "localiser_box", "whole_image")
+COLUMNS = ("image", "group", "label", "found", "dice", "box_iou", *(f"p_{box}" for box in BOXES), "seconds")
+NOT_FOUND_SCORE = 0.5
 N_RESAMPLES = 2000
 
 
@@ -47,46 +61,81 @@ def iou(box, truth_box) -> float:
     return float(box_iou(corners(box), corners(truth_box))[0, 0])
 
 
-def measure(bundle: str, datalist: str) -> list[dict]:
-    localiser = LesionLocaliser(bundle, device="cpu")
+def measure(localiser: str, classifier: str, datalist: str) -> list[dict]:
+    """One row (COLUMNS) per test item of the datalist."""
+    found_by = LesionLocaliser(localiser, device="cpu")
+    model = BundleClassifier(classifier, device="cpu")
     listed = json.loads(Path(datalist).read_text())["test"]  # image paths as the datalist writes them
     rows = []
     for item, entry in zip(load_split(datalist, "test"), listed):
+        image = {"image": item["image"]}
+        model.localiser = found_by
         start = time.perf_counter()
-        found = localiser.locate(item["image"])
+        localised = model.predict_item(image)
         seconds = time.perf_counter() - start
-        truth = mask_union(item["mask"], found.mask.shape)
-        rows.append({"image": entry["image"], "group": item.get("group", ""), "found": int(found.found),
-                     "dice": round(dice(found.mask, truth), 6),
-                     "box_iou": round(iou(found.box, box_from_masks(truth)), 6),
-                     "seconds": round(seconds, 4)})
+        given = model.predict_item(item)
+        model.localiser = None
+        whole = model.predict_item(image)
+        truth = mask_union(item["mask"], localised.lesion_mask.shape)
+        p_localised = localised.malignancy_probability
+        rows.append({"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
+                     "found": int(localised.box is not None), "dice": round(dice(localised.lesion_mask, truth), 6),
+                     "box_iou": round(iou(localised.box, box_from_masks(truth)), 6),
+                     "p_dataset_box": round(given.malignancy_probability, 6),
+                     "p_localiser_box": "" if p_localised is None else round(p_localised, 6),
+                     "p_whole_image": round(whole.malignancy_probability, 6), "seconds": round(seconds, 4)})
     return rows
 
 
+def _statistics(rows: list[dict]) -> np.ndarray:
+    """Mean Dice, mean box IoU, the AUC of each of BOXES and the AUC differences localiser - dataset box
+    and whole image - dataset box."""
+    labels = np.array([int(row["label"]) for row in rows])
+    scores = [[float(row[f"p_{box}"] or NOT_FOUND_SCORE) for row in rows] for box in BOXES]
+    dataset_box, localiser_box, whole_image = (roc_auc(labels, score) for score in scores)
+    return np.array([np.mean([float(row["dice"]) for row in rows]), np.mean([float(row["box_iou"]) for row in rows]),
+                     dataset_box, localiser_box, whole_image, localiser_box - dataset_box, whole_image - dataset_box])
+
+
+STATISTICS = ("dice", "box_iou", "auc_dataset_box", "auc_localiser_box", "auc_whole_image",
+              "auc_localiser_minus_dataset", "auc_whole_minus_dataset")
+
+
+def dataset_of(group: str) -> str:
+    """The dataset of a test group: the prefix of the datalists' ``busi:...`` and ``busbra:...``, else ``test``."""
+    return group.split(":")[0] if ":" in group else "test"
+
+
 def summarise(predictions: Path) -> dict:
+    """Per dataset (:func:`dataset_of`) and, with several, for all: counts, median seconds, and each of
+    STATISTICS as ``[value, low, high]``."""
     rows = [row for _, row in read_rows(predictions, COLUMNS)]
-    prefixes = sorted({row["group"].split(":")[0] for row in rows})
+    datasets = sorted({dataset_of(row["group"]) for row in rows})
     summary = {}
-    for name in [*prefixes, "all"]:
-        chosen = [row for row in rows if name == "all" or row["group"].split(":")[0] == name]
-        values = np.array([[float(row["dice"]), float(row["box_iou"])] for row in chosen])
-        resampled = np.array([values[r].mean(axis=0)
+    for name in datasets + (["all"] if len(datasets) > 1 else []):
+        chosen = [row for row in rows if name in ("all", dataset_of(row["group"]))]
+        resampled = np.array([_statistics([chosen[i] for i in r])
                               for r in group_resamples([row["group"] for row in chosen], N_RESAMPLES, seed=0)])
         low, high = percentile_interval(resampled)
-        summary[name] = {"images": len(chosen), "not_found": sum(row["found"] == "0" for row in chosen),
-                         "dice": [values[:, 0].mean(), low[0], high[0]],
-                         "box_iou": [values[:, 1].mean(), low[1], high[1]],
-                         "median_seconds": float(np.median([float(row["seconds"]) for row in chosen]))}
+        summary[name] = {"images": len(chosen), "malignant": sum(row["label"] == "1" for row in chosen),
+                         "not_found": sum(row["found"] == "0" for row in chosen),
+                         "median_seconds": float(np.median([float(row["seconds"]) for row in chosen])),
+                         **{key: [value, lo, hi] for key, value, lo, hi in
+                            zip(STATISTICS, _statistics(chosen), low, high)}}
     return summary
 
 
 def write_table(summary: dict, out: Path, command: str) -> str:
-    lines = [f"Command: `{command}`", "", "| test set | images | no lesion found | Dice [95% CI] | box IoU [95% CI] |",
-             "|---|---|---|---|---|"]
-    for name, row in summary.items():
-        cell = lambda v: f"{v[0]:.3f} [{v[1]:.3f}, {v[2]:.3f}]"  # noqa: E731
-        lines.append(f"| {name} | {row['images']} | {row['not_found']} | {cell(row['dice'])} "
-                     f"| {cell(row['box_iou'])} |")
+    cell = lambda v, sign="": f"{v[0]:{sign}.3f} [{v[1]:{sign}.3f}, {v[2]:{sign}.3f}]"  # noqa: E731
+    lines = [f"Command: `{command}`", "",
+             "| test set | images | no lesion found | Dice [95% CI] | box IoU [95% CI] |", "|---|---|---|---|---|"]
+    lines += [f"| {name} | {row['images']} | {row['not_found']} | {cell(row['dice'])} | {cell(row['box_iou'])} |"
+              for name, row in summary.items()]
+    lines += ["", "| test set | AUC, dataset box | AUC, localiser box | localiser - dataset | AUC, whole image "
+              "| whole - dataset |", "|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {cell(row['auc_dataset_box'])} | {cell(row['auc_localiser_box'])} | "
+              f"{cell(row['auc_localiser_minus_dataset'], '+')} | {cell(row['auc_whole_image'])} | "
+              f"{cell(row['auc_whole_minus_dataset'], '+')} |" for name, row in summary.items()]
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     (out / "table.json").write_text(json.dumps(summary, indent=1) + "\n")
@@ -95,14 +144,16 @@ def write_table(summary: dict, out: Path, command: str) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", required=True, help="trained localiser bundle folder")
+    parser.add_argument("--localiser", required=True, help="trained localiser bundle folder")
+    parser.add_argument("--classifier", required=True, help="trained classifier bundle folder (roi true)")
     parser.add_argument("--datalist", required=True, help="datalist whose test items have masks")
     parser.add_argument("--out", required=True, help="output folder")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / "predictions.csv", COLUMNS, measure(args.bundle, args.datalist))
-    command = f"python benchmarks/localiser.py --bundle {args.bundle} --datalist {args.datalist} --out {args.out}"
+    write_rows(out / "predictions.csv", COLUMNS, measure(args.localiser, args.classifier, args.datalist))
+    command = (f"python benchmarks/localiser.py --localiser {args.localiser} --classifier {args.classifier} "
+               f"--datalist {args.datalist} --out {args.out}")
     print(write_table(summarise(out / "predictions.csv"), out, command))
 
 

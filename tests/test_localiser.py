@@ -24,7 +24,8 @@ from monai_bus.data.loading import load_split
 from monai_bus.data.masks import LoadLesionMaskd, localiser_transforms
 from monai_bus.data.transforms import LoadUltrasoundImaged
 from monai_bus.errors import find_monai_bus_error
-from monai_bus.inference import BundleError
+from monai_bus.inference import BundleClassifier, BundleError
+from monai_bus.metrics import roc_auc
 from monai_bus.localiser import LesionLocaliser
 from monai_bus.prediction_files import write_rows
 
@@ -328,7 +329,8 @@ def test_training_on_an_item_without_a_mask_stops_naming_it(tiny_data, tmp_path)
     assert str(find_monai_bus_error(error.value)).startswith(f"{image}: has no lesion mask")
 
 
-def test_the_benchmark_measures_dice_and_box_iou(trained_localiser, tiny_data, tmp_path):
+def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(trained_localiser, roi_bundle,
+                                                                               tiny_data, tmp_path):
     sys.path.insert(0, str(REPO / "benchmarks"))
     try:
         import localiser as benchmark
@@ -341,10 +343,21 @@ def test_the_benchmark_measures_dice_and_box_iou(trained_localiser, tiny_data, t
     assert benchmark.dice(np.zeros_like(square), square) == 0.0
     assert benchmark.iou((2, 6, 2, 6), (2, 6, 4, 8)) == pytest.approx(8 / 24) and benchmark.iou(None, (0, 1, 0, 1)) == 0
 
-    rows = benchmark.measure(str(trained_localiser), str(tiny_data / "datalist.json"))
-    assert [row["image"] for row in rows] == [item["image"] for item in
-                                             json.loads((tiny_data / "datalist.json").read_text())["test"]]
+    rows = benchmark.measure(str(trained_localiser), str(roi_bundle), str(tiny_data / "datalist.json"))
+    listed = json.loads((tiny_data / "datalist.json").read_text())["test"]
+    assert [row["image"] for row in rows] == [item["image"] for item in listed]
+    given = BundleClassifier(roi_bundle, device="cpu")
+    for row, item in zip(rows, load_split(str(tiny_data / "datalist.json"), "test")):
+        assert row["p_dataset_box"] == pytest.approx(given.predict_item(item).malignancy_probability, abs=1e-6)
+        assert row["p_whole_image"] == pytest.approx(given.predict(item["image"]).malignancy_probability, abs=1e-6)
+        found = LesionLocaliser(trained_localiser, device="cpu").locate(item["image"])
+        assert row["found"] == int(found.found) and row["p_localiser_box"] == (
+            "" if not found.found else pytest.approx(given.predict(item["image"], box=found.box).malignancy_probability,
+                                                     abs=1e-6))
     write_rows(tmp_path / "predictions.csv", benchmark.COLUMNS, rows)
     summary = benchmark.summarise(tmp_path / "predictions.csv")
-    assert summary["all"]["images"] == len(rows)
-    assert summary["all"]["dice"][0] == pytest.approx(np.mean([row["dice"] for row in rows]), abs=1e-6)
+    assert list(summary) == ["test"] and summary["test"]["images"] == len(rows)  # one dataset: no "all"
+    assert summary["test"]["dice"][0] == pytest.approx(np.mean([row["dice"] for row in rows]), abs=1e-6)
+    labels = [int(item["label"]) for item in listed]
+    p_whole = [float(row["p_whole_image"]) for row in rows]
+    assert summary["test"]["auc_whole_image"][0] == pytest.approx(roc_auc(labels, p_whole))
