@@ -87,7 +87,8 @@ class MyApp(MONAILabelApp):
         except BundleError as error:
             raise HTTPException(status_code=503, detail=f"model not available: {error}") from error
         except ValueError as error:
-            raise HTTPException(status_code=422, detail=f"cannot classify image '{image}': {error}") from error
+            action = "classify" if classifying else "segment"
+            raise HTTPException(status_code=422, detail=f"cannot {action} image '{image}': {error}") from error
         if classifying and request.get("save_label") and in_datastore:
             store_prediction(datastore, image, request["model"], result["params"], result["file"])
             result.update(label=image, tag=ATTENTION_TAG if result["file"] else PREDICTION_TAG)

@@ -141,7 +141,8 @@ def test_read_mask_from_a_one_slice_volume(tmp_path):
         itk.imwrite(itk.image_from_array(lesion[np.newaxis].astype(np.uint8)), str(tmp_path / name))
         np.testing.assert_array_equal(read_mask(tmp_path / name), lesion)
     itk.imwrite(itk.image_from_array(np.zeros((2, 8, 8), np.uint8)), str(tmp_path / "two_slices.nii.gz"))
-    with pytest.raises(DatasetError, match=r"two_slices.nii.gz: a mask of \[2, 8, 8\] voxels is not one 2D slice"):
+    with pytest.raises(DatasetError, match=r"two_slices.nii.gz: a mask of \[2, 8, 8\] voxels is not a one-slice, "
+                                           "single-component label map"):
         read_mask(tmp_path / "two_slices.nii.gz")
     (tmp_path / "bad.nii.gz").write_bytes(b"no")
     with pytest.raises(DatasetError, match="bad.nii.gz: unreadable mask"):

@@ -294,11 +294,15 @@ def test_no_lesion_found_is_said_and_nothing_is_classified(module, roi_bundle, s
     save_weights(localiser, background_everywhere)
     volume = add_volume(scene, image[np.newaxis])
     logic = module.BUSClassifierLogic()
+    _, attention_before = logic.classify(volume, roi_bundle, roi_over_pixels(scene, (10, 60), (20, 70)))
+    module.show_lesion(volume, np.ones((ROWS, COLUMNS), bool), (10, 60, 20, 70))  # as an earlier localised result
     result, attention_node = logic.classify(volume, roi_bundle, None, localiser)
     assert result["class_name"] is None and result["probabilities"] is None and attention_node is None
+    assert not slicer.util.arrayFromVolume(attention_before).any()  # no earlier answer stays on screen
     assert result["note"] == NO_LESION_NOTE and result["box_source"] == "localiser" and result["box"] is None
-    values = row(logic.resultsTable(scene))
-    assert (values["Class"], values["Box source"], values["Region"]) == ("no lesion found", "localiser", "not classified")
+    values = row(logic.resultsTable(scene), 1)
+    assert (values["Class"], values["Box source"], values["Region"]) == (
+        "no lesion found", "localiser", "not classified")
     assert values["Likelihood"] == "" and values["Note"] == NO_LESION_NOTE
     assert module.lesion_node(volume, "vtkMRMLSegmentationNode").GetSegmentation().GetNumberOfSegments() == 0
     assert module.lesion_node(volume, "vtkMRMLMarkupsROINode") is None

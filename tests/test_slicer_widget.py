@@ -260,6 +260,14 @@ def test_without_an_roi_the_localiser_finds_the_lesion_and_its_box_can_be_moved(
     assert column("Box source") == ["localiser", "given"]
     assert column("Region")[0] == column("Region")[1]  # the same box, so the same region
 
+    other = add_volume(scene, np.asarray(Image.open(REPO / "monai_bus" / "samples" / "bus_0038-s.png").convert("L"))
+                       [np.newaxis], name="other")
+    widget.ui.inputVolumeSelector.node = other  # the first image's lesion ROI still selected
+    widget.ui.applyButton.slots["clicked(bool)"]()
+    poll_until_idle(widget)
+    assert table.GetCellText(2, table.GetColumnIndex("Box source")) == "localiser"  # not the first image's box
+    assert widget.ui.roiSelector.node.GetName() == "other lesion box"
+
 
 def test_real_qt_event_loop(module, whole_bundle, scene, image, monkeypatch):
     """Apply -> worker -> QTimer -> onPoll -> table, driven by a real Qt event loop (PyQt5's QTimer behind the

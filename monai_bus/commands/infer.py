@@ -44,11 +44,15 @@ def run(args: argparse.Namespace) -> int:
 
     if args.box and len(args.images) > 1:
         raise CommandError(f"--box is the lesion box of one image, but {len(args.images)} images were given")
+    classifier = None
     try:
         classifier = BundleClassifier(args.bundle, checkpoint=args.checkpoint, device=args.device)
         if classifier.roi and not args.box:
             classifier.localiser = LesionLocaliser(args.localiser, device=args.device)
     except BundleError as error:
+        if classifier is not None:  # the localiser, needed for an image without --box
+            raise CommandError(f"{error} Pass the localiser bundle with --localiser DIR, or the lesion box with "
+                               "--box.") from error
         raise CommandError(str(error)) from error
     failures = 0
     for image in args.images:

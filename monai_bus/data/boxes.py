@@ -44,7 +44,8 @@ def _read_volume_mask(path: Path) -> np.ndarray:
     except RuntimeError as error:
         raise DatasetError(path, f"unreadable mask ({str(error).strip().splitlines()[-1]})") from None
     if np.squeeze(array).ndim != 2:
-        raise DatasetError(path, f"a mask of {list(array.shape)} voxels is not one 2D slice")
+        raise DatasetError(path, f"a mask of {list(array.shape)} voxels is not a one-slice, single-component label "
+                                 "map")
     return np.squeeze(array) != 0
 
 

@@ -119,6 +119,15 @@ class LesionSegmentationInfer(BundleClassifierInfer):
         return {**super().info(), "localiser_version": weights["version"], "localiser_sha256": weights["sha256"],
                 "localiser_trained_on": weights["trained_on"]}
 
+    def classifier(self) -> BundleClassifier:
+        """As :meth:`BundleClassifierInfer.classifier`; BundleError also for a bundle trained on whole images,
+        which never asks the localiser."""
+        classifier = super().classifier()
+        if not classifier.roi:
+            raise BundleError(f"{self.bundle_dir}: classifies whole images (roi false), so it never asks the "
+                              "localiser; the lesion segmentation needs a bundle trained on lesion regions")
+        return classifier
+
     def __call__(self, request: dict) -> tuple[str, dict]:
         prediction, result = self.predict({"image": request["image"]})  # always the localiser's box
         mask_file = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name

@@ -35,7 +35,12 @@ def store_prediction(datastore, image_id: str, model: str, result: dict, attenti
         datastore.save_label(image_id, attention_file, ATTENTION_TAG, {"model": model, **weights})
 
 
-def stored_probability(datastore, image_id: str, weights_sha256: str) -> float | None:
-    """P(malignant) stored for the image by the weights of this SHA-256, or None."""
+def stored_result(datastore, image_id: str, weights: dict) -> dict | None:
+    """The result stored for the image by the weights now served, or None.
+
+    Args:
+        weights: the served weights' ``weights_sha256`` and ``localiser_sha256`` (the localiser's box
+            decides what was classified); a stored result matches when both are equal.
+    """
     info = datastore.get_label_info(image_id, PREDICTION_TAG) or {}
-    return info.get("malignancy_probability") if info.get("weights_sha256") == weights_sha256 else None
+    return info if all(info.get(key) == value for key, value in weights.items()) else None

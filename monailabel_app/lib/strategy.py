@@ -7,7 +7,7 @@ import logging
 from monailabel.interfaces.tasks.strategy import Strategy
 
 from lib.infer import BundleClassifierInfer
-from lib.predictions import store_prediction, stored_probability
+from lib.predictions import store_prediction, stored_result
 from monai_bus.inference import BundleError
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,8 @@ class LeastCertain(Strategy):
     threshold: the bundle's operating-point threshold (``BundleClassifier.threshold``), else 0.5.
 
     It reuses the predictions stored in the datastore (:mod:`lib.predictions`) when they come from
-    the weights now served (same SHA-256), and predicts and stores the others. An image that cannot
+    the weights now served (the classifier's and the localiser's SHA-256), and predicts and stores the
+    others. An image that cannot
     be read, or in which the localiser finds no lesion (no P(malignant)), is logged and left out.
     """
 
@@ -30,10 +31,12 @@ class LeastCertain(Strategy):
     def __call__(self, request, datastore):
         classifier = self.infer_task.classifier()  # BundleError when there is no usable model
         threshold = 0.5 if classifier.threshold is None else classifier.threshold
+        served = {"weights_sha256": classifier.weights["sha256"],
+                  "localiser_sha256": classifier.localiser.weights["sha256"]}
         best_id, best_probability, predicted = None, None, 0
         for image_id in datastore.get_unlabeled_images():
-            probability = stored_probability(datastore, image_id, classifier.weights["sha256"])
-            if probability is None:
+            result = stored_result(datastore, image_id, served)
+            if result is None:
                 try:
                     _, result = self.infer_task({"image": datastore.get_image_uri(image_id)})
                 except BundleError:  # the model, not the image: no selection
@@ -42,10 +45,11 @@ class LeastCertain(Strategy):
                     logger.warning(f"uncertainty: image '{image_id}' left out: {error}")
                     continue
                 store_prediction(datastore, image_id, self.model, result)
-                probability, predicted = result["malignancy_probability"], predicted + 1
-                if probability is None:
-                    logger.warning(f"uncertainty: image '{image_id}' left out: {result['note']}")
-                    continue
+                predicted += 1
+            probability = result["malignancy_probability"]
+            if probability is None:  # the localiser found no lesion
+                logger.warning(f"uncertainty: image '{image_id}' left out: {result['note']}")
+                continue
             if best_id is None or abs(probability - threshold) < abs(best_probability - threshold):
                 best_id, best_probability = image_id, probability
         if best_id is None:

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from monailabel.tasks.train.bundle import BundleTrainTask
 
-from monai_bus.data.boxes import read_mask
+from monai_bus.data.boxes import mask_union
+from monai_bus.data.images import read_image
 from monai_bus.weights import provenance, sha256
 
 logger = logging.getLogger(__name__)
@@ -58,6 +59,7 @@ class FineTuning(BundleTrainTask):
     """
 
     LABELS = ""  # what the task's labels are, in words
+    HINT = ""  # how to save one
 
     def __init__(self, bundle_dir: str, conf: dict, studies: str):
         super().__init__(bundle_dir, conf)
@@ -81,7 +83,8 @@ class FineTuning(BundleTrainTask):
                 skipped.append(image_id)
         logger.info(f"{len(datalist)} final {self.LABELS} used, {len(skipped)} skipped: {skipped}")
         if not datalist:
-            raise ValueError(f"no final label in the datastore holds {self.LABELS} ({len(skipped)} skipped)")
+            raise ValueError(f"no final label in the datastore holds {self.LABELS} ({len(skipped)} skipped); "
+                             f"{self.HINT}")
         return datalist
 
     def _load_checkpoint(self, model_pytorch, pretrained, train_handlers):
@@ -125,6 +128,7 @@ class BundleClassifierTrain(FineTuning):
     """Fine-tunes the classifier bundle on the datastore's class labels (``{"label": "malignant"}``)."""
 
     LABELS = "class labels"
+    HINT = 'save labels like {"label": "malignant"}'
 
     def __init__(self, bundle_dir: str, conf: dict, studies: str):
         super().__init__(bundle_dir, conf, studies)
@@ -143,7 +147,8 @@ class LesionLocaliserTrain(FineTuning):
     """Fine-tunes the localiser bundle on the datastore's lesion masks, for example corrected in Slicer."""
 
     LABELS = "lesion masks"
+    HINT = "submit a lesion segmentation of the image's size (PNG, NIfTI or NRRD)"
 
     def datalist_item(self, image: str, label_file: str) -> dict:
-        read_mask(label_file)  # a ValueError naming the file, for a class label or an unreadable mask
+        mask_union([label_file], read_image(image)[0].shape)  # ValueError naming the file: not a mask of this image
         return {"image": image, "mask": label_file}

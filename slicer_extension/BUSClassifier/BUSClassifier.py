@@ -30,8 +30,8 @@ from slicer.ScriptedLoadableModule import (
 
 from BUSClassifierLib import classify_worker, dependencies
 from BUSClassifierLib.geometry import ijk_to_ras, image_from_volume, place_roi_over_pixel_box, roi_pixel_box
-from BUSClassifierLib.lesion import lesion_node, show_lesion
-from BUSClassifierLib.overlay import FOREGROUND_OPACITY, attention_volumes, show_attention
+from BUSClassifierLib.lesion import is_lesion_box_of_another_image, lesion_node, show_lesion
+from BUSClassifierLib.overlay import FOREGROUND_OPACITY, attention_volumes, clear_attention, show_attention
 from BUSClassifierLib.process import ClassifierProcess
 
 DEFAULT_OPERATING_POINT = "threshold 0.50 (argmax; no validated operating point in this bundle)"
@@ -108,8 +108,11 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
                 self.showStatus("Not run: BUSClassifier needs torch, monai and monai-bus.")
                 return
             volumeNode, bundleDir = self.ui.inputVolumeSelector.currentNode(), self.ui.bundlePathLineEdit.currentPath
-            process = self.logic.startClassification(volumeNode, bundleDir, self.ui.roiSelector.currentNode(),
-                                                     self.logic.defaultLocaliserPath())
+            roiNode = self.ui.roiSelector.currentNode()
+            if volumeNode is not None and roiNode is not None and is_lesion_box_of_another_image(roiNode, volumeNode):
+                roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")  # this image's own, if any
+                self.ui.roiSelector.setCurrentNode(roiNode)
+            process = self.logic.startClassification(volumeNode, bundleDir, roiNode, self.logic.defaultLocaliserPath())
         except Exception as error:
             self.showError(error)
             return
@@ -264,6 +267,8 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
             table.SetCellText(row, table.GetColumnIndex(name), value)
         if lesionMask is not None:
             show_lesion(volumeNode, lesionMask, result["box"])
+        if result["class_name"] is None:
+            clear_attention(volumeNode)
         return None if attention is None else show_attention(volumeNode, attention)
 
     def rowValues(self, volumeNode, result) -> dict:

@@ -48,12 +48,24 @@ def attention_volumes(scene) -> list:
             if nodes.GetItemAsObject(i).GetAttribute(ATTENTION_ATTRIBUTE)]
 
 
+def attention_volume_of(volume_node):
+    """The input volume's attention volume, or None before its first result with an attention map."""
+    return next((node for node in attention_volumes(volume_node.GetScene())
+                 if node.GetNodeReferenceID(INPUT_ROLE) == volume_node.GetID()), None)
+
+
+def clear_attention(volume_node) -> None:
+    """Empty the input volume's attention volume, if it has one: a result without a class has no map."""
+    node = attention_volume_of(volume_node)
+    if node is not None:
+        set_volume_like(node, volume_node, np.zeros(node.GetImageData().GetDimensions()[1::-1], np.float32))
+
+
 def show_attention(volume_node, attention: np.ndarray):
     """Put the attention map (the image's size, in [0, 1]) into the input volume's attention volume,
     made on the first call and reused after, with the input's geometry; returns that volume."""
     scene = volume_node.GetScene()
-    node = next((node for node in attention_volumes(scene)
-                 if node.GetNodeReferenceID(INPUT_ROLE) == volume_node.GetID()), None)
+    node = attention_volume_of(volume_node)
     if node is None:
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", f"{volume_node.GetName()} attention")
         node.SetAttribute(ATTENTION_ATTRIBUTE, "1")
