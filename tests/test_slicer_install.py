@@ -3,9 +3,10 @@
 ``slicer_extension/BUSClassifier/CMakeLists.txt`` ships the bundles and a monai-bus wheel beside the module,
 in ``Resources/bundle``, ``Resources/localiser`` and ``Resources/wheels``. The ``installed`` fixture lays out
 that package by hand in a temporary folder, as the extension package holds it
-(``lib/Slicer-X.Y/qt-scripted-modules``): the module's files, the repository's bundles (configs, docs, LICENSE)
-with their shipped weights, and a wheel built from the repository's package. CMake itself is not run here (that needs Slicer's build system). The module is imported
-from there, and must use what it ships, never the repository.
+(``lib/Slicer-X.Y/qt-scripted-modules``): the module's files, the repository's bundles (configs, docs,
+LICENSE) with their shipped weights, and a wheel built from the repository's package. CMake itself is not
+run here (that needs Slicer's build system). The module is imported from there, and must use what it
+ships, never the repository.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ INSTALLED_MODULES = "lib/Slicer-5.10/qt-scripted-modules"  # where an extension 
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory) -> Path:
     """The module's folder in a built extension, outside the repository: the module's files (not its
-    CMakeLists.txt), ``Resources/bundle`` and ``Resources/localiser`` (copies of the repository's bundles with their
-    shipped ``models/model.pt``), ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a monai-bus wheel built from a copy of
-    what setup.py packages)."""
+    CMakeLists.txt), ``Resources/bundle`` and ``Resources/localiser`` (copies of the repository's bundles with
+    their shipped ``models/model.pt``), ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a
+    monai-bus wheel built from a copy of what setup.py packages)."""
     module_dir = tmp_path_factory.mktemp("extension") / INSTALLED_MODULES
     shutil.copytree(MODULE_DIR, module_dir, ignore=shutil.ignore_patterns("CMakeLists.txt", "__pycache__"))
     for name in ("bundle", "localiser"):

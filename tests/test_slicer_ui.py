@@ -63,15 +63,17 @@ def test_cmake_names_every_file():
 
 def test_cmake_ships_the_bundles_and_a_monai_bus_wheel():
     """CMakeLists.txt stages what ``dependencies.locate()`` looks for in a built extension: Resources/bundle,
-    Resources/localiser and Resources/wheels in the module's build-tree folder, which slicerMacroBuildScriptedModule installs whole. The
-    text only: CMake does not run here (test_slicer_install.py checks the module on that layout)."""
+    Resources/localiser and Resources/wheels in the module's build-tree folder, which
+    slicerMacroBuildScriptedModule installs whole. The text only: CMake does not run here
+    (test_slicer_install.py checks the module on that layout)."""
     cmake = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf8")
     locate = (MODULE_DIR / "BUSClassifierLib" / "dependencies.py").read_text(encoding="utf8")
     assert 'set(MODULE_BUILD_DIR "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}")' in cmake
     bundle_files = re.search(r"file\(GLOB_RECURSE BUNDLE_FILES .*?\)", cmake, re.DOTALL).group()
     assert re.findall(r'"\$\{BUNDLE_DIR\}/([^"]+)"', bundle_files) == [
         "configs/*", "docs/*", "LICENSE", "models/model.pt", "models/model.json"]  # no checkpoints, eval, data
-    assert "foreach(bundle IN ITEMS bundle localiser)" in cmake and 'set(BUNDLE_DIR "${MONAI_BUS_REPOSITORY}/${bundle}")'
+    assert "foreach(bundle IN ITEMS bundle localiser)" in cmake
+    assert 'set(BUNDLE_DIR "${MONAI_BUS_REPOSITORY}/${bundle}")' in cmake
     assert 'configure_file("${BUNDLE_DIR}/${file}" "${MODULE_BUILD_DIR}/Resources/${bundle}/${file}" COPYONLY)' in cmake
     assert 'resources = MODULE_DIR / "Resources"' in locate and 'resources / "bundle"' in locate
     assert 'resources / "localiser"' in locate

@@ -19,8 +19,8 @@ class LeastCertain(Strategy):
 
     It reuses the predictions stored in the datastore (:mod:`lib.predictions`) when they come from
     the weights now served (the classifier's and the localiser's SHA-256), and predicts and stores the
-    others. An image that cannot
-    be read, or in which the localiser finds no lesion (no P(malignant)), is logged and left out.
+    others. An image that cannot be read, or in which the localiser finds no lesion (no P(malignant)),
+    is logged and left out.
     """
 
     def __init__(self, infer_task: BundleClassifierInfer, model: str):

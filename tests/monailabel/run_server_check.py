@@ -11,8 +11,9 @@ lesion segmentation as the stock Slicer client gets it), bad input, stored predi
 save_label, /batch/infer/), the ``uncertainty`` strategy, class labels saved through
 /datastore/label (one of them not a class), one /train/ run of the classifier and the fine-tuned
 model's version, checksum and predictions, then corrected lesion masks (PNG and NIfTI) saved as
-labels and one /train/ run of the localiser on them; the server is always stopped at the end. It also loads the app in this process with ``skip_trainers true``. The last line
-reads ``N passed, M failed``; the exit code is 0 only when nothing failed. Its name keeps it out of
+labels and one /train/ run of the localiser on them; the server is always stopped at the end. It
+also loads the app in this process with ``skip_trainers true``. The last line reads ``N passed, M
+failed``; the exit code is 0 only when nothing failed. Its name keeps it out of
 the main pytest run (pytest collects ``test_*.py`` and ``*_test.py``).
 """
 
@@ -130,11 +131,12 @@ def check_skip_trainers(bundle: Path, tmp: Path) -> None:
     """The app, loaded as MONAI Label loads it, with ``--conf skip_trainers true``: no train task."""
     app_class = get_class_of_subclass_from_file("main", str(REPO / "monailabel_app" / "main.py"), "MONAILabelApp")
     app = app_class(app_dir=str(REPO / "monailabel_app"), studies=str(tmp / "studies_skip"),
-                    conf={"bundle_path": str(bundle), "localiser_path": str(tmp / "localiser"), "skip_trainers": "true"})
+                    conf={"bundle_path": str(bundle), "localiser_path": str(tmp / "localiser"),
+                          "skip_trainers": "true"})
     info = app.info()
     check("skip_trainers true: no trainer, both models and both strategies still there", info["trainers"] == {}
-          and {MODEL, SEGMENTATION_MODEL} <= set(info["models"]) and set(info["strategies"]) == {"random", "uncertainty"},
-          info)
+          and {MODEL, SEGMENTATION_MODEL} <= set(info["models"])
+          and set(info["strategies"]) == {"random", "uncertainty"}, info)
 
 
 def free_port() -> int:
