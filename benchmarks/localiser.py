@@ -30,10 +30,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.data.box_utils import box_iou
 from monai.metrics import compute_dice
 
-from monai_bus.data.boxes import box_from_masks, mask_union
+from monai_bus.data.boxes import box_from_masks, box_iou, mask_union
 from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier
 from monai_bus.localiser import LesionLocaliser
@@ -51,14 +50,6 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     """Dice of two bool masks [H, W]."""
     as_tensor = lambda mask: torch.from_numpy(mask[None, None].astype(np.float32))  # noqa: E731
     return float(compute_dice(as_tensor(predicted), as_tensor(truth), include_background=True))
-
-
-def iou(box, truth_box) -> float:
-    """IoU of two boxes ``(row_start, row_stop, col_start, col_stop)``; 0 when ``box`` is None."""
-    if box is None:
-        return 0.0
-    corners = lambda b: np.array([[b[0], b[2], b[1], b[3]]], dtype=np.float64)  # noqa: E731
-    return float(box_iou(corners(box), corners(truth_box))[0, 0])
 
 
 def measure(localiser: str, classifier: str, datalist: str) -> list[dict]:
@@ -80,7 +71,7 @@ def measure(localiser: str, classifier: str, datalist: str) -> list[dict]:
         p_localised = localised.malignancy_probability
         rows.append({"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
                      "found": int(localised.box is not None), "dice": round(dice(localised.lesion_mask, truth), 6),
-                     "box_iou": round(iou(localised.box, box_from_masks(truth)), 6),
+                     "box_iou": round(box_iou(localised.box, box_from_masks(truth)), 6),
                      "p_dataset_box": round(given.malignancy_probability, 6),
                      "p_localiser_box": "" if p_localised is None else round(p_localised, 6),
                      "p_whole_image": round(whole.malignancy_probability, 6), "seconds": round(seconds, 4)})

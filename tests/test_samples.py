@@ -43,13 +43,14 @@ def test_overlay_leaves_the_image_unchanged_outside_the_region(tmp_path):
     assert tuple(picture[14, 30]) == (0, 255, 0)  # the box's top edge
 
 
-def test_samples_command_classifies_every_sample(trained_bundle, tmp_path, capsys):
-    assert main(["samples", "--bundle", str(trained_bundle), "--out", str(tmp_path), "--device", "cpu"]) == 0
+def test_samples_command_classifies_every_sample_with_and_without_its_box(trained_bundle, tmp_path, capsys):
+    assert main(["samples", "--bundle", str(trained_bundle), "--localiser", str(REPO / "localiser"),
+                 "--out", str(tmp_path), "--device", "cpu"]) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| bus_")]
-    assert len(rows) == 4 and all(("benign |" in row) or ("malignant |" in row) for row in rows)
-    for row in rows:
+    assert len(rows) == 8 and all(row.split(" | ")[2] in ("benign", "malignant", "no lesion found") for row in rows)
+    for row, suffix in zip(rows, ["_overlay.png"] * 4 + ["_localiser_overlay.png"] * 4):
         name = row.split(" | ")[0][2:]
-        overlay = Image.open(tmp_path / f"{Path(name).stem}_overlay.png")
+        overlay = Image.open(tmp_path / f"{Path(name).stem}{suffix}")
         assert overlay.size[::-1] == read_image(SAMPLES / name)[0].shape
 
 
@@ -63,7 +64,11 @@ def test_the_readme_main_command_uses_the_shipped_weights_and_prints_the_readme_
     assert f"(version {metadata['version']}, SHA-256 {metadata['weights']['models/model.pt']['sha256'][:12]}...)" \
         in printed
     assert f"threshold: {metadata['operating_point']['threshold']:g} (operating point)" in printed
+    localiser = json.loads((REPO / "localiser" / "configs" / "metadata.json").read_text())
+    assert f"localiser: localiser/models/model.pt (version {localiser['version']}, SHA-256 " \
+        f"{localiser['weights']['models/model.pt']['sha256'][:12]}...)" in printed
     readme = [line.split(" | ") for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| bus_")]
     rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| bus_")]
-    assert [(r[0], r[2]) for r in rows] == [(r[0], r[2]) for r in readme] and len(rows) == 4
+    assert [(r[0], r[2]) for r in rows] == [(r[0], r[2]) for r in readme] and len(rows) == 8
     assert all(abs(float(a[3]) - float(b[3])) <= 0.005 for a, b in zip(rows, readme))
+    assert [r[5] for r in rows[4:]] == [r[5] for r in readme[4:]]  # the localiser's box IoU

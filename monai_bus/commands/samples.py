@@ -1,10 +1,12 @@
 """``monai-bus samples``: classify the four sample ultrasound images that ship with monai-bus.
 
 The samples are real BUS-BRA images (CC BY 4.0, ``monai_bus/samples/CREDITS.md``) of patients that
-no training split holds, each with the dataset's lesion box. Each is classified with the bundle's
-weights through the inference API; the command prints one table row per image (the dataset's
-pathology beside the model's answer) and the weights used, and writes ``<out>/<image>_overlay.png``:
-the attention map, the lesion box (green) and the classified region (blue).
+no training split holds, each with the dataset's lesion box. Each is classified twice with the
+bundles' weights through the inference API: around the dataset's box, and without a box, around the
+box that the localiser finds. The command prints a table for each (the dataset's pathology beside
+the model's answer; for the localiser, the IoU of its box with the dataset's) and the weights used,
+and writes ``<out>/<image>_overlay.png`` and ``<out>/<image>_localiser_overlay.png``: the attention
+map, the lesion box (green) and the classified region (blue).
 """
 
 from __future__ import annotations
@@ -18,29 +20,48 @@ SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
+    parser.add_argument("--localiser", default="localiser", help="localiser bundle folder (default: %(default)s)")
     parser.add_argument("--out", default="samples_out", help="folder for the overlay PNGs (default: %(default)s)")
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from monai_bus.data.boxes import box_iou
     from monai_bus.data.images import read_image
     from monai_bus.inference import BundleClassifier
+    from monai_bus.localiser import LesionLocaliser
     from monai_bus.overlay import write_overlay
 
-    classifier = BundleClassifier(args.bundle, device=args.device)
+    classifier = BundleClassifier(args.bundle, device=args.device,
+                                  localiser=LesionLocaliser(args.localiser, device=args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    samples = json.loads((SAMPLES / "samples.json").read_text())["samples"]
+    print("With the dataset's lesion box:\n")
     print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | overlay |")
     print("|---|---|---|---|---|---|")
-    for sample in json.loads((SAMPLES / "samples.json").read_text())["samples"]:
+    for sample in samples:
         image = SAMPLES / sample["image"]
         prediction = classifier.predict(image, box=tuple(sample["box"]))
         overlay = out / f"{image.stem}_overlay.png"
         write_overlay(read_image(image)[0], prediction.attention, sample["box"], prediction.roi, overlay)
         print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {prediction.class_name} | "
               f"{prediction.malignancy_probability:.3f} | {prediction.likelihood} | {overlay} |")
-    weights = classifier.weights
+    print("\nWithout a box, around the localiser's box:\n")
+    print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | box IoU with the dataset's | overlay |")
+    print("|---|---|---|---|---|---|---|")
+    for sample in samples:
+        image = SAMPLES / sample["image"]
+        prediction = classifier.predict(image)
+        overlay = out / f"{image.stem}_localiser_overlay.png"
+        write_overlay(read_image(image)[0], prediction.attention, prediction.box, prediction.roi, overlay)
+        answer = ("no lesion found | - | -" if prediction.class_name is None else
+                  f"{prediction.class_name} | {prediction.malignancy_probability:.3f} | {prediction.likelihood}")
+        print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {answer} | "
+              f"{box_iou(prediction.box, tuple(sample['box'])):.2f} | {overlay} |")
+    weights, located_by = classifier.weights, classifier.localiser.weights
     print(f"\nweights: {weights['file']} (version {weights['version']}, SHA-256 {weights['sha256'][:12]}...), "
           f"trained on {weights['trained_on']}")
+    print(f"localiser: {located_by['file']} (version {located_by['version']}, SHA-256 {located_by['sha256'][:12]}...)")
     print("threshold: " + ("argmax" if classifier.threshold is None else f"{classifier.threshold:g} (operating point)"))
     return 0

@@ -138,6 +138,16 @@ def check_box(box, image_shape: Sequence[int], name: str = "image") -> Box:
     return clipped
 
 
+def box_iou(box: Box | None, other: Box) -> float:
+    """Intersection over union of two boxes (MONAI's ``box_iou``); 0 when ``box`` is None."""
+    if box is None:
+        return 0.0
+    from monai.data.box_utils import box_iou as monai_box_iou  # MONAI's corner order: (x0, y0, x1, y1)
+
+    corners = lambda b: np.array([[b[0], b[2], b[1], b[3]]], dtype=np.float64)  # noqa: E731
+    return float(monai_box_iou(corners(box), corners(other))[0, 0])
+
+
 def shift_box(box: Box, row_fraction: float, col_fraction: float) -> Box:
     """The box moved by fractions of its own height (rows) and width (columns), rounded; not clipped."""
     row_start, row_stop, col_start, col_stop = box
