@@ -167,6 +167,17 @@ def wait_for_task(url: str, path: str) -> dict:
     return status
 
 
+def train_one_epoch(url: str, model: str, accepted: str, finished: str) -> bool:
+    """One /train/ run of ``model`` (1 epoch, a quarter for validation), checked as ``accepted`` and, once it
+    has ended, ``finished``; False when the server did not accept it."""
+    response = requests.post(f"{url}/train/{model}", json={"max_epochs": 1, "val_split": 0.25}, timeout=30)
+    if not check(accepted, response.ok, response.text):
+        return False
+    status = wait_for_task(url, "train/")
+    check(finished, status.get("status") == "DONE", status)
+    return True
+
+
 def datastore_objects(url: str) -> dict:
     return requests.get(f"{url}/datastore/", params={"output": "all"}, timeout=30).json()["objects"]
 
@@ -271,12 +282,9 @@ def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: 
             return
     model_file = localiser / "models" / "model.pt"
     mtime = model_file.stat().st_mtime_ns
-    response = requests.post(f"{url}/train/{SEGMENTATION_MODEL}", json={"max_epochs": 1, "val_split": 0.25},
-                             timeout=30)
-    if not check("/train/ of the localiser accepted", response.ok, response.text):
+    if not train_one_epoch(url, SEGMENTATION_MODEL, "/train/ of the localiser accepted",
+                           "/train/ of the localiser finished"):
         return
-    status = wait_for_task(url, "train/")
-    check("/train/ of the localiser finished", status.get("status") == "DONE", status)
     text = log.read_text()
     check("it used the masks and skipped the other labels, logged by image and counted",
           f"{NUM_MASKED} final lesion masks used, {NUM_LABELLED + 1} skipped" in text
@@ -399,11 +407,8 @@ def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict
 
     model_file = bundle / "models" / "model.pt"
     mtime = model_file.stat().st_mtime_ns
-    response = requests.post(f"{url}/train/{MODEL}", json={"max_epochs": 1, "val_split": 0.25}, timeout=30)
-    if not check("/train/ accepted", response.ok, response.text):
+    if not train_one_epoch(url, MODEL, "/train/ accepted", "/train/ finished despite a final label that is not a class"):
         return
-    status = wait_for_task(url, "train/")
-    check("/train/ finished despite a final label that is not a class", status.get("status") == "DONE", status)
     text = log.read_text()
     check("that label is skipped: logged with its image and the reason, and counted",
           f"final label of image '{not_a_class}' skipped:" in text and "not a JSON class label" in text
