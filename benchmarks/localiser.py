@@ -55,7 +55,7 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
 def measure(localiser: str, classifier: str, datalist: str) -> list[dict]:
     """One row (COLUMNS) per test item of the datalist."""
     found_by = LesionLocaliser(localiser, device="cpu")
-    model = BundleClassifier(classifier, device="cpu")
+    model = BundleClassifier(classifier, device="cpu", uncertainty=False)
     listed = json.loads(Path(datalist).read_text())["test"]  # image paths as the datalist writes them
     rows = []
     for item, entry in zip(load_split(datalist, "test"), listed):

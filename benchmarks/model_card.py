@@ -5,7 +5,8 @@
 Reads (all committed):
 
 - ``docs/results/calibration/``: ``monai-bus calibrate`` of the shipped weights on
-  ``docs/results/lists/busi_busbra.json`` (``calibration.json``; ``test_predictions.csv``, calibrated);
+  ``docs/results/lists/busi_busbra.json`` (``calibration.json``; ``validation_predictions.csv`` and
+  ``test_predictions.csv``, calibrated, with each image's uncertainty and refer flag);
 - ``docs/results/recipe/<name>/wide_head/predictions.csv``: the default recipe's runs, trained without
   one dataset and tested on all of it (leave-one-dataset-out), its BUSI seeds (``recipe/busi``), and
   the full-precision run the shipped weights come from (``recipe/busi_busbra``).
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_bus.calibration import expected_calibration_error
-from monai_bus.metrics import classification_metrics
+from monai_bus.metrics import classification_metrics, roc_auc
 from monai_bus.prediction_files import read_rows
 from monai_bus.study.predictions import read_predictions
 from monai_bus.study.statistics import group_resamples, percentile_interval
@@ -41,6 +42,17 @@ def _calibrated_test() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
                                         ("image", "group", "label", "p_malignant"))]
     return (np.array([int(row["label"]) for row in rows]), np.array([float(row["p_malignant"]) for row in rows]),
             [row["group"] for row in rows], [row["image"] for row in rows])
+
+
+def _uncertainty_rows(split: str) -> dict[str, np.ndarray]:
+    """Columns of calibration's ``<split>_predictions.csv``: label, predicted (at the operating point),
+    p_malignant, uncertainty, refer, and ``busi``/``busbra`` (the image's dataset), as arrays."""
+    rows = [row for _, row in read_rows(CALIBRATION / f"{split}_predictions.csv",
+                                        ("group", "label", "p_malignant", "predicted", "uncertainty", "refer"))]
+    columns = {name: np.array([float(row[name]) for row in rows]) for name in ("p_malignant", "uncertainty")}
+    columns |= {name: np.array([int(row[name]) for row in rows]) for name in ("label", "predicted", "refer")}
+    return columns | {name: np.array([row["group"].startswith(prefix) for row in rows])
+                      for name, prefix in DATASETS.items()}
 
 
 def _rates(labels: np.ndarray, p_malignant: np.ndarray, threshold: float | None) -> list[float]:
@@ -72,6 +84,30 @@ def internal_test() -> dict:
                         "ece": expected_calibration_error(labels[chosen], p_malignant[chosen])}
     return {"threshold": report["threshold"], "temperature": report["temperature"],
             "ece_before_scaling": report["test"]["ece_before"], "sets": result}
+
+
+def referral() -> dict:
+    """The refer flag on the test splits, at the stored operating point: how many images it refers, their
+    errors and those of the rest, and the rates on the rest; and how well the uncertainty ranks the errors
+    above the right answers (the AUC of uncertainty for "wrong at the operating point"), on validation too."""
+    report = json.loads((CALIBRATION / "calibration.json").read_text())
+    test = _uncertainty_rows("test")
+    sets = {name: test[name] for name in DATASETS} | {"both": np.ones(len(test["label"]), dtype=bool)}
+    result = {}
+    for name, chosen in sets.items():
+        referred, kept = chosen & (test["refer"] == 1), chosen & (test["refer"] == 0)
+        wrong = test["predicted"] != test["label"]
+        rates = classification_metrics(test["label"][kept], np.stack([1 - test["p_malignant"][kept],
+                                                                      test["p_malignant"][kept]], 1),
+                                       report["threshold"])
+        result[name] = {"images": int(chosen.sum()), "referred": int(referred.sum()),
+                        "errors_referred": int(wrong[referred].sum()), "errors_kept": int(wrong[kept].sum()),
+                        **{f"{metric}_kept": rates[metric] for metric in ("auc", "sensitivity", "specificity")}}
+    ranking = {}
+    for split in ("validation", "test"):
+        columns = _uncertainty_rows(split)
+        ranking[split] = roc_auc(columns["predicted"] != columns["label"], columns["uncertainty"])
+    return {"refer_above": report["refer_above"], "sets": result, "error_ranking_auc": ranking}
 
 
 def leave_one_dataset_out() -> dict:
@@ -133,12 +169,25 @@ def tables(card: dict) -> str:
     spread = card["seeds"]
     lines += ["", f"Seeds of the default recipe on BUSI (test AUC): {' '.join(f'{a:.3f}' for a in spread['aucs'])}; "
               f"spread {spread['spread']:.3f}; {spread['collapsed']} collapsed."]
+    refer = card["referral"]
+    lines += ["", f"Referral (uncertainty > {refer['refer_above']:.4f}, the most uncertain tenth of the validation "
+              "images), internal test splits at the operating point:", "",
+              "| test set | images | referred | errors among referred | errors among the rest "
+              "| the rest: AUC | sensitivity | specificity |", "|---|---|---|---|---|---|---|---|"]
+    for name, row in refer["sets"].items():
+        kept = row["images"] - row["referred"]
+        lines.append(f"| {name} | {row['images']} | {row['referred']} ({row['referred'] / row['images']:.0%}) "
+                     f"| {row['errors_referred']} of {row['referred']} | {row['errors_kept']} of {kept} "
+                     f"| {row['auc_kept']:.3f} | {row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |")
+    ranking = refer["error_ranking_auc"]
+    lines += ["", f"The uncertainty ranks the errors at the operating point above the right answers with an AUC of "
+              f"{ranking['validation']:.3f} on validation and {ranking['test']:.3f} on test."]
     return "\n".join(lines) + "\n"
 
 
 def figures() -> dict:
     return {"internal_test": internal_test(), "leave_one_dataset_out": leave_one_dataset_out(),
-            "half_precision": half_precision_change(), "seeds": seeds()}
+            "half_precision": half_precision_change(), "seeds": seeds(), "referral": referral()}
 
 
 def main() -> None:

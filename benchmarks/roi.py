@@ -102,7 +102,7 @@ def predict(bundles: dict[str, Path], items: list[dict]) -> list[dict]:
                                  else None, rng) for item in items]
     rows = []
     for model, bundle in bundles.items():
-        classifier = BundleClassifier(bundle)
+        classifier = BundleClassifier(bundle, uncertainty=False)
         for item, boxes in zip(items, conditions):
             for condition, box in (boxes.items() if MODELS[model] else [("whole image", None)]):
                 p_malignant = classifier.predict(item["image"], box=box).malignancy_probability

@@ -7,7 +7,8 @@ the same precision; the cost of the attention gate relative to plain VGG16; one 
 through the inference API (file to probability and attention map) with the bundle and its shipped
 weights, on a synthetic image with a lesion box; the same without a box, with the shipped
 localiser, on the four shipped sample images (localiser, then classifier around its box: real
-weights, since whether the localiser finds a lesion decides the work); and the data-loading share of
+weights, since whether the localiser finds a lesion decides the work); both also with the
+uncertainty's test-time views (:mod:`monai_bus.uncertainty`), as the front ends run; and the data-loading share of
 a training step: the bundle's ``train#preprocessing`` (random crop around the lesion, resize,
 augmentation; loading and the box are cached, as in training) on 560 px images, in the main
 process, against the bf16 training step of Attention-VGG16. ``--json`` writes the same figures to a
@@ -149,13 +150,14 @@ def data_loading_ms(batches: int) -> float:
     return statistics.median(times)
 
 
-def end_to_end_ms(repeats: int) -> float:
+def end_to_end_ms(repeats: int, uncertainty: bool) -> float:
     """Median milliseconds of ``BundleClassifier.predict`` on a PNG file with a lesion box: reading,
-    checks, crop, resize, one forward pass, softmax and the attention map at the image's size."""
+    checks, crop, resize, one forward pass, softmax and the attention map at the image's size (and, with
+    ``uncertainty``, the test-time views: 4 more crops and one more forward pass of a batch of 5)."""
     with tempfile.TemporaryDirectory() as folder:
         item = write_sample(Path(folder), 1)
         box = box_from_masks(item["mask"])
-        classifier = BundleClassifier(BUNDLE, device="cpu")
+        classifier = BundleClassifier(BUNDLE, device="cpu", uncertainty=uncertainty)
         for _ in range(3):
             classifier.predict(item["image"], box=box)
         times = []
@@ -166,11 +168,13 @@ def end_to_end_ms(repeats: int) -> float:
     return statistics.median(times)
 
 
-def localised_ms(repeats: int) -> float:
+def localised_ms(repeats: int, uncertainty: bool) -> float:
     """Median milliseconds of ``BundleClassifier.predict`` without a box, with the shipped classifier and
     localiser, over the sample images: reading the image (twice), the localiser's mask at the image's size
-    and its box, the crop around it, one forward pass of the classifier and the attention map."""
-    classifier = BundleClassifier(BUNDLE, device="cpu", localiser=LesionLocaliser(LOCALISER, device="cpu"))
+    and its box, the crop around it, one forward pass of the classifier and the attention map (and the
+    test-time views, with ``uncertainty``)."""
+    classifier = BundleClassifier(BUNDLE, device="cpu", localiser=LesionLocaliser(LOCALISER, device="cpu"),
+                                  uncertainty=uncertainty)
     images = sorted(SAMPLES.glob("*.png"))
     for image in images:
         classifier.predict(image)
@@ -223,12 +227,12 @@ def main() -> None:
     if has_bf16:
         print(f"bf16 + channels_last training speed-up over fp32 (AttentionVGG16): "
               f"{train_rates['AttentionVGG16', True] / train_rates['AttentionVGG16', False]:.1f}x")
-    end_to_end = end_to_end_ms(repeats=10 * args.iterations)
+    end_to_end = {views: end_to_end_ms(10 * args.iterations, views) for views in (False, True)}
     print(f"one {END_TO_END_IMAGE}x{END_TO_END_IMAGE} PNG end to end through BundleClassifier.predict (with a box): "
-          f"{end_to_end:.1f} ms (median)")
-    localised = localised_ms(repeats=args.iterations)
+          f"{end_to_end[False]:.1f} ms (median); with the uncertainty's views: {end_to_end[True]:.1f} ms")
+    localised = {views: localised_ms(args.iterations, views) for views in (False, True)}
     print(f"a sample image (BUS-BRA PNG) end to end without a box, localiser then classifier (shipped weights): "
-          f"{localised:.1f} ms (median)")
+          f"{localised[False]:.1f} ms (median); with the uncertainty's views: {localised[True]:.1f} ms")
     loading = data_loading_ms(batches=args.iterations)
     step = 1000 * BATCH / train_rates["AttentionVGG16", has_bf16]
     print(f"data loading of a training batch ({BATCH} images of {END_TO_END_IMAGE} px, main process): {loading:.0f} ms, "
@@ -238,7 +242,8 @@ def main() -> None:
             "machine": {"processor": cpu_name(), "threads": torch.get_num_threads(),
                         "native_bf16": has_bf16, "torch": torch.__version__},
             "matmul_gflops": {"fp32": peak[False], **({"bf16": peak[True]} if has_bf16 else {})},
-            "networks": rows, "end_to_end_ms": end_to_end, "localised_end_to_end_ms": localised,
+            "networks": rows, "end_to_end_ms": end_to_end[False], "localised_end_to_end_ms": localised[False],
+            "with_uncertainty_ms": {"end_to_end": end_to_end[True], "localised_end_to_end": localised[True]},
             "training_batch": {"data_loading_ms": loading, "step_ms": step,
                                "data_loading_share": loading / (loading + step)}}, indent=2) + "\n")
 

@@ -8,14 +8,16 @@ definitions the bundle's ``evaluating`` workflow runs), and the class names and 
 data (:mod:`monai_bus.weights`).
 
 The operating point is ``metadata.json``'s optional ``operating_point``:
-``{"threshold": t, "temperature": T, "weights_sha256": ..., "description": "..."}``, fitted on validation
-data by ``monai-bus calibrate`` (:mod:`monai_bus.calibration`). The probabilities are
+``{"threshold": t, "temperature": T, "refer_above": u, "weights_sha256": ..., "description": "..."}``, fitted
+on validation data by ``monai-bus calibrate`` (:mod:`monai_bus.calibration`). The probabilities are
 ``softmax(logits / T)`` (T = 1 when not given), and an image is classified malignant when
 ``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule of
 the bundle's metrics (:mod:`monai_bus.metrics`). An operating point fitted for other weights (its
 ``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
 carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at ``t``, or
-at 0.5 without an operating point).
+at 0.5 without an operating point), and, unless turned off, an uncertainty: the spread of P(malignant)
+over test-time views (:mod:`monai_bus.uncertainty`), with a "refer" flag when it is above the operating
+point's ``refer_above``.
 
 A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
 lesion box: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). The box is the caller's
@@ -43,6 +45,7 @@ from monai_bus.data.boxes import check_box
 from monai_bus.data.roi import ROI_META_KEY
 from monai_bus.errors import InputError, find_monai_bus_error
 from monai_bus.metrics import predicted_malignant
+from monai_bus.uncertainty import shifted_boxes, spread
 from monai_bus.weights import provenance
 
 if TYPE_CHECKING:
@@ -80,6 +83,12 @@ class Prediction:
             not; or None.
         likelihood: the likelihood category of ``probabilities`` (:data:`monai_bus.calibration.CATEGORIES`),
             or None as ``class_index``.
+        uncertainty: the standard deviation of P(malignant) over the test-time views
+            (:mod:`monai_bus.uncertainty`); None when not measured, or not classified.
+        refer: whether a reader should decide: True when ``uncertainty`` is above the operating point's
+            ``refer_above``, when the localiser found no lesion, or when a model trained on lesion regions
+            classified the whole image; None when neither applies and it could not be decided (no
+            uncertainty, or no ``refer_above``); else False.
         weights_file: the weight file that classified the image.
         weights_sha256: its SHA-256.
         trained_on: the data that trained it, in words.
@@ -101,6 +110,8 @@ class Prediction:
     roi: tuple[int, int, int, int] | None = None
     note: str | None = None
     likelihood: str | None = None
+    uncertainty: float | None = None
+    refer: bool | None = None
     weights_file: str | None = None
     weights_sha256: str | None = None
     trained_on: str | None = None
@@ -126,6 +137,8 @@ class Prediction:
             "roi": None if self.roi is None else list(self.roi),
             "note": self.note,
             "likelihood": self.likelihood,
+            "uncertainty": self.uncertainty,
+            "refer": self.refer,
             "weights_file": self.weights_file,
             "weights_sha256": self.weights_sha256,
             "trained_on": self.trained_on,
@@ -203,15 +216,20 @@ class BundleClassifier:
         device: torch device name; default as in the bundle's config (CUDA when available).
         localiser: finds the lesion box of an image given without one, for a bundle trained on lesion
             regions; None to classify such an image whole (unreliable, and said in its note).
+        uncertainty: measure each prediction's uncertainty from test-time views, which takes up to 5
+            more network passes (in one batch) and, around a box, 4 more preprocessings of the image;
+            False for predictions without ``uncertainty`` (and a ``refer`` flag only where it needs none).
 
     Raises:
         BundleError: a missing file, or a bundle whose configs or checkpoint do not fit together.
     """
 
     def __init__(self, bundle_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
-                 device: str | None = None, localiser: LesionLocaliser | None = None) -> None:
+                 device: str | None = None, localiser: LesionLocaliser | None = None,
+                 uncertainty: bool = True) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.localiser = localiser
+        self.uncertainty = uncertainty
         config_file, meta_file = (self.bundle_dir / "configs" / name for name in ("inference.json", "metadata.json"))
         parser = read_bundle(self.bundle_dir, device)
         try:
@@ -222,6 +240,7 @@ class BundleClassifier:
             operating_point = metadata.get("operating_point") or {}
             self.threshold = float(operating_point["threshold"]) if "threshold" in operating_point else None
             self.temperature = float(operating_point.get("temperature", 1.0))
+            self.refer_above = float(operating_point["refer_above"]) if "refer_above" in operating_point else None
             self.roi = parser.get_parsed_content("flags#roi")
             self.device = parser.get_parsed_content("device")
             self.network = parser.get_parsed_content("network")
@@ -239,7 +258,7 @@ class BundleClassifier:
         self.operating_point_note = None
         fitted_for = operating_point.get("weights_sha256")
         if fitted_for is not None and fitted_for != self.weights["sha256"]:
-            self.threshold, self.temperature = None, 1.0
+            self.threshold, self.temperature, self.refer_above = None, 1.0, None
             self.operating_point_note = (f"the bundle's operating point was fitted for other weights "
                                          f"({fitted_for[:12]}), so it was not applied (argmax); run monai-bus "
                                          "calibrate for these weights")
@@ -302,6 +321,18 @@ class BundleClassifier:
                               f"weights of {self.checkpoint_path} are corrupt.")
         return data, probabilities, alpha
 
+    @torch.no_grad()
+    def view_probabilities(self, item: dict, data: dict) -> list[float]:
+        """P(malignant) of the test-time views of a datalist item (:mod:`monai_bus.uncertainty`), after the
+        operating point's temperature: its network input ``data["image"]`` [1, S, S] (from :meth:`forward`)
+        mirrored left to right, then, when it was cropped around a lesion box ``data["bbox"]``, the crops
+        around :func:`~monai_bus.uncertainty.shifted_boxes`. All in one batch [V, 1, S, S]."""
+        views = [torch.flip(data["image"], dims=[-1])]
+        if self.roi and data.get("bbox") is not None:
+            views += [self.preprocessing({**item, "bbox": box})["image"] for box in shifted_boxes(data["bbox"])]
+        logits = self.inferer(torch.stack(views).to(self.device), self.network)
+        return torch.softmax(logits.float() / self.temperature, dim=1)[:, 1].cpu().tolist()
+
     def predict_item(self, item: dict) -> Prediction:
         """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,
         else the box of its ``mask`` files (:class:`monai_bus.data.roi.LesionBoxd`), else the box that
@@ -332,6 +363,11 @@ class BundleClassifier:
                 alpha[None, None], size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
                 align_corners=False).clamp(0.0, 1.0)[0, 0].numpy()
         index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
+        uncertainty = spread([float(probabilities[1]), *self.view_probabilities(item, data)]) if self.uncertainty \
+            else None
+        refer = None if uncertainty is None or self.refer_above is None else uncertainty > self.refer_above
+        if note == NO_BOX_NOTE:
+            refer = True  # a model trained on lesion regions classified the whole image
         source = {"box_source": None if roi is None else "given"} if localisation is None else \
             self._localiser_fields(localisation)
         return Prediction(
@@ -343,6 +379,8 @@ class BundleClassifier:
             roi=roi,
             note="; ".join(n for n in (note, self.operating_point_note) if n) or None,
             likelihood=likelihood_category(float(probabilities[1]), 0.5 if self.threshold is None else self.threshold),
+            uncertainty=uncertainty,
+            refer=refer,
             weights_file=self.weights["file"],
             weights_sha256=self.weights["sha256"],
             trained_on=self.weights["trained_on"],
@@ -360,5 +398,5 @@ class BundleClassifier:
         """The answer for an image in which the localiser found no lesion: no class, and a note that says so."""
         return Prediction(
             class_index=None, class_name=None, probabilities=None, model_version=self.version,
-            note=NO_LESION_NOTE, weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
+            note=NO_LESION_NOTE, refer=True, weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
             trained_on=self.weights["trained_on"], **self._localiser_fields(localisation))

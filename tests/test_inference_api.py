@@ -17,7 +17,8 @@ from monai_bus.cli import main
 from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.networks import VGG16Classifier
-from monai_bus.prediction_files import read_labelled_predictions
+from monai_bus.prediction_files import read_labelled_predictions, read_rows
+from monai_bus.uncertainty import refer_cutoff
 from monai_bus.weights import ship
 
 
@@ -142,15 +143,16 @@ def test_demo_command(tmp_path, tiny_data, capsys):
         assert line.replace("| val_auc |", "| auc |") in recomputed
 
 
-def test_one_forward_pass_per_image(classifier, test_image):
-    """Logits and attention map come from one pass through VGG16."""
-    calls = []
-    hook = classifier.network.features[0].register_forward_hook(lambda *args: calls.append(1))
-    try:
+def test_one_forward_pass_per_image(trained_bundle, test_image):
+    """Logits and attention map come from one pass through VGG16, and the uncertainty's test-time views
+    from one more (a batch)."""
+    for uncertainty, passes in ((False, 1), (True, 2)):
+        classifier = BundleClassifier(trained_bundle, device="cpu", uncertainty=uncertainty)
+        calls = []
+        hook = classifier.network.features[0].register_forward_hook(lambda *args: calls.append(1))
         result = classifier.predict(test_image)
-    finally:
-        hook.remove()
-    assert len(calls) == 1 and result.attention is not None
+        assert len(calls) == passes and result.attention is not None
+        assert (result.uncertainty is not None) == uncertainty
 
 
 def test_every_prediction_names_its_weights(trained_bundle, test_image, tmp_path):
@@ -222,6 +224,11 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     validation = read_labelled_predictions(tmp_path / "report" / "validation_predictions.csv")
     sensitivity = np.mean([p >= point["threshold"] for label, (_, p) in zip(*validation) if label == 1])
     assert sensitivity >= 0.9 and (tmp_path / "report" / "reliability.png").stat().st_size > 0
+    rows = [row for _, row in read_rows(tmp_path / "report" / "validation_predictions.csv", ("uncertainty", "refer"))]
+    uncertainties = [float(row["uncertainty"]) for row in rows]
+    assert point["refer_above"] == pytest.approx(refer_cutoff(uncertainties), abs=1e-6)
+    assert [int(row["refer"]) for row in rows] == [int(u > report["refer_above"]) for u in uncertainties]
+    assert report["test"]["referred"] <= report["test_images"] and "errors_referred" in report["test"]
 
     calibrated = BundleClassifier(bundle, device="cpu").predict(test_image)
     assert calibrated.malignancy_probability == pytest.approx(float(scale([raw], point["temperature"])[0]), abs=1e-5)

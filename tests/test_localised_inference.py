@@ -81,7 +81,9 @@ def test_a_given_box_or_the_items_masks_are_used_and_the_localiser_is_not_asked(
 
 def test_no_lesion_found_gives_no_class_and_says_so():
     result = BundleClassifier(REPO / "bundle", device="cpu", localiser=NothingFound()).predict(SAMPLE)
-    assert (result.class_index, result.class_name, result.probabilities, result.likelihood) == (None,) * 4
+    assert (result.class_index, result.class_name, result.probabilities, result.likelihood, result.uncertainty) == (
+        None,) * 5
+    assert result.refer is True  # a reader must look
     assert result.malignancy_probability is None and result.attention is None and result.roi is None
     assert result.note == NO_LESION_NOTE and NO_LESION_NOTE.startswith("no lesion found")
     assert result.box is None and result.box_source == "localiser" and not result.lesion_mask.any()

@@ -128,9 +128,9 @@ def test_end_to_end(module, api, whole_bundle, scene, image):
     table = logic.resultsTable(scene)
     assert table.GetName() == "BUSClassifier results"
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
-        "Volume", "Class", "P(malignant)", "Likelihood", "Threshold", "Model version", "Weights SHA-256", "Trained on",
-        "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID",
-        "Time"]
+        "Volume", "Class", "P(malignant)", "Likelihood", "Uncertainty", "Refer", "Threshold", "Model version",
+        "Weights SHA-256", "Trained on", "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID",
+        "SeriesInstanceUID", "SOPInstanceUID", "Time"]
     assert table.GetNumberOfRows() == 1
     values = row(table)
     assert values["Volume"] == "lesion" and values["Class"] == expected.class_name
@@ -141,6 +141,8 @@ def test_end_to_end(module, api, whole_bundle, scene, image):
         f"{bundle_version}+trained.")  # trained here, so not the bundle's release
     assert values["Weights SHA-256"] == checksum and values["Trained on"] == expected.trained_on
     assert values["Likelihood"] == expected.likelihood
+    assert float(values["Uncertainty"]) == pytest.approx(expected.uncertainty, abs=1e-4)
+    assert values["Refer"] == "" and expected.refer is None  # the bundle has no operating point to refer by
     assert values["Region"] == "whole image" and values["Box source"] == "none" and values["Note"] == ""
     assert values["StudyInstanceUID"] == values["SeriesInstanceUID"] == values["SOPInstanceUID"] == ""
     assert datetime.fromisoformat(values["Time"]).tzinfo is not None
@@ -184,10 +186,13 @@ def test_row_threshold_note_and_dicom_uids(module, scene, image, monkeypatch):
     volume = add_volume(scene, image[np.newaxis])
     result = {"class_name": "benign", "malignancy_probability": 0.25, "threshold": 0.35, "model_version": "0.3.0",
               "weights_sha256": "ab" * 32, "roi": None, "note": BOX_IGNORED_NOTE, "likelihood": "probably benign",
-              "trained_on": "the test's data", "box_source": None, "localiser_version": None}
+              "trained_on": "the test's data", "box_source": None, "localiser_version": None, "uncertainty": 0.01234,
+              "refer": False}
     logic = module.BUSClassifierLogic()
     values = logic.rowValues(volume, result)
     assert values["Threshold"] == "0.35" and values["Note"] == BOX_IGNORED_NOTE and values["Box source"] == "none"
+    assert (values["Uncertainty"], values["Refer"]) == ("0.0123", "no")
+    assert logic.rowValues(volume, result | {"uncertainty": None, "refer": None})["Refer"] == ""
 
     volume.SetAttribute("DICOM.instanceUIDs", "1.2.3.4.5")  # as Slicer's DICOM loader sets it
     monkeypatch.delattr(slicer, "dicomDatabase", raising=False)  # slicer-core has no DICOM database

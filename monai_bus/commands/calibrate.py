@@ -1,15 +1,18 @@
 """``monai-bus calibrate``: fit a trained bundle's operating point on validation data, and report it on test data.
 
 From the datalist's ``validation`` split only (:mod:`monai_bus.calibration`): the temperature that
-minimises the negative log-likelihood, then the largest threshold on the calibrated P(malignant)
-that reaches the target sensitivity. Both go into the bundle's ``configs/metadata.json`` as
-``operating_point``, which the inference API (``monai-bus infer``, Slicer, MONAI Label) applies.
+minimises the negative log-likelihood of the network's probabilities; then, from the inference API's
+predictions at that temperature, the largest threshold on P(malignant) that reaches the target
+sensitivity, and the uncertainty above which the most uncertain tenth of the images lie
+(:func:`monai_bus.uncertainty.refer_cutoff`). All three go into the bundle's ``configs/metadata.json``
+as ``operating_point``, which the inference API (``monai-bus infer``, Slicer, MONAI Label) applies.
 
-On the ``test`` split it reports ECE (10 bins) before and after scaling, and sensitivity and
-specificity at the threshold. ``--out`` receives ``calibration.json``, the calibrated per-image
-predictions of both splits (``validation_predictions.csv``, ``test_predictions.csv``; image paths as
-the datalist writes them) and the test split's reliability diagram (``reliability.png``, which needs
-the ``study`` extra's matplotlib).
+On the ``test`` split it reports ECE (10 bins) before and after scaling, sensitivity and specificity
+at the threshold, and how many images are referred and how many errors at the threshold they hold.
+``--out`` receives ``calibration.json``, the calibrated per-image predictions of both splits, with
+their uncertainty and refer flag (``validation_predictions.csv``, ``test_predictions.csv``; image
+paths as the datalist writes them) and the test split's reliability diagram (``reliability.png``, which
+needs the ``study`` extra's matplotlib).
 """
 
 from __future__ import annotations
@@ -28,8 +31,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
 
 
-def _predict(classifier, items: list[dict]) -> list[float]:
-    return [classifier.predict_item(item).malignancy_probability for item in items]
+def _predict(classifier, items: list[dict]):
+    """P(malignant) [N] and uncertainty [N] (NaN when not measured) of the items, as numpy arrays."""
+    import numpy as np
+
+    predictions = [classifier.predict_item(item) for item in items]
+    return (np.array([p.malignancy_probability for p in predictions]),
+            np.array([np.nan if p.uncertainty is None else p.uncertainty for p in predictions]))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,36 +49,47 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from monai_bus.calibration import expected_calibration_error, fit_temperature, scale, threshold_for_sensitivity
+    from monai_bus.calibration import expected_calibration_error, fit_temperature, threshold_for_sensitivity
     from monai_bus.data.loading import load_split
     from monai_bus.inference import BundleClassifier
     from monai_bus.metrics import classification_metrics
     from monai_bus.prediction_files import LABELLED_COLUMNS, labelled_row, write_rows
     from monai_bus.study.figures import reliability_diagram
+    from monai_bus.uncertainty import REFER_FRACTION, refer_cutoff
 
-    classifier = BundleClassifier(args.bundle, device=args.device)
+    classifier = BundleClassifier(args.bundle, device=args.device, uncertainty=False)
     classifier.temperature, classifier.threshold = 1.0, None  # fit on the network's own probabilities
     splits = {name: load_split(args.datalist, name) for name in ("validation", "test")}
     labels = {name: np.array([item["label"] for item in items]) for name, items in splits.items()}
-    raw = {name: np.array(_predict(classifier, items)) for name, items in splits.items()}
+    raw = {name: _predict(classifier, items)[0] for name, items in splits.items()}
     temperature = fit_temperature(labels["validation"], raw["validation"])
-    calibrated = {name: scale(p, temperature) for name, p in raw.items()}
+    classifier.temperature, classifier.uncertainty = temperature, True  # the API's answers at that temperature
+    calibrated, uncertainty = {}, {}
+    for name, items in splits.items():
+        calibrated[name], uncertainty[name] = _predict(classifier, items)
     threshold = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
+    refer_above = refer_cutoff(uncertainty["validation"])
+    referred = uncertainty["test"] > refer_above
+    errors = (calibrated["test"] >= threshold) != labels["test"]
 
     out = Path(args.out)
     listed = json.loads(Path(args.datalist).read_text())  # the image paths as the datalist writes them
     for name, items in splits.items():
-        write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS), [
-            {"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold)}
-            for item, entry, p in zip(items, listed[name], calibrated[name])])
+        write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS, "uncertainty", "refer"), [
+            {"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold),
+             "uncertainty": f"{u:.6f}", "refer": int(u > refer_above)}
+            for item, entry, p, u in zip(items, listed[name], calibrated[name], uncertainty[name])])
     test = classification_metrics(labels["test"], np.stack([1 - calibrated["test"], calibrated["test"]], 1), threshold)
     report = {
         "bundle": str(args.bundle), "weights": classifier.weights, "datalist": str(args.datalist),
         "validation_images": len(splits["validation"]), "test_images": len(splits["test"]),
         "temperature": temperature, "threshold": threshold, "target_sensitivity": args.target_sensitivity,
+        "refer_above": refer_above, "validation_fraction_referred": REFER_FRACTION,
         "test": {"ece_before": expected_calibration_error(labels["test"], raw["test"]),
                  "ece_after": expected_calibration_error(labels["test"], calibrated["test"]),
-                 "sensitivity": test["sensitivity"], "specificity": test["specificity"], "auc": test["auc"]},
+                 "sensitivity": test["sensitivity"], "specificity": test["specificity"], "auc": test["auc"],
+                 "referred": int(referred.sum()), "errors": int(errors.sum()),
+                 "errors_referred": int(errors[referred].sum())},
     }
     (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
     reliability_diagram(labels["test"], raw["test"], calibrated["test"], out / "reliability.png")
@@ -78,11 +97,13 @@ def run(args: argparse.Namespace) -> int:
     meta_file = Path(args.bundle) / "configs" / "metadata.json"
     metadata = json.loads(meta_file.read_text())
     metadata["operating_point"] = {
-        "threshold": round(threshold, 6), "temperature": round(temperature, 6),
+        "threshold": round(threshold, 6), "temperature": round(temperature, 6), "refer_above": round(refer_above, 6),
         "weights_sha256": classifier.weights["sha256"],
-        "description": f"temperature scaling and the largest threshold reaching sensitivity {args.target_sensitivity} "
-                       f"on the validation split of {args.datalist} ({len(splits['validation'])} images)"}
+        "description": f"temperature scaling, the largest threshold reaching sensitivity {args.target_sensitivity} and "
+                       f"the uncertainty of the most uncertain {REFER_FRACTION:.0%} on the validation split of "
+                       f"{args.datalist} ({len(splits['validation'])} images)"}
     meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
-    print(json.dumps(report["test"] | {"temperature": temperature, "threshold": threshold}, indent=1))
+    print(json.dumps(report["test"] | {"temperature": temperature, "threshold": threshold, "refer_above": refer_above},
+                     indent=1))
     print(f"operating point written to {meta_file}; report in {out}")
     return 0

@@ -39,7 +39,7 @@ def write_test_predictions(bundle: Path, out_csv: Path) -> None:
     from monai_bus.inference import BundleClassifier
     from monai_bus.prediction_files import LABELLED_COLUMNS, labelled_row, write_rows
 
-    classifier = BundleClassifier(bundle)
+    classifier = BundleClassifier(bundle, uncertainty=False)
     items = load_split(find_datalist(None, None, str(bundle / "demo_data")), "test")
     write_rows(out_csv, LABELLED_COLUMNS, [
         labelled_row(Path(item["image"]).name, item["label"], classifier.predict_item(item).malignancy_probability,

@@ -4,9 +4,9 @@ The samples are real BUS-BRA images (CC BY 4.0, ``monai_bus/samples/CREDITS.md``
 no training split holds, each with the dataset's lesion box. Each is classified twice with the
 bundles' weights through the inference API: around the dataset's box, and without a box, around the
 box that the localiser finds. The command prints a table for each (the dataset's pathology beside
-the model's answer; for the localiser, the IoU of its box with the dataset's) and the weights used,
-and writes ``<out>/<image>_overlay.png`` and ``<out>/<image>_localiser_overlay.png``: the attention
-map, the lesion box (green) and the classified region (blue).
+the model's answer and its refer flag; for the localiser, the IoU of its box with the dataset's) and
+the weights used, and writes ``<out>/<image>_overlay.png`` and ``<out>/<image>_localiser_overlay.png``:
+the attention map, the lesion box (green) and the classified region (blue).
 """
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
 
 
+def _referral(prediction) -> str:
+    """The refer flag and the uncertainty, as ``yes (0.129)``."""
+    flag = {True: "yes", False: "no", None: "-"}[prediction.refer]
+    return flag if prediction.uncertainty is None else f"{flag} ({prediction.uncertainty:.3f})"
+
+
 def run(args: argparse.Namespace) -> int:
     from monai_bus.data.boxes import box_iou
     from monai_bus.data.images import read_image
@@ -38,18 +44,20 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     samples = json.loads((SAMPLES / "samples.json").read_text())["samples"]
     print("With the dataset's lesion box:\n")
-    print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | overlay |")
-    print("|---|---|---|---|---|---|")
+    print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | refer (uncertainty) | overlay |")
+    print("|---|---|---|---|---|---|---|")
     for sample in samples:
         image = SAMPLES / sample["image"]
         prediction = classifier.predict(image, box=tuple(sample["box"]))
         overlay = out / f"{image.stem}_overlay.png"
         write_overlay(read_image(image)[0], prediction.attention, sample["box"], prediction.roi, overlay)
         print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {prediction.class_name} | "
-              f"{prediction.malignancy_probability:.3f} | {prediction.likelihood} | {overlay} |")
+              f"{prediction.malignancy_probability:.3f} | {prediction.likelihood} | {_referral(prediction)} "
+              f"| {overlay} |")
     print("\nWithout a box, around the localiser's box:\n")
-    print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | box IoU with the dataset's | overlay |")
-    print("|---|---|---|---|---|---|---|")
+    print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | refer (uncertainty) | box IoU with the "
+          "dataset's | overlay |")
+    print("|---|---|---|---|---|---|---|---|")
     for sample in samples:
         image = SAMPLES / sample["image"]
         prediction = classifier.predict(image)
@@ -57,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         write_overlay(read_image(image)[0], prediction.attention, prediction.box, prediction.roi, overlay)
         answer = ("no lesion found | - | -" if prediction.class_name is None else
                   f"{prediction.class_name} | {prediction.malignancy_probability:.3f} | {prediction.likelihood}")
+        answer += f" | {_referral(prediction)}"
         print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {answer} | "
               f"{box_iou(prediction.box, tuple(sample['box'])):.2f} | {overlay} |")
     weights, located_by = classifier.weights, classifier.localiser.weights

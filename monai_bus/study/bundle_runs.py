@@ -112,7 +112,7 @@ def attention_maps(run_dir: Path, items: Sequence[dict]) -> Iterator[tuple[np.nd
     """
     from monai_bus.inference import BundleClassifier
 
-    classifier = BundleClassifier(run_dir)
+    classifier = BundleClassifier(run_dir, uncertainty=False)
     if not classifier.has_attention:
         raise StudyError(f"{run_dir}: its network has no attention gate.")
     for item in items:

@@ -159,6 +159,11 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
                             "classified. If there is a lesion, draw an ROI around it and click Apply again.")
             return
         note = f" Note: {result['note']}." if result["note"] else ""
+        if result["refer"]:
+            spread = "" if result["uncertainty"] is None else (
+                f" (uncertainty {result['uncertainty']:.3f}: the spread of P(malignant) over slightly moved boxes and "
+                "the mirrored image)")
+            note = f" Refer: a reader should decide{spread}.{note}"
         if result["box_source"] == "localiser":
             roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")
             self.ui.roiSelector.setCurrentNode(roiNode)
@@ -208,8 +213,8 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
     """
 
     RESULTS_TABLE_NAME = "BUSClassifier results"
-    COLUMNS = ("Volume", "Class", "P(malignant)", "Likelihood", "Threshold", "Model version", "Weights SHA-256",
-               "Trained on", "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID",
+    COLUMNS = ("Volume", "Class", "P(malignant)", "Likelihood", "Uncertainty", "Refer", "Threshold", "Model version",
+               "Weights SHA-256", "Trained on", "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID",
                "SeriesInstanceUID", "SOPInstanceUID", "Time")
 
     @staticmethod
@@ -280,6 +285,8 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
             "Class": result["class_name"] if classified else "no lesion found",
             "P(malignant)": f"{result['malignancy_probability']:.6f}" if classified else "nan",
             "Likelihood": result["likelihood"] or "",
+            "Uncertainty": "" if result["uncertainty"] is None else f"{result['uncertainty']:.4f}",
+            "Refer": {True: "yes", False: "no", None: ""}[result["refer"]],
             "Threshold": "argmax" if result["threshold"] is None else f"{result['threshold']:g}",
             "Model version": result["model_version"],
             "Weights SHA-256": result["weights_sha256"],
@@ -396,8 +403,11 @@ class BUSClassifierTest(ScriptedLoadableModuleTest):
         self.assertEqual(value(1, "Localiser version"), localiserVersion)
         for row in (0, 1):
             self.assertIn(value(row, "Class"), ("benign", "malignant"))
+            self.assertIn(value(row, "Refer"), ("yes", "no"))  # the shipped operating point has a refer cut-off
+            self.assertGreaterEqual(float(value(row, "Uncertainty")), 0.0)
             self.delayDisplay(f"{sample['image']} ({sample['pathology']} by histology), {value(row, 'Box source')} "
-                              f"box: {value(row, 'Class')}, P(malignant) {value(row, 'P(malignant)')}")
+                              f"box: {value(row, 'Class')}, P(malignant) {value(row, 'P(malignant)')}, refer "
+                              f"{value(row, 'Refer')} (uncertainty {value(row, 'Uncertainty')})")
         segmentation = lesion_node(volume, "vtkMRMLSegmentationNode").GetSegmentation()
         self.assertEqual(segmentation.GetNumberOfSegments(), 1)
         roi = lesion_node(volume, "vtkMRMLMarkupsROINode")  # over the localiser's box, to move and classify again

@@ -1,0 +1,50 @@
+"""Uncertainty of one classification, from test-time views, and when to refer the image to a reader.
+
+The classifier sees each image once more in a few test-time views: its input mirrored left to right
+and, when it classified the region around a lesion box, that box shifted by :data:`SHIFT` of its
+height up and down and of its width left and right (:func:`shifted_boxes`; the shift the training
+crops already vary by, :class:`monai_bus.data.roi.RandCropToLesiond`). The uncertainty is the standard
+deviation of P(malignant) over the original and these views (:func:`spread`). Its point is not the
+probability (the views are not averaged into it) but which answers depend on exactly where the box
+lies: on the validation images of the shipped model, the spread ranks the errors at the operating point
+above the right answers with an AUC of about 0.8 (docs/model_card.md).
+
+``monai-bus calibrate`` stores :func:`refer_cutoff` of the validation uncertainties as the operating
+point's ``refer_above``: the inference API then flags an image "refer" when its uncertainty is above it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from monai_bus.data.boxes import Box, shift_box
+
+SHIFT = 0.1  # fraction of the box's height (rows) or width (columns)
+REFER_FRACTION = 0.1  # the most uncertain tenth of the validation images is referred
+
+
+def shifted_boxes(box: Box) -> list[Box]:
+    """The box moved by :data:`SHIFT` of its size up, down, left and right (not clipped)."""
+    return [shift_box(box, rows, columns) for rows, columns in ((-SHIFT, 0), (SHIFT, 0), (0, -SHIFT), (0, SHIFT))]
+
+
+def spread(p_malignant: Sequence[float]) -> float:
+    """The standard deviation (population) of P(malignant) over an image's views [V], V >= 2."""
+    p_malignant = np.asarray(p_malignant, dtype=np.float64)
+    if p_malignant.ndim != 1 or len(p_malignant) < 2:
+        raise ValueError(f"the spread needs the P(malignant) of at least 2 views, got shape {p_malignant.shape}.")
+    return float(p_malignant.std())
+
+
+def refer_cutoff(uncertainties: Sequence[float], fraction: float = REFER_FRACTION) -> float:
+    """The uncertainty above which ``fraction`` of the given (validation) images lie: their
+    ``1 - fraction`` quantile (linear interpolation)."""
+    uncertainties = np.asarray(uncertainties, dtype=np.float64)
+    if uncertainties.ndim != 1 or not len(uncertainties) or not np.isfinite(uncertainties).all():
+        raise ValueError(f"uncertainties must be a non-empty 1-D array of finite values, got shape "
+                         f"{uncertainties.shape}.")
+    if not 0 < fraction < 1:
+        raise ValueError(f"the fraction referred must be in (0, 1), got {fraction}.")
+    return float(np.quantile(uncertainties, 1.0 - fraction))

@@ -1,0 +1,118 @@
+"""The uncertainty of a prediction (the spread over test-time views) and its refer flag."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import trained_copy
+from monai_bus.data.loading import load_split
+from monai_bus.inference import NO_BOX_NOTE, BundleClassifier
+from monai_bus.uncertainty import refer_cutoff, shifted_boxes, spread
+
+BOX = (20, 60, 30, 70)
+
+
+@pytest.fixture(scope="module")
+def image(tiny_data) -> np.ndarray:
+    return np.asarray(Image.open(load_split(str(tiny_data / "datalist.json"), "test")[0]["image"]))
+
+
+class LopsidedNetwork(torch.nn.Module):
+    """A stand-in classifier whose logit of malignancy is the brightness of the input's left and upper
+    halves against the rest: unlike a barely trained VGG16, every view changes its answer."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, S, S] -> [B, 2]
+        half = x.shape[-1] // 2
+        left = x[..., :half].mean((1, 2, 3)) - x[..., half:].mean((1, 2, 3))
+        top = x[..., :half, :].mean((1, 2, 3)) - x[..., half:, :].mean((1, 2, 3))
+        return torch.stack([torch.zeros_like(left), 2.0 * left + top], dim=1)
+
+
+def lopsided(classifier: BundleClassifier) -> BundleClassifier:
+    classifier.network = LopsidedNetwork()
+    return classifier
+
+
+def with_operating_point(bundle, **point):
+    """Give the bundle an operating point fitted for its own weights."""
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    checksum = hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    meta["operating_point"] = {"threshold": 0.5, "temperature": 1.0, "weights_sha256": checksum,
+                               "description": "the test's", **point}
+    meta_file.write_text(json.dumps(meta))
+    return bundle
+
+
+def test_shifted_boxes_move_by_a_tenth_of_the_box():
+    assert shifted_boxes(BOX) == [(16, 56, 30, 70), (24, 64, 30, 70), (20, 60, 26, 66), (20, 60, 34, 74)]
+
+
+def test_spread_and_refer_cutoff():
+    assert spread([0.2, 0.4]) == pytest.approx(0.1)
+    assert spread([0.3] * 6) == 0.0
+    assert refer_cutoff(np.arange(11.0)) == pytest.approx(9.0)  # one in ten above it
+    assert refer_cutoff(np.arange(11.0), fraction=0.5) == pytest.approx(5.0)
+    with pytest.raises(ValueError, match="at least 2 views"):
+        spread([0.5])
+    with pytest.raises(ValueError, match="finite"):
+        refer_cutoff([0.1, np.nan])
+    with pytest.raises(ValueError, match=r"in \(0, 1\)"):
+        refer_cutoff([0.1, 0.2], fraction=1.0)
+
+
+def test_uncertainty_is_the_spread_over_the_mirrored_and_shifted_views(roi_bundle, image):
+    """The views, each classified on its own: the image mirrored (with its box mirrored), and the box
+    shifted four ways."""
+    plain = lopsided(BundleClassifier(roi_bundle, device="cpu", uncertainty=False))
+    columns = image.shape[1]
+    views = [plain.predict(image, box=BOX), plain.predict(np.fliplr(image).copy(),
+                                                          box=(BOX[0], BOX[1], columns - BOX[3], columns - BOX[2]))]
+    views += [plain.predict(image, box=box) for box in shifted_boxes(BOX)]
+    assert views[0].uncertainty is None and views[0].refer is None  # not measured, no need to refer
+    p_views = [view.malignancy_probability for view in views]
+
+    assert spread(p_views) > 0.01 and spread(p_views[:1] + p_views[2:]) > 0.01  # each kind of view counts
+    assert abs(spread(p_views) - spread(p_views[:1] + p_views[2:])) > 1e-3 < abs(spread(p_views) - spread(p_views[:2]))
+
+    result = lopsided(BundleClassifier(roi_bundle, device="cpu")).predict(image, box=BOX)
+    assert result.malignancy_probability == pytest.approx(p_views[0], abs=1e-6)  # the views change no answer
+    assert result.uncertainty == pytest.approx(spread(p_views), abs=1e-5)
+    assert result.to_dict()["uncertainty"] == result.uncertainty
+    assert result.refer is None  # no operating point: nothing to compare with
+
+
+def test_refer_above_the_operating_points_cutoff(trained_bundle, image, tmp_path):
+    bundle = trained_copy(trained_bundle, tmp_path / "bundle", roi=True)
+    uncertainty = BundleClassifier(bundle, device="cpu").predict(image, box=BOX).uncertainty
+    for refer_above, expected in ((uncertainty * 0.99, True), (uncertainty * 1.01, False)):
+        result = BundleClassifier(with_operating_point(bundle, refer_above=refer_above), device="cpu").predict(
+            image, box=BOX)
+        assert result.uncertainty == pytest.approx(uncertainty, abs=1e-6)
+        assert result.refer is expected and result.to_dict()["refer"] is expected
+
+    whole = BundleClassifier(bundle, device="cpu").predict(image)  # a lesion-region model without a box
+    assert whole.note.startswith(NO_BOX_NOTE) and whole.refer is True
+
+
+def test_an_operating_point_for_other_weights_refers_nothing(trained_bundle, image, tmp_path):
+    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), refer_above=0.0)
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    meta["operating_point"]["weights_sha256"] = "0" * 64
+    meta_file.write_text(json.dumps(meta))
+    result = BundleClassifier(bundle, device="cpu").predict(image, box=BOX)
+    assert result.uncertainty is not None and result.refer is None and "fitted for other weights" in result.note
+
+
+def test_whole_image_model_views_are_the_mirror_only(whole_bundle, image):
+    plain = lopsided(BundleClassifier(whole_bundle, device="cpu", uncertainty=False))
+    p_views = [plain.predict(view).malignancy_probability for view in (image, np.fliplr(image).copy())]
+    result = lopsided(BundleClassifier(whole_bundle, device="cpu")).predict(image)
+    assert spread(p_views) > 0.01 and result.uncertainty == pytest.approx(spread(p_views), abs=1e-5)
