@@ -217,6 +217,8 @@ def check_infer(url: str, image_id: str, record: dict, when: str) -> dict | None
     check(f"/infer/ {when}: P(malignant), and the weights' version and SHA-256",
           result["malignancy_probability"] == scores[1] and result["model_version"] == record["version"]
           and result["weights_sha256"] == record["sha256"] == record["file_sha256"], (result, record))
+    check(f"/infer/ {when}: an uncertainty and the refer field",
+          isinstance(result.get("uncertainty"), float) and result["uncertainty"] >= 0 and "refer" in result, result)
     return result
 
 
@@ -261,6 +263,9 @@ def check_segmentation(url: str, bundle: Path, item: dict, classified: dict | No
           classified is not None and result.get("class_name") == classified["class_name"]
           and result.get("malignancy_probability") == classified["malignancy_probability"]
           and result.get("box") == list(expected.box), (result, classified))
+    check("segmentation: so do the uncertainty and the refer flag, as the inference API gives them here",
+          expected.uncertainty is not None and abs(result.get("uncertainty", -1.0) - expected.uncertainty) < 1e-4
+          and result.get("refer") == expected.refer, (result, expected.uncertainty, expected.refer))
 
 
 def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: Path) -> None:
