@@ -77,8 +77,9 @@ def test_the_bundle_eval_metrics_are_the_model_card_figures():
         "test_ece": round(internal["both"]["ece"], 3)}
 
 
-@pytest.mark.parametrize("test_set", ["internal", "busbra_to_busi", "busi_to_busbra", "internal_60_epochs",
-                                      "internal_256px"])
+@pytest.mark.parametrize("test_set", ["internal", "busbra_to_busi", "busi_to_busbra", "internal_seed_1",
+                                      "internal_six_levels", "four_levels/internal", "four_levels/busbra_to_busi",
+                                      "four_levels/busi_to_busbra", "internal_60_epochs", "internal_256px"])
 def test_localiser_tables_recompute_identically(tmp_path, test_set):
     localiser = benchmark("localiser")
     committed = RESULTS / "localiser" / test_set

@@ -105,7 +105,7 @@ def test_bundle_files_and_metadata():
     image, pred = META["network_data_format"]["inputs"]["image"], META["network_data_format"]["outputs"]["pred"]
     assert image["num_channels"] == 1 and image["channel_def"] == {"0": "image"}
     assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lesion"}
-    assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128], "num_res_units": 2}
+    assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128, 256], "num_res_units": 2}
     assert set(META["weights"]) == {"models/model.pt"} and "ships weights" in META["description"]
 
 
@@ -118,7 +118,7 @@ def test_verify_net_in_out(n):
     parser.read_meta(str(CONFIGS / "metadata.json"))
     network = parser.get_parsed_content("network_def").eval()
     with torch.no_grad():
-        assert network(torch.rand(2, 1, 8 * n, 8 * n)).shape == (2, 2, 8 * n, 8 * n)  # a mask of the input's size
+        assert network(torch.rand(2, 1, 16 * n, 16 * n)).shape == (2, 2, 16 * n, 16 * n)  # a mask of the input's size
 
 
 def test_ckpt_export_matches_eager(tmp_path):
