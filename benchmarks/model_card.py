@@ -46,7 +46,7 @@ def _calibrated_test() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
 
 def _uncertainty_rows(split: str) -> dict[str, np.ndarray]:
     """Columns of calibration's ``<split>_predictions.csv``: label, predicted (at the operating point),
-    p_malignant, uncertainty, refer, and ``busi``/``busbra`` (the image's dataset), as arrays."""
+    p_malignant, uncertainty, refer, and ``BUSI``/``BUS-BRA`` (whether the image is of that dataset), as arrays."""
     rows = [row for _, row in read_rows(CALIBRATION / f"{split}_predictions.csv",
                                         ("group", "label", "p_malignant", "predicted", "uncertainty", "refer"))]
     columns = {name: np.array([float(row[name]) for row in rows]) for name in ("p_malignant", "uncertainty")}

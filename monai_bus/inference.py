@@ -249,9 +249,10 @@ class BundleClassifier:
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
-                self.temperature > 0):
-            raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1] and a "
-                              f"temperature > 0, got {self.class_names}, {self.threshold} and {self.temperature}.")
+                self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
+            raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "
+                              f"> 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
+                              f"{self.temperature} and {self.refer_above}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         self.weights = load_weights(self.network, self.checkpoint_path, metadata)
         self.version = self.weights["version"]
@@ -331,6 +332,9 @@ class BundleClassifier:
         if self.roi and data.get("bbox") is not None:
             views += [self.preprocessing({**item, "bbox": box})["image"] for box in shifted_boxes(data["bbox"])]
         logits = self.inferer(torch.stack(views).to(self.device), self.network)
+        if not torch.isfinite(logits).all():
+            raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
+                              f"weights of {self.checkpoint_path} are corrupt.")
         return torch.softmax(logits.float() / self.temperature, dim=1)[:, 1].cpu().tolist()
 
     def predict_item(self, item: dict) -> Prediction:

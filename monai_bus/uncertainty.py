@@ -19,15 +19,22 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monai_bus.data.boxes import Box, shift_box
+from monai_bus.data.boxes import Box
 
 SHIFT = 0.1  # fraction of the box's height (rows) or width (columns)
 REFER_FRACTION = 0.1  # the most uncertain tenth of the validation images is referred
 
 
 def shifted_boxes(box: Box) -> list[Box]:
-    """The box moved by :data:`SHIFT` of its size up, down, left and right (not clipped)."""
-    return [shift_box(box, rows, columns) for rows, columns in ((-SHIFT, 0), (SHIFT, 0), (0, -SHIFT), (0, SHIFT))]
+    """The box moved by :data:`SHIFT` of its height up and down and of its width left and right, rounded
+    and at least one pixel (not clipped: at the image's edge the crop then moves less, or not at all,
+    which lowers the spread)."""
+    row_start, row_stop, col_start, col_stop = box
+    rows, columns = (max(1, round(SHIFT * side)) for side in (row_stop - row_start, col_stop - col_start))
+    return [(row_start - rows, row_stop - rows, col_start, col_stop),
+            (row_start + rows, row_stop + rows, col_start, col_stop),
+            (row_start, row_stop, col_start - columns, col_stop - columns),
+            (row_start, row_stop, col_start + columns, col_stop + columns)]
 
 
 def spread(p_malignant: Sequence[float]) -> float:

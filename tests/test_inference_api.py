@@ -143,15 +143,16 @@ def test_demo_command(tmp_path, tiny_data, capsys):
         assert line.replace("| val_auc |", "| auc |") in recomputed
 
 
-def test_one_forward_pass_per_image(trained_bundle, test_image):
+@pytest.mark.parametrize("box", [None, (10, 60, 20, 70)])
+def test_one_forward_pass_per_image(trained_bundle, test_image, box):
     """Logits and attention map come from one pass through VGG16, and the uncertainty's test-time views
-    from one more (a batch)."""
-    for uncertainty, passes in ((False, 1), (True, 2)):
+    from one more: a batch of 1 (the mirror) for a whole image, of 5 around a box."""
+    for uncertainty, batches in ((False, [1]), (True, [1, 1 if box is None else 5])):
         classifier = BundleClassifier(trained_bundle, device="cpu", uncertainty=uncertainty)
         calls = []
-        hook = classifier.network.features[0].register_forward_hook(lambda *args: calls.append(1))
-        result = classifier.predict(test_image)
-        assert len(calls) == passes and result.attention is not None
+        classifier.network.features[0].register_forward_hook(lambda module, inputs, output: calls.append(len(output)))
+        result = classifier.predict(test_image, box=box)
+        assert calls == batches and result.attention is not None
         assert (result.uncertainty is not None) == uncertainty
 
 
@@ -228,7 +229,11 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     uncertainties = [float(row["uncertainty"]) for row in rows]
     assert point["refer_above"] == pytest.approx(refer_cutoff(uncertainties), abs=1e-6)
     assert [int(row["refer"]) for row in rows] == [int(u > report["refer_above"]) for u in uncertainties]
-    assert report["test"]["referred"] <= report["test_images"] and "errors_referred" in report["test"]
+    tested = [row for _, row in read_rows(tmp_path / "report" / "test_predictions.csv",
+                                          ("label", "predicted", "refer"))]
+    assert report["test"]["referred"] == sum(int(row["refer"]) for row in tested)
+    assert report["test"]["errors_referred"] == sum(int(row["refer"]) and row["label"] != row["predicted"]
+                                                    for row in tested)
 
     calibrated = BundleClassifier(bundle, device="cpu").predict(test_image)
     assert calibrated.malignancy_probability == pytest.approx(float(scale([raw], point["temperature"])[0]), abs=1e-5)

@@ -12,7 +12,7 @@ from PIL import Image
 
 from conftest import trained_copy
 from monai_bus.data.loading import load_split
-from monai_bus.inference import NO_BOX_NOTE, BundleClassifier
+from monai_bus.inference import NO_BOX_NOTE, BundleClassifier, BundleError
 from monai_bus.uncertainty import refer_cutoff, shifted_boxes, spread
 
 BOX = (20, 60, 30, 70)
@@ -50,8 +50,9 @@ def with_operating_point(bundle, **point):
     return bundle
 
 
-def test_shifted_boxes_move_by_a_tenth_of_the_box():
+def test_shifted_boxes_move_by_a_tenth_of_the_box_and_at_least_a_pixel():
     assert shifted_boxes(BOX) == [(16, 56, 30, 70), (24, 64, 30, 70), (20, 60, 26, 66), (20, 60, 34, 74)]
+    assert shifted_boxes((0, 4, 10, 35)) == [(-1, 3, 10, 35), (1, 5, 10, 35), (0, 4, 8, 33), (0, 4, 12, 37)]
 
 
 def test_spread_and_refer_cutoff():
@@ -107,8 +108,23 @@ def test_an_operating_point_for_other_weights_refers_nothing(trained_bundle, ima
     meta = json.loads(meta_file.read_text())
     meta["operating_point"]["weights_sha256"] = "0" * 64
     meta_file.write_text(json.dumps(meta))
-    result = BundleClassifier(bundle, device="cpu").predict(image, box=BOX)
-    assert result.uncertainty is not None and result.refer is None and "fitted for other weights" in result.note
+    result = lopsided(BundleClassifier(bundle, device="cpu")).predict(image, box=BOX)
+    assert result.uncertainty > 0.0 and result.refer is None and "fitted for other weights" in result.note
+
+
+@pytest.mark.parametrize("refer_above", [-0.1, float("nan"), float("inf")])
+def test_a_bad_refer_cutoff_is_refused(trained_bundle, tmp_path, refer_above):
+    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), refer_above=refer_above)
+    with pytest.raises(BundleError, match=r"metadata.json: .*a finite refer_above >= 0"):
+        BundleClassifier(bundle, device="cpu")
+
+
+def test_views_with_a_non_finite_output_are_an_error(roi_bundle, image):
+    classifier = BundleClassifier(roi_bundle, device="cpu")
+    forward = classifier.network.forward
+    classifier.network.forward = lambda x: forward(x) * (float("nan") if len(x) > 1 else 1.0)  # the views' batch
+    with pytest.raises(BundleError, match="the network's output is not finite"):
+        classifier.predict(image, box=BOX)
 
 
 def test_whole_image_model_views_are_the_mirror_only(whole_bundle, image):

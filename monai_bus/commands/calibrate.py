@@ -32,12 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _predict(classifier, items: list[dict]):
-    """P(malignant) [N] and uncertainty [N] (NaN when not measured) of the items, as numpy arrays."""
+    """The items' predictions through the inference API: P(malignant) [N], and, when the classifier
+    measures it, the uncertainty [N] and whether each was classified whole by a model trained on lesion
+    regions [N] (which the API always refers), as numpy arrays."""
     import numpy as np
 
     predictions = [classifier.predict_item(item) for item in items]
-    return (np.array([p.malignancy_probability for p in predictions]),
-            np.array([np.nan if p.uncertainty is None else p.uncertainty for p in predictions]))
+    p_malignant = np.array([p.malignancy_probability for p in predictions])
+    if not classifier.uncertainty:
+        return p_malignant
+    return (p_malignant, np.array([p.uncertainty for p in predictions]),
+            np.array([bool(classifier.roi) and p.roi is None for p in predictions]))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,15 +66,19 @@ def run(args: argparse.Namespace) -> int:
     classifier.temperature, classifier.threshold = 1.0, None  # fit on the network's own probabilities
     splits = {name: load_split(args.datalist, name) for name in ("validation", "test")}
     labels = {name: np.array([item["label"] for item in items]) for name, items in splits.items()}
-    raw = {name: _predict(classifier, items)[0] for name, items in splits.items()}
+    raw = {name: _predict(classifier, items) for name, items in splits.items()}
     temperature = fit_temperature(labels["validation"], raw["validation"])
     classifier.temperature, classifier.uncertainty = temperature, True  # the API's answers at that temperature
-    calibrated, uncertainty = {}, {}
+    calibrated, uncertainty, whole = {}, {}, {}
     for name, items in splits.items():
-        calibrated[name], uncertainty[name] = _predict(classifier, items)
+        calibrated[name], uncertainty[name], whole[name] = _predict(classifier, items)
     threshold = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
-    refer_above = refer_cutoff(uncertainty["validation"])
-    referred = uncertainty["test"] > refer_above
+    around_a_box = uncertainty["validation"][~whole["validation"]]
+    if not len(around_a_box):
+        raise CommandError(f"{args.datalist}: no validation image has a lesion box (a bbox or masks) to fit the refer "
+                           "cut-off on.")
+    refer_above = refer_cutoff(around_a_box)  # images classified whole are referred anyway
+    refer = {name: whole[name] | (uncertainty[name] > refer_above) for name in splits}
     errors = (calibrated["test"] >= threshold) != labels["test"]
 
     out = Path(args.out)
@@ -77,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
     for name, items in splits.items():
         write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS, "uncertainty", "refer"), [
             {"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold),
-             "uncertainty": f"{u:.6f}", "refer": int(u > refer_above)}
-            for item, entry, p, u in zip(items, listed[name], calibrated[name], uncertainty[name])])
+             "uncertainty": f"{u:.6f}", "refer": int(r)}
+            for item, entry, p, u, r in zip(items, listed[name], calibrated[name], uncertainty[name], refer[name])])
     test = classification_metrics(labels["test"], np.stack([1 - calibrated["test"], calibrated["test"]], 1), threshold)
     report = {
         "bundle": str(args.bundle), "weights": classifier.weights, "datalist": str(args.datalist),
@@ -88,8 +97,8 @@ def run(args: argparse.Namespace) -> int:
         "test": {"ece_before": expected_calibration_error(labels["test"], raw["test"]),
                  "ece_after": expected_calibration_error(labels["test"], calibrated["test"]),
                  "sensitivity": test["sensitivity"], "specificity": test["specificity"], "auc": test["auc"],
-                 "referred": int(referred.sum()), "errors": int(errors.sum()),
-                 "errors_referred": int(errors[referred].sum())},
+                 "referred": int(refer["test"].sum()), "errors": int(errors.sum()),
+                 "errors_referred": int(errors[refer["test"]].sum())},
     }
     (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
     reliability_diagram(labels["test"], raw["test"], calibrated["test"], out / "reliability.png")

@@ -161,8 +161,8 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         note = f" Note: {result['note']}." if result["note"] else ""
         if result["refer"]:
             spread = "" if result["uncertainty"] is None else (
-                f" (uncertainty {result['uncertainty']:.3f}: the spread of P(malignant) over slightly moved boxes and "
-                "the mirrored image)")
+                f" (uncertainty {result['uncertainty']:.3f}: the spread of P(malignant) over test-time views, the "
+                "image mirrored and, around a box, the box moved a little)")
             note = f" Refer: a reader should decide{spread}.{note}"
         if result["box_source"] == "localiser":
             roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")

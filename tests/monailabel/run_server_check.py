@@ -264,7 +264,8 @@ def check_segmentation(url: str, bundle: Path, item: dict, classified: dict | No
           and result.get("malignancy_probability") == classified["malignancy_probability"]
           and result.get("box") == list(expected.box), (result, classified))
     check("segmentation: so do the uncertainty and the refer flag, as the inference API gives them here",
-          expected.uncertainty is not None and abs(result.get("uncertainty", -1.0) - expected.uncertainty) < 1e-4
+          isinstance(expected.uncertainty, float) and isinstance(result.get("uncertainty"), float)
+          and abs(result["uncertainty"] - expected.uncertainty) < 1e-4
           and result.get("refer") == expected.refer, (result, expected.uncertainty, expected.refer))
 
 
