@@ -1,4 +1,4 @@
-"""Training handlers: the best model, resumable state, and a stop on a non-finite loss.
+"""Training handlers: the best model, resumable state, a stop on a non-finite loss, and an auxiliary mask loss.
 
 Every file is written atomically (a temporary file, then a rename), so a run killed while saving
 leaves the previous file whole.
@@ -18,8 +18,10 @@ from pathlib import Path
 import ignite.distributed as idist
 import numpy as np
 import torch
+import torch.nn.functional as F
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
+from monai.engines import IterationEvents
 from monai.handlers import from_engine
 from monai.transforms import Compose
 from torch.nn.parallel import DataParallel, DistributedDataParallel
@@ -223,5 +225,47 @@ class StopOnNonFiniteLoss:
         if not math.isfinite(loss):
             files = from_engine([self.file_key])(engine.state.batch)  # the batch, decollated by MONAI's trainer
             raise TrainingError(f"the loss is {loss} at epoch {engine.state.epoch}, iteration "
-                                f"{engine.state.iteration}; the batch held {', '.join(map(str, files))}. Training stopped; model.pt is left "
-                                "as it was.")
+                                f"{engine.state.iteration}; the batch held {', '.join(map(str, files))}. Training "
+                                "stopped; model.pt is left as it was.")
+
+
+class AttentionMaskLoss:
+    """Supervise the attention gate with the lesion mask: add ``weight * BCE(alpha, mask)`` to the loss.
+
+    Attached to a ``SupervisedTrainer`` whose network is an
+    :class:`~monai_bus.networks.classifiers.AttentionVGG16`, it keeps the gate's coefficients alpha
+    [B, 1, H/8, W/8] of each training forward pass (a forward hook), averages the batch's lesion mask
+    [B, 1, H, W] (cropped, resized and augmented with the image; see ``lesion_key`` of
+    :func:`~monai_bus.data.transforms.classifier_transforms`) over each cell of the gate's grid, and adds
+    their binary cross-entropy, times ``weight``, to the iteration's loss before the backward pass.
+    Passes in evaluation mode (validation) are ignored.
+
+    Args:
+        network: the trained network (may be wrapped in DDP).
+        weight: the auxiliary loss's weight, > 0.
+        mask_key: the batch key of the lesion masks.
+    """
+
+    def __init__(self, network: torch.nn.Module, weight: float = 0.5, mask_key: str = "lesion") -> None:
+        if not weight > 0:
+            raise ValueError(f"weight must be > 0, got {weight}.")
+        if not hasattr(_unwrap(network), "gate"):
+            raise ValueError(f"the mask loss supervises an attention gate, which {type(_unwrap(network)).__name__} "
+                             "lacks (use AttentionVGG16: attention true).")
+        self.gate = _unwrap(network).gate
+        self.weight, self.mask_key = weight, mask_key
+        self.alpha: torch.Tensor | None = None
+
+    def attach(self, engine: Engine) -> None:
+        self.gate.register_forward_hook(self._keep_alpha)
+        engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
+
+    def _keep_alpha(self, module: torch.nn.Module, inputs, outputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+        if module.training:
+            self.alpha = outputs[1]
+
+    def __call__(self, engine: Engine) -> None:
+        alpha, self.alpha = self.alpha.float(), None
+        mask = engine.state.batch[self.mask_key].to(device=alpha.device, dtype=torch.float32)
+        target = F.adaptive_avg_pool2d(mask, alpha.shape[-2:])
+        engine.state.output["loss"] = engine.state.output["loss"] + self.weight * F.binary_cross_entropy(alpha, target)

@@ -58,7 +58,8 @@ class LoadUltrasoundImaged(MapTransform):
         return d
 
 
-def classifier_transforms(image_size: int, roi: bool, roi_margin: float, random_crop: bool = False) -> list:
+def classifier_transforms(image_size: int, roi: bool, roi_margin: float, random_crop: bool = False,
+                          lesion_key: str | None = None) -> list:
     """The classifier's preprocessing, from a datalist item (or an inference request) to its input.
 
     Load the image (:class:`LoadUltrasoundImaged`); with ``roi``, find the lesion box
@@ -68,13 +69,24 @@ def classifier_transforms(image_size: int, roi: bool, roi_margin: float, random_
     normalise the intensities. Training, validation, evaluation and inference all start with these, so
     the bundle's configs define the preprocessing once.
 
+    With ``lesion_key``, the union of the item's lesion masks
+    (:class:`~monai_bus.data.masks.LoadLesionMaskd`) goes there, cropped and resized with the image, for
+    the training recipe whose loss supervises the attention gate with it
+    (:class:`~monai_bus.handlers.AttentionMaskLoss`).
+
     Returns:
         dictionary transforms; ``image`` comes out as a ``MetaTensor`` [1, image_size, image_size]
-        whose meta data hold the file, the input's ``spatial_shape`` and the cropped region.
+        whose meta data hold the file, the input's ``spatial_shape`` and the cropped region; with
+        ``lesion_key``, the mask as [1, image_size, image_size] in [0, 1].
     """
+    from monai_bus.data.masks import LoadLesionMaskd  # masks.py imports this module
+
+    keys = ["image"] if lesion_key is None else ["image", lesion_key]
     transforms = [LoadUltrasoundImaged("image")]
+    if lesion_key is not None:
+        transforms.append(LoadLesionMaskd(label_key=lesion_key))
     if roi:
-        crop = RandCropToLesiond("image") if random_crop else CropToLesiond("image", margin=roi_margin)
+        crop = RandCropToLesiond(keys) if random_crop else CropToLesiond(keys, margin=roi_margin)
         transforms += [LesionBoxd("mask"), crop]
-    return transforms + [Resized("image", spatial_size=(image_size, image_size), mode="bilinear", anti_aliasing=True),
+    return transforms + [Resized(keys, spatial_size=(image_size, image_size), mode="bilinear", anti_aliasing=True),
                          NormalizeIntensityd("image")]
