@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,15 @@ SHARED_DATASETS = REPO.parent / "shared" / "datasets"
 
 # Small enough to train in seconds on 2 CPU cores; 64 px keeps VGG16's pool5 at 2x2.
 TINY = {"image_size": 64, "batch_size": 8, "num_workers": 0}
+
+
+def benchmark(name: str):
+    """A module of ``benchmarks/``."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        return __import__(name)
+    finally:
+        sys.path.pop(0)
 
 
 def bundle_overrides(bundle_root: Path, data_dir: Path, **extra) -> dict:
@@ -90,3 +101,14 @@ def roi_bundle(tmp_path_factory, trained_bundle) -> Path:
 def whole_bundle(tmp_path_factory, trained_bundle) -> Path:
     """``trained_bundle``'s model in a bundle whose ``roi`` is off (whole images)."""
     return trained_copy(trained_bundle, tmp_path_factory.mktemp("whole") / "bundle", roi=False)
+
+
+def with_operating_point(bundle, **point):
+    """Give the bundle an operating point fitted for its own weights."""
+    meta_file = bundle / "configs" / "metadata.json"
+    meta = json.loads(meta_file.read_text())
+    checksum = hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
+    meta["operating_point"] = {"threshold": 0.5, "temperature": 1.0, "weights_sha256": checksum,
+                               "description": "the test's", **point}
+    meta_file.write_text(json.dumps(meta))
+    return bundle

@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import benchmark
 from monai_bus.study.predictions import read_predictions
 from monai_bus.study.report import summarise, write_comparisons, write_table
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
-BENCHMARKS = RESULTS.parents[1] / "benchmarks"
 ABLATIONS = sorted(path.parent for path in (RESULTS / "recipe").rglob("ablation.md"))
 STUDIES = sorted(path.parent for path in RESULTS.rglob("table1.md"))
 TABLES = ("table1.md", "table1.csv", "table1.json", "comparisons.md", "comparisons.json")
@@ -27,15 +26,6 @@ def test_study_tables_recompute_identically(study, tmp_path):
     write_comparisons(summary, tmp_path)
     for name in TABLES:
         assert (tmp_path / name).read_bytes() == (study / name).read_bytes(), name
-
-
-def benchmark(name: str):
-    """A module of ``benchmarks/``."""
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        return __import__(name)
-    finally:
-        sys.path.pop(0)
 
 
 def test_roi_table_recomputes_identically():
@@ -75,6 +65,16 @@ def test_the_bundle_eval_metrics_are_the_model_card_figures():
         "test_sensitivity": round(internal["both"]["sensitivity"]["value"], 3),
         "test_specificity": round(internal["both"]["specificity"]["value"], 3),
         "test_ece": round(internal["both"]["ece"], 3)}
+
+
+def test_referral_table_recomputes_identically(tmp_path):
+    referral = benchmark("referral")
+    committed = RESULTS / "referral"
+    command = (committed / "table.md").read_text().splitlines()[0].removeprefix("Command: `").removesuffix("`")
+    referral.write_table(referral.summarise(committed / "predictions.csv"), tmp_path, command)
+    for name in ("table.md", "table.json"):
+        assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
+    assert (committed / "table.md").read_text().split("\n", 2)[2] in (committed / "README.md").read_text()
 
 
 @pytest.mark.parametrize("test_set", ["internal", "busbra_to_busi", "busi_to_busbra", "internal_seed_1",

@@ -17,7 +17,7 @@ from packaging.version import Version
 from PIL import Image
 from scipy import ndimage
 
-from conftest import REPO
+from conftest import REPO, benchmark, trained_copy, with_operating_point
 from monai_bus.commands.demo import read_metrics
 from monai_bus.data.boxes import MIN_BOX_SIDE, box_iou
 from monai_bus.data.loading import load_split
@@ -331,19 +331,15 @@ def test_training_on_an_item_without_a_mask_stops_naming_it(tiny_data, tmp_path)
 
 def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(trained_localiser, roi_bundle,
                                                                                tiny_data, tmp_path):
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    try:
-        import localiser as benchmark
-    finally:
-        sys.path.pop(0)
+    localiser_benchmark = benchmark("localiser")
     square = np.zeros((10, 10), dtype=bool)
     square[2:6, 2:6] = True
     shifted = np.roll(square, 2, axis=1)  # 8 of 16 pixels shared
-    assert benchmark.dice(square, square) == 1.0 and benchmark.dice(square, shifted) == pytest.approx(0.5)
-    assert benchmark.dice(np.zeros_like(square), square) == 0.0
+    assert localiser_benchmark.dice(square, square) == 1.0 and localiser_benchmark.dice(square, shifted) == pytest.approx(0.5)
+    assert localiser_benchmark.dice(np.zeros_like(square), square) == 0.0
     assert box_iou((2, 6, 2, 6), (2, 6, 4, 8)) == pytest.approx(8 / 24) and box_iou(None, (0, 1, 0, 1)) == 0
 
-    rows = benchmark.measure(str(trained_localiser), str(roi_bundle), str(tiny_data / "datalist.json"))
+    rows = localiser_benchmark.measure(str(trained_localiser), str(roi_bundle), str(tiny_data / "datalist.json"))
     listed = json.loads((tiny_data / "datalist.json").read_text())["test"]
     assert [row["image"] for row in rows] == [item["image"] for item in listed]
     given = BundleClassifier(roi_bundle, device="cpu")
@@ -354,10 +350,38 @@ def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(
         assert row["found"] == int(found.found) and row["p_localiser_box"] == (
             "" if not found.found else pytest.approx(given.predict(item["image"], box=found.box).malignancy_probability,
                                                      abs=1e-6))
-    write_rows(tmp_path / "predictions.csv", benchmark.COLUMNS, rows)
-    summary = benchmark.summarise(tmp_path / "predictions.csv")
+    write_rows(tmp_path / "predictions.csv", localiser_benchmark.COLUMNS, rows)
+    summary = localiser_benchmark.summarise(tmp_path / "predictions.csv")
     assert list(summary) == ["test"] and summary["test"]["images"] == len(rows)  # one dataset: no "all"
     assert summary["test"]["dice"][0] == pytest.approx(np.mean([row["dice"] for row in rows]), abs=1e-6)
     labels = [int(item["label"]) for item in listed]
     p_whole = [float(row["p_whole_image"]) for row in rows]
     assert summary["test"]["auc_whole_image"][0] == pytest.approx(roc_auc(labels, p_whole))
+
+
+def test_the_referral_benchmark_counts_the_referred_errors_and_localiser_misses(trained_localiser, trained_bundle,
+                                                                               tiny_data, tmp_path):
+    referral = benchmark("referral")
+    bundle = trained_copy(trained_bundle, tmp_path / "bundle", roi=True)
+    datalist = str(tiny_data / "datalist.json")
+    with pytest.raises(SystemExit, match="has no refer_above"):
+        referral.measure(str(trained_localiser), str(bundle), datalist)
+    uncertainties = [float(row["uncertainty"]) for row in referral.measure(
+        str(trained_localiser), str(with_operating_point(bundle, refer_above=1.0)), datalist) if row["uncertainty"] != ""]
+    refer_above = float(np.median(uncertainties))
+    rows = referral.measure(str(trained_localiser), str(with_operating_point(bundle, refer_above=refer_above)),
+                            datalist)
+    assert [row["refer"] for row in rows] == [int(row["uncertainty"] == "" or row["uncertainty"] > refer_above)
+                                              for row in rows]
+    write_rows(tmp_path / "predictions.csv", referral.COLUMNS, rows)
+    summary = referral.summarise(tmp_path / "predictions.csv")["all"]
+    wrong = [row["predicted"] != row["label"] for row in rows]
+    missed = [row["box_iou"] < referral.MISS_IOU for row in rows]
+    assert 0 < summary["referred"] < len(rows)
+    assert (summary["errors"], summary["localiser_misses"]) == (sum(wrong), sum(missed))
+    assert summary["errors_referred"] == sum(w and row["refer"] for w, row in zip(wrong, rows))
+    assert summary["misses_referred"] == sum(m and row["refer"] for m, row in zip(missed, rows))
+    kept = [row for row in rows if not row["refer"]]
+    malignant = [row for row in kept if row["label"] == 1]
+    if malignant:
+        assert summary["sensitivity_kept"] == pytest.approx(np.mean([row["predicted"] == 1 for row in malignant]))

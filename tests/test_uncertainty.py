@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import numpy as np
@@ -10,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import trained_copy
+from conftest import trained_copy, with_operating_point
 from monai_bus.data.loading import load_split
 from monai_bus.inference import NO_BOX_NOTE, BundleClassifier, BundleError
 from monai_bus.uncertainty import refer_cutoff, shifted_boxes, spread
@@ -37,17 +36,6 @@ class LopsidedNetwork(torch.nn.Module):
 def lopsided(classifier: BundleClassifier) -> BundleClassifier:
     classifier.network = LopsidedNetwork()
     return classifier
-
-
-def with_operating_point(bundle, **point):
-    """Give the bundle an operating point fitted for its own weights."""
-    meta_file = bundle / "configs" / "metadata.json"
-    meta = json.loads(meta_file.read_text())
-    checksum = hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
-    meta["operating_point"] = {"threshold": 0.5, "temperature": 1.0, "weights_sha256": checksum,
-                               "description": "the test's", **point}
-    meta_file.write_text(json.dumps(meta))
-    return bundle
 
 
 def test_shifted_boxes_move_by_a_tenth_of_the_box_and_at_least_a_pixel():

@@ -1,0 +1,112 @@
+"""The refer flag as the front ends raise it with no box drawn: around the localiser's box.
+
+    python benchmarks/referral.py --localiser localiser --classifier bundle \\
+        --datalist docs/results/lists/busi_busbra.json --out docs/results/referral
+
+Every test image of the datalist goes through the inference API as ``monai-bus infer IMAGE`` sends it:
+no box, so :class:`monai_bus.inference.BundleClassifier` asks the localiser, classifies around its box
+at the bundle's operating point, and measures the uncertainty over its test-time views
+(:mod:`monai_bus.uncertainty`). ``<out>/predictions.csv`` holds one row per image: the box's IoU with
+the dataset's (``benchmarks/localiser.py``'s measure), P(malignant), the class (empty when no lesion was
+found), the uncertainty and ``refer``. ``<out>/table.md`` and ``table.json``, per dataset: how many
+images are referred, the errors at the operating point and how many of them are referred, the
+localiser's misses (box IoU below :data:`MISS_IOU`, or no lesion) and how many of them are referred,
+and the AUC, sensitivity and specificity on the images not referred.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from localiser import dataset_of
+from monai_bus.data.boxes import box_from_masks, box_iou, mask_union
+from monai_bus.data.loading import load_split
+from monai_bus.inference import BundleClassifier
+from monai_bus.localiser import LesionLocaliser
+from monai_bus.metrics import roc_auc
+from monai_bus.prediction_files import read_rows, write_rows
+
+COLUMNS = ("image", "group", "label", "box_iou", "p_malignant", "predicted", "uncertainty", "refer")
+MISS_IOU = 0.5
+
+
+def measure(localiser: str, classifier: str, datalist: str) -> list[dict]:
+    """One row (COLUMNS) per test item of the datalist."""
+    model = BundleClassifier(classifier, device="cpu", localiser=LesionLocaliser(localiser, device="cpu"))
+    if model.refer_above is None:
+        raise SystemExit(f"{classifier}: its operating point has no refer_above for its weights; run monai-bus "
+                         "calibrate first.")
+    listed = json.loads(Path(datalist).read_text())["test"]  # image paths as the datalist writes them
+    rows = []
+    for item, entry in zip(load_split(datalist, "test"), listed):
+        prediction = model.predict_item({"image": item["image"]})
+        truth = mask_union(item["mask"], prediction.lesion_mask.shape)
+        classified = prediction.class_index is not None
+        rows.append({"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
+                     "box_iou": round(box_iou(prediction.box, box_from_masks(truth)), 6),
+                     "p_malignant": round(prediction.malignancy_probability, 6) if classified else "",
+                     "predicted": prediction.class_index if classified else "",
+                     "uncertainty": round(prediction.uncertainty, 6) if classified else "",
+                     "refer": int(prediction.refer)})
+    return rows
+
+
+def summarise(predictions: Path) -> dict:
+    """Per dataset (:func:`dataset_of`) and for all: the counts of the module's docstring and the rates on
+    the images not referred."""
+    rows = [row for _, row in read_rows(predictions, COLUMNS)]
+    summary = {}
+    for name in sorted({dataset_of(row["group"]) for row in rows}) + ["all"]:
+        chosen = [row for row in rows if name in ("all", dataset_of(row["group"]))]
+        referred = [row["refer"] == "1" for row in chosen]
+        wrong = [row["predicted"] != row["label"] for row in chosen]  # no lesion found counts as wrong
+        missed = [float(row["box_iou"]) < MISS_IOU for row in chosen]
+        kept = [row for row, refer in zip(chosen, referred) if not refer]  # all classified: no lesion refers
+        labels = np.array([int(row["label"]) for row in kept])
+        predicted = np.array([int(row["predicted"]) for row in kept])
+        summary[name] = {
+            "images": len(chosen), "referred": sum(referred), "errors": sum(wrong),
+            "errors_referred": sum(w and r for w, r in zip(wrong, referred)),
+            "localiser_misses": sum(missed), "misses_referred": sum(m and r for m, r in zip(missed, referred)),
+            "auc_kept": roc_auc(labels, np.array([float(row["p_malignant"]) for row in kept])),
+            "sensitivity_kept": float(predicted[labels == 1].mean()),
+            "specificity_kept": float(1 - predicted[labels == 0].mean())}
+    return summary
+
+
+def write_table(summary: dict, out: Path, command: str) -> str:
+    lines = [f"Command: `{command}`", "",
+             "| test set | images | referred | errors at the operating point (referred) | localiser misses "
+             "(referred) | not referred: AUC | sensitivity | specificity |", "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {row['images']} | {row['referred']} | {row['errors']} ({row['errors_referred']}) | "
+              f"{row['localiser_misses']} ({row['misses_referred']}) | {row['auc_kept']:.3f} | "
+              f"{row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |" for name, row in summary.items()]
+    lines += ["", f"A localiser miss: its box's IoU with the dataset's below {MISS_IOU}, or no lesion found (IoU 0). "
+              "An image without a lesion found is referred and counts as an error."]
+    table = "\n".join(lines) + "\n"
+    (out / "table.md").write_text(table)
+    (out / "table.json").write_text(json.dumps(summary, indent=1) + "\n")
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--localiser", required=True, help="trained localiser bundle folder")
+    parser.add_argument("--classifier", required=True, help="classifier bundle folder with an operating point")
+    parser.add_argument("--datalist", required=True, help="datalist whose test items have masks")
+    parser.add_argument("--out", required=True, help="output folder")
+    args = parser.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_rows(out / "predictions.csv", COLUMNS, measure(args.localiser, args.classifier, args.datalist))
+    command = (f"python benchmarks/referral.py --localiser {args.localiser} --classifier {args.classifier} "
+               f"--datalist {args.datalist} --out {args.out}")
+    print(write_table(summarise(out / "predictions.csv"), out, command))
+
+
+if __name__ == "__main__":
+    main()
