@@ -10,7 +10,7 @@ seed 0 before any gets its seed 1.
 Then ``<out>/ablation.md`` and ``ablation.json`` are written from the predictions alone: per variant,
 each seed's test AUC, sensitivity and specificity at the argmax, whether the seed collapsed (fewer
 than 10% of either class called right), the seed-mean AUC with its group-bootstrap 95% CI, the
-spread of AUC across seeds, the paired AUC difference from ``default`` and each run's wall time
+spread of AUC across seeds, the paired AUC difference from its base (:data:`BASES`) and each run's wall time
 (``times.json``; a resumed run's time adds its parts).
 
     python benchmarks/recipes.py --datalist docs/results/lists/busi.json --out docs/results/recipe/busi \\
@@ -32,22 +32,49 @@ from monai_bus.study.runner import run_study
 from monai_bus.study.statistics import group_resamples, percentile_interval
 
 CONFIGURATION = "attention_vgg16_ce_logcosh"
+WIDE_HEAD = {"hidden": 256}
 VARIANTS = {
     "default": {},
-    "wide_head": {"hidden": 256},
+    "wide_head": WIDE_HEAD,
     "balanced_sampling": {
         "train#dataloader#shuffle": False,
         "train#dataloader#sampler": "$torch.utils.data.WeightedRandomSampler("
                                     "[1.0 / [j['label'] for j in @train#dataset#data].count(i['label']) "
                                     "for i in @train#dataset#data], len(@train#dataset#data))",
     },
+    # wide_head, validated, kept and resumed with an exponential moving average of its weights (ignite's EMAHandler)
+    "ema": {
+        **WIDE_HEAD,
+        "train#ema": {"_target_": "ignite.handlers.EMAHandler", "model": "@network", "momentum": 0.02,
+                      "handle_buffers": "update"},
+        "train#trainer#train_handlers": "$@train#handlers + [@train#ema]",
+        "validate#evaluator#network": "$@train#ema.ema_model",
+        "best_model#network": "$@train#ema.ema_model",
+        "train#handlers#3#save_dict#ema_model": "$@train#ema.ema_model",
+    },
+    # wide_head with the attention gate supervised by the lesion mask (monai_bus.handlers.AttentionMaskLoss)
+    "mask_loss": {
+        **WIDE_HEAD,
+        "train#preprocessing#transforms": "$monai_bus.data.transforms.classifier_transforms(@image_size, @flags#roi, "
+                                          "@roi_margin, random_crop=True, lesion_key='lesion') + @train#to_tensors + "
+                                          "@train#random_transforms",
+        "train#to_tensors#0#keys": ["image", "label", "image_file", "lesion"],
+        "train#to_tensors#1#keys": ["image", "label", "lesion"],
+        "train#to_tensors#0#allow_missing_keys": True,  # validation shares to_tensors and has no lesion key
+        "train#to_tensors#1#allow_missing_keys": True,
+        "train#random_transforms#0#keys": ["image", "lesion"],
+        "train#random_transforms#1#keys": ["image", "lesion"],
+        "train#mask_loss": {"_target_": "monai_bus.handlers.AttentionMaskLoss", "network": "@network", "weight": 0.5},
+        "train#trainer#train_handlers": "$@train#handlers + [@train#mask_loss]",
+    },
 }
+BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head"}
+"""The variant each one changes, which the table compares it with."""
 COLLAPSE = 0.1  # a seed collapses when its sensitivity or specificity at the argmax is below this
 
 
 def train_variants(datalist: Path, out: Path, variants: list[str], seeds: int, max_epochs: int) -> None:
     times_file = out / "times.json"
-    times = json.loads(times_file.read_text()) if times_file.is_file() else {}
     for seed in range(seeds):
         for variant in variants:
             runs_csv = out / variant / "predictions.csv"
@@ -57,8 +84,11 @@ def train_variants(datalist: Path, out: Path, variants: list[str], seeds: int, m
             run_study(datalist, out / variant, seeds=seed + 1, max_epochs=max_epochs,
                       configurations=[CONFIGURATION], overrides=VARIANTS[variant])
             key = f"{variant}/seed_{seed}"
+            times = json.loads(times_file.read_text()) if times_file.is_file() else {}  # another variant's may be new
             times[key] = times.get(key, 0.0) + time.perf_counter() - start
-            times_file.write_text(json.dumps(times, indent=1) + "\n")
+            partial = times_file.with_name(f".{times_file.name}.partial")
+            partial.write_text(json.dumps(times, indent=1) + "\n")
+            partial.replace(times_file)
 
 
 def _seed_mean_auc(runs: list, resample: np.ndarray) -> float:
@@ -88,14 +118,15 @@ def summarise(out: Path, variants: list[str], n_resamples: int = 2000) -> dict:
                           "collapsed": min(metrics["sensitivity"], metrics["specificity"]) < COLLAPSE,
                           "minutes": times[f"{variant}/seed_{seed}"] / 60})
         aucs = [s["auc"] for s in seeds]
-        difference = resampled[variant] - resampled["default"] if "default" in resampled else None
+        base = BASES.get(variant)
+        paired = base in runs and len(runs[base]) == len(runs[variant])  # seed means over the same seeds
+        difference = resampled[variant] - resampled[base] if paired else None
         summary["variants"][variant] = {
             "overrides": VARIANTS[variant], "seeds": seeds, "auc": mean_auc[variant],
             "auc_ci": _interval(resampled[variant]), "auc_spread": max(aucs) - min(aucs),
             "collapsed_seeds": sum(s["collapsed"] for s in seeds),
-            "auc_minus_default": None if difference is None else {
-                "mean": mean_auc[variant] - mean_auc["default"],
-                "ci": _interval(difference)},
+            "auc_minus_base": None if difference is None else {
+                "base": base, "mean": mean_auc[variant] - mean_auc[base], "ci": _interval(difference)},
         }
     return summary
 
@@ -105,16 +136,16 @@ def write_summary(summary: dict, out: Path, command: str) -> None:
     lines = [f"# Recipe ablation: {summary['test_images']} test images ({summary['malignant']} malignant)", "",
              f"Command: `{command}`", "",
              "| variant | seed AUCs | seed sens / spec at argmax | collapsed | mean AUC [95% CI] | AUC spread "
-             "| AUC − default [95% CI] | minutes per run |", "|---|---|---|---|---|---|---|---|"]
+             "| AUC − its base [95% CI] | minutes per run |", "|---|---|---|---|---|---|---|---|"]
     for name, variant in summary["variants"].items():
         seeds = variant["seeds"]
-        difference = variant["auc_minus_default"]
+        difference = variant["auc_minus_base"]
         aucs = " ".join(f"{s['auc']:.3f}" for s in seeds)
         rates = " ".join(f"{s['sensitivity']:.2f}/{s['specificity']:.2f}" for s in seeds)
         minutes = " ".join(f"{s['minutes']:.1f}" for s in seeds)
         low, high = variant["auc_ci"]
-        versus = "" if difference is None or name == "default" else \
-            f"{difference['mean']:+.3f} [{difference['ci'][0]:+.3f}, {difference['ci'][1]:+.3f}]"
+        versus = "" if difference is None else \
+            f"{difference['mean']:+.3f} [{difference['ci'][0]:+.3f}, {difference['ci'][1]:+.3f}] ({difference['base']})"
         lines.append(f"| {name} | {aucs} | {rates} | {variant['collapsed_seeds']} of {len(seeds)} "
                      f"| {variant['auc']:.3f} [{low:.3f}, {high:.3f}] | {variant['auc_spread']:.3f} | {versus} "
                      f"| {minutes} |")

@@ -247,12 +247,13 @@ class AttentionMaskLoss:
     """
 
     def __init__(self, network: torch.nn.Module, weight: float = 0.5, mask_key: str = "lesion") -> None:
+        network = _unwrap(network)
         if not weight > 0:
             raise ValueError(f"weight must be > 0, got {weight}.")
-        if not hasattr(_unwrap(network), "gate"):
-            raise ValueError(f"the mask loss supervises an attention gate, which {type(_unwrap(network)).__name__} "
-                             "lacks (use AttentionVGG16: attention true).")
-        self.gate = _unwrap(network).gate
+        if not hasattr(network, "gate"):
+            raise ValueError(f"the mask loss supervises an attention gate, which {type(network).__name__} lacks (use "
+                             "AttentionVGG16: attention true).")
+        self.gate = network.gate
         self.weight, self.mask_key = weight, mask_key
         self.alpha: torch.Tensor | None = None
 
@@ -265,6 +266,10 @@ class AttentionMaskLoss:
             self.alpha = outputs[1]
 
     def __call__(self, engine: Engine) -> None:
+        if self.alpha is None or self.mask_key not in engine.state.batch:
+            raise TrainingError(f"the mask loss needs the gate's coefficients of a training pass and the batch's "
+                                f"'{self.mask_key}' (classifier_transforms' lesion_key); got "
+                                f"{'no coefficients' if self.alpha is None else 'no masks'}.")
         alpha, self.alpha = self.alpha.float(), None
         mask = engine.state.batch[self.mask_key].to(device=alpha.device, dtype=torch.float32)
         target = F.adaptive_avg_pool2d(mask, alpha.shape[-2:])

@@ -10,6 +10,7 @@ from monai.transforms import Compose
 from PIL import Image
 
 from monai_bus.data.transforms import classifier_transforms
+from monai_bus.errors import TrainingError
 from monai_bus.handlers import AttentionMaskLoss
 from monai_bus.networks.classifiers import AttentionVGG16, VGG16Classifier
 
@@ -56,6 +57,15 @@ def test_evaluation_passes_are_not_supervised_and_arguments_are_checked():
         AttentionMaskLoss(network, weight=0.0)
     with pytest.raises(ValueError, match="which VGG16Classifier lacks"):
         AttentionMaskLoss(VGG16Classifier(hidden=4))
+
+
+def test_a_batch_without_masks_is_a_clear_error():
+    torch.manual_seed(0)
+    network = AttentionVGG16(hidden=4, batch_norm=True)
+    trainer, batch = _trainer(network, weight=0.3)
+    del batch["lesion"]
+    with pytest.raises(TrainingError, match="the batch's 'lesion'.*got no masks"):
+        trainer.run()
 
 
 def test_the_mask_is_cropped_resized_and_flipped_with_the_image(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import BUNDLE, TINY
+from conftest import BUNDLE, TINY, benchmark
 from monai_bus.cli import main
 from monai_bus.metrics import METRIC_NAMES, classification_metrics, roc_auc
 from monai_bus.study import StudyError, runner
@@ -259,3 +259,31 @@ def test_paper_recipe_starts_from_the_imagenet_weights_in_the_hub_cache(tmp_path
     imagenet["features.0.weight"] = imagenet["features.0.weight"].sum(1, keepdim=True)  # grey input
     for key, value in imagenet.items():  # one epoch at lr 2e-6 moves a weight by far less than 1e-3
         torch.testing.assert_close(trained[key], value, atol=1e-3, rtol=0)
+
+
+def _train_variant(name: str, datalist: Path, out: Path) -> Path:
+    recipes = benchmark("recipes")
+    runner.run_study(datalist, out, seeds=1, max_epochs=1, configurations=[recipes.CONFIGURATION], bundle=BUNDLE,
+                     overrides={**TINY, **recipes.VARIANTS[name]})
+    return out / "runs" / recipes.CONFIGURATION / "seed_0" / "models"
+
+
+def test_the_ema_variant_validates_and_keeps_the_averaged_weights(tmp_path, datalist):
+    models = _train_variant("ema", datalist, tmp_path / "results")
+    checkpoint = torch.load(models / "checkpoint_last.pt", weights_only=True)  # after the one epoch
+    torch.testing.assert_close(torch.load(models / "model.pt", weights_only=True), checkpoint["ema_model"])
+    assert any(not torch.equal(checkpoint["ema_model"][k], v) for k, v in checkpoint["model"].items())
+
+
+def test_the_mask_loss_variant_trains_with_the_lesion_masks(tmp_path, datalist, monkeypatch):
+    from monai_bus.handlers import AttentionMaskLoss
+
+    calls = []
+    add_to_the_loss = AttentionMaskLoss.__call__
+    monkeypatch.setattr(AttentionMaskLoss, "__call__", lambda self, engine: (calls.append(engine.state.iteration),
+                                                                           add_to_the_loss(self, engine)))
+    models = _train_variant("mask_loss", datalist, tmp_path / "results")
+    assert len(calls) == 3  # every iteration of the epoch: 24 training images in batches of 8
+    train = json.loads((models.parent / "configs" / "train.json").read_text())
+    assert train["train"]["mask_loss"]["_target_"] == "monai_bus.handlers.AttentionMaskLoss"
+    assert (models / "model.pt").is_file()

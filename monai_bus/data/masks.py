@@ -47,8 +47,8 @@ class LoadLesionMaskd(MapTransform):
         masks = [file for key in self.key_iterator(d) for file in np.atleast_1d(d[key]).tolist()]
         if not masks:
             name = image.meta.get("filename_or_obj", "image") if isinstance(image, MetaTensor) else "image"
-            raise InputError(f"{name}: has no lesion mask ({', '.join(map(str, self.keys))}); the localiser trains "
-                             "and is evaluated on images with lesion masks.")
+            raise InputError(f"{name}: has no lesion mask ({', '.join(map(str, self.keys))}); the localiser, and the "
+                             "classifier's mask loss, train and are evaluated on images with lesion masks.")
         union = mask_union(masks, image.shape[-2:])
         d[self.label_key] = MetaTensor(torch.from_numpy(union[None].astype(np.float32)))
         return d
