@@ -97,11 +97,14 @@ def referral() -> dict:
     for name, chosen in sets.items():
         referred, kept = chosen & (test["refer"] == 1), chosen & (test["refer"] == 0)
         wrong = test["predicted"] != test["label"]
+        missed = wrong & (test["label"] == 1)
         rates = classification_metrics(test["label"][kept], np.stack([1 - test["p_malignant"][kept],
                                                                       test["p_malignant"][kept]], 1),
                                        report["threshold"])
         result[name] = {"images": int(chosen.sum()), "referred": int(referred.sum()),
                         "errors_referred": int(wrong[referred].sum()), "errors_kept": int(wrong[kept].sum()),
+                        "missed_cancers": int(missed[chosen].sum()),
+                        "missed_cancers_referred": int(missed[referred].sum()),
                         **{f"{metric}_kept": rates[metric] for metric in ("auc", "sensitivity", "specificity")}}
     ranking = {}
     for split in ("validation", "test"):
@@ -172,13 +175,14 @@ def tables(card: dict) -> str:
     refer = card["referral"]
     lines += ["", f"Referral (uncertainty > {refer['refer_above']:.4f}, the most uncertain tenth of the validation "
               "images), internal test splits at the operating point:", "",
-              "| test set | images | referred | errors among referred | errors among the rest "
-              "| the rest: AUC | sensitivity | specificity |", "|---|---|---|---|---|---|---|---|"]
+              "| test set | images | referred | errors among referred | errors among the rest | missed cancers "
+              "referred | the rest: AUC | sensitivity | specificity |", "|---|---|---|---|---|---|---|---|---|"]
     for name, row in refer["sets"].items():
         kept = row["images"] - row["referred"]
         lines.append(f"| {name} | {row['images']} | {row['referred']} ({row['referred'] / row['images']:.0%}) "
                      f"| {row['errors_referred']} of {row['referred']} | {row['errors_kept']} of {kept} "
-                     f"| {row['auc_kept']:.3f} | {row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |")
+                     f"| {row['missed_cancers_referred']} of {row['missed_cancers']} | {row['auc_kept']:.3f} "
+                     f"| {row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |")
     ranking = refer["error_ranking_auc"]
     lines += ["", f"The uncertainty ranks the errors at the operating point above the right answers with an AUC of "
               f"{ranking['validation']:.3f} on validation and {ranking['test']:.3f} on test."]

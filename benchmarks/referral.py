@@ -9,9 +9,9 @@ at the bundle's operating point, and measures the uncertainty over its test-time
 (:mod:`monai_bus.uncertainty`). ``<out>/predictions.csv`` holds one row per image: the box's IoU with
 the dataset's (``benchmarks/localiser.py``'s measure), P(malignant), the class (empty when no lesion was
 found), the uncertainty and ``refer``. ``<out>/table.md`` and ``table.json``, per dataset: how many
-images are referred, the errors at the operating point and how many of them are referred, the
-localiser's misses (box IoU below :data:`MISS_IOU`, or no lesion) and how many of them are referred,
-and the AUC, sensitivity and specificity on the images not referred.
+images are referred; the errors at the operating point, the missed cancers and false alarms among
+them, the localiser's misses (box IoU below :data:`MISS_IOU`, or no lesion) and the errors on them,
+each with how many are referred; and the AUC, sensitivity and specificity on the images not referred.
 """
 
 from __future__ import annotations
@@ -64,14 +64,16 @@ def summarise(predictions: Path) -> dict:
         chosen = [row for row in rows if name in ("all", dataset_of(row["group"]))]
         referred = [row["refer"] == "1" for row in chosen]
         wrong = [row["predicted"] != row["label"] for row in chosen]  # no lesion found counts as wrong
-        missed = [float(row["box_iou"]) < MISS_IOU for row in chosen]
+        kinds = {"errors": wrong, "missed_cancers": [w and row["label"] == "1" for w, row in zip(wrong, chosen)],
+                 "false_alarms": [row["label"] == "0" and row["predicted"] == "1" for row in chosen],
+                 "localiser_misses": [float(row["box_iou"]) < MISS_IOU for row in chosen]}
+        kinds["errors_on_misses"] = [w and m for w, m in zip(wrong, kinds["localiser_misses"])]
         kept = [row for row, refer in zip(chosen, referred) if not refer]  # all classified: no lesion refers
         labels = np.array([int(row["label"]) for row in kept])
         predicted = np.array([int(row["predicted"]) for row in kept])
         summary[name] = {
-            "images": len(chosen), "referred": sum(referred), "errors": sum(wrong),
-            "errors_referred": sum(w and r for w, r in zip(wrong, referred)),
-            "localiser_misses": sum(missed), "misses_referred": sum(m and r for m, r in zip(missed, referred)),
+            "images": len(chosen), "referred": sum(referred),
+            **{key: [sum(flags), sum(f and r for f, r in zip(flags, referred))] for key, flags in kinds.items()},
             "auc_kept": roc_auc(labels, np.array([float(row["p_malignant"]) for row in kept])),
             "sensitivity_kept": float(predicted[labels == 1].mean()),
             "specificity_kept": float(1 - predicted[labels == 0].mean())}
@@ -79,14 +81,19 @@ def summarise(predictions: Path) -> dict:
 
 
 def write_table(summary: dict, out: Path, command: str) -> str:
+    counted = ("errors", "missed_cancers", "false_alarms", "localiser_misses", "errors_on_misses")
     lines = [f"Command: `{command}`", "",
-             "| test set | images | referred | errors at the operating point (referred) | localiser misses "
-             "(referred) | not referred: AUC | sensitivity | specificity |", "|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {row['images']} | {row['referred']} | {row['errors']} ({row['errors_referred']}) | "
-              f"{row['localiser_misses']} ({row['misses_referred']}) | {row['auc_kept']:.3f} | "
-              f"{row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |" for name, row in summary.items()]
-    lines += ["", f"A localiser miss: its box's IoU with the dataset's below {MISS_IOU}, or no lesion found (IoU 0). "
-              "An image without a lesion found is referred and counts as an error."]
+             "| test set | images | referred | errors at the operating point | missed cancers | false alarms "
+             "| localiser misses | errors on them | not referred: AUC | sensitivity | specificity |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {row['images']} | {row['referred']} | "
+              + " | ".join(f"{row[key][0]} ({row[key][1]} referred)" for key in counted)
+              + f" | {row['auc_kept']:.3f} | {row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |"
+              for name, row in summary.items()]
+    lines += ["", "Counts with, in brackets, how many of them are referred. A missed cancer: a malignant lesion not "
+              "called malignant (or not found); a false alarm: a benign one called malignant. A localiser miss: "
+              f"its box's IoU with the dataset's below {MISS_IOU}, or no lesion found (IoU 0). An image without a "
+              "lesion found is referred and counts as an error."]
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     (out / "table.json").write_text(json.dumps(summary, indent=1) + "\n")

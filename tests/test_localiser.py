@@ -335,7 +335,8 @@ def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(
     square = np.zeros((10, 10), dtype=bool)
     square[2:6, 2:6] = True
     shifted = np.roll(square, 2, axis=1)  # 8 of 16 pixels shared
-    assert localiser_benchmark.dice(square, square) == 1.0 and localiser_benchmark.dice(square, shifted) == pytest.approx(0.5)
+    assert localiser_benchmark.dice(square, square) == 1.0
+    assert localiser_benchmark.dice(square, shifted) == pytest.approx(0.5)
     assert localiser_benchmark.dice(np.zeros_like(square), square) == 0.0
     assert box_iou((2, 6, 2, 6), (2, 6, 4, 8)) == pytest.approx(8 / 24) and box_iou(None, (0, 1, 0, 1)) == 0
 
@@ -366,8 +367,8 @@ def test_the_referral_benchmark_counts_the_referred_errors_and_localiser_misses(
     datalist = str(tiny_data / "datalist.json")
     with pytest.raises(SystemExit, match="has no refer_above"):
         referral.measure(str(trained_localiser), str(bundle), datalist)
-    uncertainties = [float(row["uncertainty"]) for row in referral.measure(
-        str(trained_localiser), str(with_operating_point(bundle, refer_above=1.0)), datalist) if row["uncertainty"] != ""]
+    unreferred = referral.measure(str(trained_localiser), str(with_operating_point(bundle, refer_above=1.0)), datalist)
+    uncertainties = [float(row["uncertainty"]) for row in unreferred if row["uncertainty"] != ""]
     refer_above = float(np.median(uncertainties))
     rows = referral.measure(str(trained_localiser), str(with_operating_point(bundle, refer_above=refer_above)),
                             datalist)
@@ -377,10 +378,12 @@ def test_the_referral_benchmark_counts_the_referred_errors_and_localiser_misses(
     summary = referral.summarise(tmp_path / "predictions.csv")["all"]
     wrong = [row["predicted"] != row["label"] for row in rows]
     missed = [row["box_iou"] < referral.MISS_IOU for row in rows]
+    expected = {"errors": wrong, "missed_cancers": [w and row["label"] == 1 for w, row in zip(wrong, rows)],
+                "false_alarms": [row["label"] == 0 and row["predicted"] == 1 for row in rows],
+                "localiser_misses": missed, "errors_on_misses": [w and m for w, m in zip(wrong, missed)]}
     assert 0 < summary["referred"] < len(rows)
-    assert (summary["errors"], summary["localiser_misses"]) == (sum(wrong), sum(missed))
-    assert summary["errors_referred"] == sum(w and row["refer"] for w, row in zip(wrong, rows))
-    assert summary["misses_referred"] == sum(m and row["refer"] for m, row in zip(missed, rows))
+    for key, flags in expected.items():
+        assert summary[key] == [sum(flags), sum(f and row["refer"] for f, row in zip(flags, rows))], key
     kept = [row for row in rows if not row["refer"]]
     malignant = [row for row in kept if row["label"] == 1]
     if malignant:
