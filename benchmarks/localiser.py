@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import torch
@@ -133,8 +135,11 @@ def write_table(summary: dict, out: Path, command: str) -> str:
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def run_benchmark(module: ModuleType) -> None:
+    """The command line of this benchmark and of ``benchmarks/referral.py``: ``module.measure`` the test
+    split with a localiser and a classifier, write ``<out>/predictions.csv`` (``module.COLUMNS``), then
+    ``module.write_table`` of ``module.summarise``, with the command that made them."""
+    parser = argparse.ArgumentParser(description=module.__doc__.splitlines()[0])
     parser.add_argument("--localiser", required=True, help="trained localiser bundle folder")
     parser.add_argument("--classifier", required=True, help="trained classifier bundle folder (roi true)")
     parser.add_argument("--datalist", required=True, help="datalist whose test items have masks")
@@ -142,11 +147,11 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / "predictions.csv", COLUMNS, measure(args.localiser, args.classifier, args.datalist))
-    command = (f"python benchmarks/localiser.py --localiser {args.localiser} --classifier {args.classifier} "
-               f"--datalist {args.datalist} --out {args.out}")
-    print(write_table(summarise(out / "predictions.csv"), out, command))
+    write_rows(out / "predictions.csv", module.COLUMNS, module.measure(args.localiser, args.classifier, args.datalist))
+    command = (f"python benchmarks/{Path(module.__file__).name} --localiser {args.localiser} --classifier "
+               f"{args.classifier} --datalist {args.datalist} --out {args.out}")
+    print(module.write_table(module.summarise(out / "predictions.csv"), out, command))
 
 
 if __name__ == "__main__":
-    main()
+    run_benchmark(sys.modules[__name__])

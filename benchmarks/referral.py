@@ -16,19 +16,19 @@ each with how many are referred; and the AUC, sensitivity and specificity on the
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from localiser import dataset_of
+from localiser import dataset_of, run_benchmark
 from monai_bus.data.boxes import box_from_masks, box_iou, mask_union
 from monai_bus.data.loading import load_split
 from monai_bus.inference import BundleClassifier
 from monai_bus.localiser import LesionLocaliser
 from monai_bus.metrics import roc_auc
-from monai_bus.prediction_files import read_rows, write_rows
+from monai_bus.prediction_files import read_rows
 
 COLUMNS = ("image", "group", "label", "box_iou", "p_malignant", "predicted", "uncertainty", "refer")
 MISS_IOU = 0.5
@@ -100,20 +100,5 @@ def write_table(summary: dict, out: Path, command: str) -> str:
     return table
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--localiser", required=True, help="trained localiser bundle folder")
-    parser.add_argument("--classifier", required=True, help="classifier bundle folder with an operating point")
-    parser.add_argument("--datalist", required=True, help="datalist whose test items have masks")
-    parser.add_argument("--out", required=True, help="output folder")
-    args = parser.parse_args()
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / "predictions.csv", COLUMNS, measure(args.localiser, args.classifier, args.datalist))
-    command = (f"python benchmarks/referral.py --localiser {args.localiser} --classifier {args.classifier} "
-               f"--datalist {args.datalist} --out {args.out}")
-    print(write_table(summarise(out / "predictions.csv"), out, command))
-
-
 if __name__ == "__main__":
-    main()
+    run_benchmark(sys.modules[__name__])
