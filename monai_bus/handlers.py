@@ -233,12 +233,13 @@ class AttentionMaskLoss:
     """Supervise the attention gate with the lesion mask: add ``weight * BCE(alpha, mask)`` to the loss.
 
     Attached to a ``SupervisedTrainer`` whose network is an
-    :class:`~monai_bus.networks.classifiers.AttentionVGG16`, it keeps the gate's coefficients alpha
-    [B, 1, H/8, W/8] of each training forward pass (a forward hook), averages the batch's lesion mask
-    [B, 1, H, W] (cropped, resized and augmented with the image; see ``lesion_key`` of
-    :func:`~monai_bus.data.transforms.classifier_transforms`) over each cell of the gate's grid, and adds
-    their binary cross-entropy, times ``weight``, to the iteration's loss before the backward pass.
-    Passes in evaluation mode (validation) are ignored.
+    :class:`~monai_bus.networks.classifiers.AttentionVGG16`, it keeps the logits of the gate's coefficients
+    (``psi``'s output, alpha = sigmoid(logits), [B, 1, H/8, W/8]) of each training forward pass (a forward
+    hook), averages the batch's lesion mask [B, 1, H, W] (cropped, resized and augmented with the image;
+    see ``lesion_key`` of :func:`~monai_bus.data.transforms.classifier_transforms`) over each cell of the
+    gate's grid, and adds their binary cross-entropy, times ``weight``, to the iteration's loss before the
+    backward pass. The loss is computed from the logits in float32, so a coefficient that bf16 rounds to
+    exactly 0 or 1 still gets a gradient. Passes in evaluation mode (validation) are ignored.
 
     Args:
         network: the trained network (may be wrapped in DDP).
@@ -255,22 +256,23 @@ class AttentionMaskLoss:
                              "AttentionVGG16: attention true).")
         self.gate = network.gate
         self.weight, self.mask_key = weight, mask_key
-        self.alpha: torch.Tensor | None = None
+        self.logits: torch.Tensor | None = None
 
     def attach(self, engine: Engine) -> None:
-        self.gate.register_forward_hook(self._keep_alpha)
+        self.gate.psi.register_forward_hook(self._keep_logits)
         engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
 
-    def _keep_alpha(self, module: torch.nn.Module, inputs, outputs: tuple[torch.Tensor, torch.Tensor]) -> None:
+    def _keep_logits(self, module: torch.nn.Module, inputs, logits: torch.Tensor) -> None:
         if module.training:
-            self.alpha = outputs[1]
+            self.logits = logits
 
     def __call__(self, engine: Engine) -> None:
-        if self.alpha is None or self.mask_key not in engine.state.batch:
+        if self.logits is None or self.mask_key not in engine.state.batch:
             raise TrainingError(f"the mask loss needs the gate's coefficients of a training pass and the batch's "
                                 f"'{self.mask_key}' (classifier_transforms' lesion_key); got "
-                                f"{'no coefficients' if self.alpha is None else 'no masks'}.")
-        alpha, self.alpha = self.alpha.float(), None
-        mask = engine.state.batch[self.mask_key].to(device=alpha.device, dtype=torch.float32)
-        target = F.adaptive_avg_pool2d(mask, alpha.shape[-2:])
-        engine.state.output["loss"] = engine.state.output["loss"] + self.weight * F.binary_cross_entropy(alpha, target)
+                                f"{'no coefficients' if self.logits is None else 'no masks'}.")
+        logits, self.logits = self.logits.float(), None
+        mask = engine.state.batch[self.mask_key].to(device=logits.device, dtype=torch.float32)
+        target = F.adaptive_avg_pool2d(mask, logits.shape[-2:])
+        loss = F.binary_cross_entropy_with_logits(logits, target)
+        engine.state.output["loss"] = engine.state.output["loss"] + self.weight * loss

@@ -37,10 +37,20 @@ def test_the_loss_adds_the_weighted_bce_of_the_gate_which_learns_from_it():
     trainer.run()
     target = F.adaptive_avg_pool2d(batch["lesion"], (8, 8))
     assert set(target.unique().tolist()) == {0.0, 0.5, 1.0}  # the mask's edges fall inside cells
-    expected = 0.3 * F.binary_cross_entropy(alphas[0], target)
+    expected = 0.3 * F.binary_cross_entropy(alphas[0], target)  # equal to the logits form where alpha is not 0 or 1
     assert from_engine(["loss"], first=True)(trainer.state.output) == pytest.approx(expected.item(), rel=1e-5)
     assert not torch.equal(network.gate.psi.weight, gate)
     assert torch.equal(network.head[0].weight, head)
+
+
+def test_a_saturated_gate_still_learns():
+    torch.manual_seed(0)
+    network = AttentionVGG16(hidden=4, batch_norm=True)
+    with torch.no_grad():
+        network.gate.psi.bias.fill_(30.0)  # alpha rounds to exactly 1 even in float32
+    trainer, _ = _trainer(network, weight=0.3)
+    trainer.run()
+    assert network.gate.psi.bias.item() < 30.0  # pulled down towards the mask's zeros
 
 
 def test_evaluation_passes_are_not_supervised_and_arguments_are_checked():
@@ -52,7 +62,7 @@ def test_evaluation_passes_are_not_supervised_and_arguments_are_checked():
     network.eval()
     with torch.no_grad():
         network(torch.randn(1, 1, 64, 64))
-    assert handler.alpha is None
+    assert handler.logits is None
     with pytest.raises(ValueError, match="weight must be > 0"):
         AttentionMaskLoss(network, weight=0.0)
     with pytest.raises(ValueError, match="which VGG16Classifier lacks"):
