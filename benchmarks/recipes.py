@@ -53,20 +53,7 @@ VARIANTS = {
         "train#handlers#3#save_dict#ema_model": "$@train#ema.ema_model",
     },
     # wide_head with the attention gate supervised by the lesion mask (monai_bus.handlers.AttentionMaskLoss)
-    "mask_loss": {
-        **WIDE_HEAD,
-        "train#preprocessing#transforms": "$monai_bus.data.transforms.classifier_transforms(@image_size, @flags#roi, "
-                                          "@roi_margin, random_crop=True, lesion_key='lesion') + @train#to_tensors + "
-                                          "@train#random_transforms",
-        "train#to_tensors#0#keys": ["image", "label", "image_file", "lesion"],
-        "train#to_tensors#1#keys": ["image", "label", "lesion"],
-        "train#to_tensors#0#allow_missing_keys": True,  # validation shares to_tensors and has no lesion key
-        "train#to_tensors#1#allow_missing_keys": True,
-        "train#random_transforms#0#keys": ["image", "lesion"],
-        "train#random_transforms#1#keys": ["image", "lesion"],
-        "train#mask_loss": {"_target_": "monai_bus.handlers.AttentionMaskLoss", "network": "@network", "weight": 0.5},
-        "train#trainer#train_handlers": "$@train#handlers + [@train#mask_loss]",
-    },
+    "mask_loss": {**WIDE_HEAD, "mask_loss_weight": 0.5},
 }
 BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head"}
 """The variant each one changes, which the table compares it with."""

@@ -82,6 +82,7 @@ def train(bundle: Path, roi: bool, datalist: str, max_epochs: int) -> dict:
         config_file=str(bundle / "configs" / "train.json"), meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=False, workflow_type="train", bundle_root=str(bundle), datalist=datalist,
         max_epochs=max_epochs, seed=SEED, pretrained=False, attention=True, loss="ce_logcosh", resume=False,
+        mask_loss_weight=0,  # as measured, before the mask loss joined the default recipe
     )
     flow.initialize()
     curve: list[float] = []

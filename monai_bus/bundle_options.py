@@ -35,6 +35,27 @@ def flag(value, name: str) -> bool:
     raise InputError(f"--{name} must be true or false (also True/False or 1/0), got {value!r}.")
 
 
+def check_mask_loss(weight, attention: bool, training: list[dict]) -> None:
+    """Check ``mask_loss_weight`` before any image is read: a number >= 0, and when above 0, an attention
+    gate to supervise and a lesion ``mask`` on every training item.
+
+    Raises:
+        InputError: naming the id and the problem; for items without a mask, how many and the first.
+    """
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not weight >= 0:
+        raise InputError(f"--mask_loss_weight must be a number >= 0 (0 turns the mask loss off), got {weight!r}.")
+    if weight == 0:
+        return
+    if not attention:
+        raise InputError(f"--mask_loss_weight {weight} supervises the attention gate, which the network lacks with "
+                         "attention false: set attention true, or --mask_loss_weight 0.")
+    without = [item["image"] for item in training if not item.get("mask")]
+    if without:
+        raise InputError(f"--mask_loss_weight {weight} needs a lesion mask for every training image; {len(without)} of "
+                         f"{len(training)} have none (the first: {without[0]}). Add their masks, or train on boxes "
+                         "alone with --mask_loss_weight 0.")
+
+
 def bundle_path(bundle_root: str | os.PathLike, name: str) -> str:
     """``<bundle_root>/<name>``, a folder the bundle writes to, once ``bundle_root`` is known to be a bundle.
 

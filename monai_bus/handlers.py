@@ -26,7 +26,7 @@ from monai.handlers import from_engine
 from monai.transforms import Compose
 from torch.nn.parallel import DataParallel, DistributedDataParallel
 
-from monai_bus.errors import TrainingError
+from monai_bus.errors import InputError, TrainingError
 from monai_bus.weights import save_atomically, sha256, write_record
 
 logger = logging.getLogger(__name__)
@@ -241,24 +241,31 @@ class AttentionMaskLoss:
     backward pass. The loss is computed from the logits in float32, so a coefficient that bf16 rounds to
     exactly 0 or 1 still gets a gradient. Passes in evaluation mode (validation) are ignored.
 
+    Weight 0 turns it off: attaching does nothing, and the network need not have a gate. The paper's
+    recipe, the study's Table 1 runs and MONAI Label's fine-tuning on class labels train without it.
+
     Args:
         network: the trained network (may be wrapped in DDP).
-        weight: the auxiliary loss's weight, > 0.
+        weight: the auxiliary loss's weight, >= 0.
         mask_key: the batch key of the lesion masks.
     """
 
     def __init__(self, network: torch.nn.Module, weight: float = 0.5, mask_key: str = "lesion") -> None:
         network = _unwrap(network)
-        if not weight > 0:
-            raise ValueError(f"weight must be > 0, got {weight}.")
-        if not hasattr(network, "gate"):
-            raise ValueError(f"the mask loss supervises an attention gate, which {type(network).__name__} lacks (use "
-                             "AttentionVGG16: attention true).")
-        self.gate = network.gate
+        if not weight >= 0:
+            raise InputError(f"the mask loss's weight (the bundle's mask_loss_weight) must be >= 0, got {weight}.")
         self.weight, self.mask_key = weight, mask_key
         self.logits: torch.Tensor | None = None
+        if weight == 0:
+            return
+        if not hasattr(network, "gate"):
+            raise InputError(f"the mask loss (mask_loss_weight {weight}) supervises an attention gate, which "
+                             f"{type(network).__name__} lacks: set attention true, or mask_loss_weight 0.")
+        self.gate = network.gate
 
     def attach(self, engine: Engine) -> None:
+        if self.weight == 0:
+            return
         self.gate.psi.register_forward_hook(self._keep_logits)
         engine.add_event_handler(IterationEvents.LOSS_COMPLETED, self)
 

@@ -244,6 +244,8 @@ def make_nan_image(item, tiny_data, folder):
     ("box outside", "{image}: the lesion box [500, 600, 0, 20] lies outside the image"),
     ("nan image", "{image}: 1 pixels are NaN or infinite"),
     ("missing image", "'training' item 2 ({raw}): {image} not found"),
+    ("box without a mask", "--mask_loss_weight 0.5 needs a lesion mask for every training image; 1 of 30 have none "
+                           "(the first: {image}). Add their masks, or train on boxes alone with --mask_loss_weight 0."),
 ])
 def test_training_stops_with_one_line_naming_the_item(tmp_path, tiny_data, case, problem):
     bundle = copy_bundle(tmp_path / "bundle")
@@ -256,6 +258,9 @@ def test_training_stops_with_one_line_naming_the_item(tmp_path, tiny_data, case,
             item["bbox"] = [500, 600, 0, 20]
         elif case == "nan image":
             make_nan_image(item, tiny_data, tmp_path)
+        elif case == "box without a mask":
+            item["bbox"] = [10, 60, 10, 60]
+            del item["mask"]
         else:
             item["image"] = str(tmp_path / "gone.png")
     datalist = datalist_with(tiny_data, tmp_path, change)
@@ -265,6 +270,20 @@ def test_training_stops_with_one_line_naming_the_item(tmp_path, tiny_data, case,
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("error: ") and problem.format(raw=raw, image=tiny_data / raw) in last, result.stderr[-2000:]
     assert not (bundle / "models" / "model.pt").exists()
+
+
+@pytest.mark.parametrize("split, weight", [("validation", 0.5), ("training", 0)])
+def test_items_with_boxes_alone(tmp_path, tiny_data, split, weight):
+    """The mask loss needs masks on the training items only; with weight 0, none."""
+    bundle = copy_bundle(tmp_path / "bundle")
+
+    def boxes_only(datalist):
+        for item in datalist[split]:
+            item["bbox"] = [10, 60, 10, 60]
+            del item["mask"]
+    result = run_training(bundle, tiny_data, datalist_with(tiny_data, tmp_path, boxes_only), mask_loss_weight=weight)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert (bundle / "models" / "model.pt").is_file()
 
 
 def test_a_non_finite_loss_stops_training_and_names_the_batch(tmp_path, tiny_data):

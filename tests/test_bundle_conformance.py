@@ -193,7 +193,7 @@ def test_every_boolean_id_of_train_json_both_ways(tmp_path):
                for key, value in vgg16_features(3, batch_norm=True).state_dict().items()}
     torch.save(weights, tmp_path / "vgg16_bn.pth")
     off = probe(bundle, "train.json", "probe_train", roi="false", attention="False", batch_norm=0,
-                pretrained="false", amp="False", channels_last=0, resume="false")
+                pretrained="false", amp="False", channels_last=0, resume="false", mask_loss_weight=0)
     assert off == dict.fromkeys(off, False) and len(off) == 7
     on = probe(bundle, "train.json", "probe_train", roi="true", attention="True", batch_norm=1, pretrained="true",
                pretrained_path=tmp_path / "vgg16_bn.pth", amp="True", channels_last=1, resume="true")
@@ -217,3 +217,19 @@ def test_a_wrong_boolean_is_refused_by_name(tmp_path):
                                         "--bundle_root", str(bundle), "--roi", "maybe"), cwd=bundle)
     assert result.returncode != 0
     assert "--roi must be true or false (also True/False or 1/0), got 'maybe'" in result.stderr
+
+
+@pytest.mark.parametrize("arguments, problem", [
+    (["--attention", "false"], "--mask_loss_weight 0.5 supervises the attention gate, which the network lacks with "
+                               "attention false: set attention true, or --mask_loss_weight 0."),
+    (["--mask_loss_weight", "-1"], "--mask_loss_weight must be a number >= 0 (0 turns the mask loss off), got -1."),
+    (["--mask_loss_weight", "high"], "--mask_loss_weight must be a number >= 0 (0 turns the mask loss off), got 'high'."),
+])
+def test_a_bad_mask_loss_is_refused_in_one_line_before_training(tmp_path, tiny_data, arguments, problem):
+    bundle = copy_bundle(tmp_path / "bundle")
+    result = run_command(bundle_command("run", "training", "--config_file", str(bundle / "configs" / "train.json"),
+                                        "--bundle_root", str(bundle), "--dataset_dir", str(tiny_data), *arguments),
+                         cwd=bundle)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"error: {problem}"
+    assert "Loading dataset" not in result.stdout + result.stderr  # refused before any image is cached

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from monai.engines import SupervisedTrainer
+from monai.engines import IterationEvents, SupervisedTrainer
 from monai.handlers import from_engine
 from monai.transforms import Compose
 from PIL import Image
 
 from monai_bus.data.transforms import classifier_transforms
-from monai_bus.errors import TrainingError
+from monai_bus.errors import InputError, TrainingError
 from monai_bus.handlers import AttentionMaskLoss
 from monai_bus.networks.classifiers import AttentionVGG16, VGG16Classifier
 
@@ -63,10 +63,21 @@ def test_evaluation_passes_are_not_supervised_and_arguments_are_checked():
     with torch.no_grad():
         network(torch.randn(1, 1, 64, 64))
     assert handler.logits is None
-    with pytest.raises(ValueError, match="weight must be > 0"):
-        AttentionMaskLoss(network, weight=0.0)
-    with pytest.raises(ValueError, match="which VGG16Classifier lacks"):
+    with pytest.raises(InputError, match=r"weight\) must be >= 0, got -0.1"):
+        AttentionMaskLoss(network, weight=-0.1)
+    with pytest.raises(InputError, match="which VGG16Classifier lacks: set attention true, or mask_loss_weight 0"):
         AttentionMaskLoss(VGG16Classifier(hidden=4))
+
+
+def test_weight_zero_turns_it_off():
+    torch.manual_seed(0)
+    trainer, batch = _trainer(VGG16Classifier(hidden=4, batch_norm=True), weight=0.0)  # no gate needed
+    del batch["lesion"]  # nor masks
+    trainer.run()
+    network = AttentionVGG16(hidden=4, batch_norm=True)
+    trainer, _ = _trainer(network, weight=0.0)
+    assert not network.gate.psi._forward_hooks
+    assert not trainer.has_event_handler(AttentionMaskLoss.__call__, IterationEvents.LOSS_COMPLETED)
 
 
 def test_a_batch_without_masks_is_a_clear_error():

@@ -145,6 +145,7 @@ def test_prepare_run_writes_the_run_settings(tmp_path):
     assert train["optimizer"]["_target_"] == "torch.optim.RMSprop" and train["train"]["random_transforms"] == []
     assert model_settings["attention"] is False and model_settings["batch_norm"] is False  # paper recipe: no BN
     assert model_settings["hidden"] == 10  # the paper's head, from paper_recipe.json
+    assert train["mask_loss_weight"] == 0  # nor does the paper supervise the gate with masks
     assert "weights" not in metadata and "operating_point" not in metadata  # the source's shipped weights stay there
     assert not (tmp_path / "run" / "models").exists()
     assert train["batch_norm"] == "$@model_settings['batch_norm']"  # read from the metadata, as inference does
@@ -273,6 +274,7 @@ def test_the_ema_variant_validates_and_keeps_the_averaged_weights(tmp_path, data
     checkpoint = torch.load(models / "checkpoint_last.pt", weights_only=True)  # after the one epoch
     torch.testing.assert_close(torch.load(models / "model.pt", weights_only=True), checkpoint["ema_model"])
     assert any(not torch.equal(checkpoint["ema_model"][k], v) for k, v in checkpoint["model"].items())
+    assert json.loads((models.parent / "configs" / "train.json").read_text())["mask_loss_weight"] == 0  # the study's
 
 
 def test_the_mask_loss_variant_trains_with_the_lesion_masks(tmp_path, datalist, monkeypatch):
@@ -285,5 +287,5 @@ def test_the_mask_loss_variant_trains_with_the_lesion_masks(tmp_path, datalist, 
     models = _train_variant("mask_loss", datalist, tmp_path / "results")
     assert len(calls) == 3  # every iteration of the epoch: 24 training images in batches of 8
     train = json.loads((models.parent / "configs" / "train.json").read_text())
-    assert train["train"]["mask_loss"]["_target_"] == "monai_bus.handlers.AttentionMaskLoss"
+    assert train["mask_loss_weight"] == 0.5
     assert (models / "model.pt").is_file()

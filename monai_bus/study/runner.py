@@ -26,6 +26,8 @@ from monai_bus.study.report import summarise, write_comparisons, write_table
 STUDY_IDS = ("datalist", "attention", "loss", "seed", "max_epochs", "bundle_root")
 # the paper's head: Table 1's networks have 10 hidden units whatever the bundle's default (overridable)
 PAPER_HIDDEN = 10
+# nor do they supervise the attention gate with the lesion masks (overridable)
+PAPER_MASK_LOSS_WEIGHT = 0
 
 
 def _log(message: str) -> None:
@@ -116,7 +118,8 @@ def run_study(datalist: str | Path, out: str | Path, seeds: int = 3, max_epochs:
 
     Every run is the bundle's own training and inference (:mod:`~monai_bus.study.bundle_runs`) on the
     datalist's splits; the runs differ only in ``attention``, ``loss`` and ``seed``. Their head is the
-    paper's (:data:`PAPER_HIDDEN` units) unless ``overrides`` sets ``hidden``.
+    paper's (:data:`PAPER_HIDDEN` units), without the mask loss, unless ``overrides`` sets ``hidden`` or
+    ``mask_loss_weight``.
 
     Args:
         datalist: MONAI datalist with ``training``, ``validation`` and ``test`` lists.
@@ -154,7 +157,8 @@ def run_study(datalist: str | Path, out: str | Path, seeds: int = 3, max_epochs:
             continue
         run_dir = out / "runs" / configuration.id / f"seed_{seed}"
         settings = {"datalist": str(datalist.resolve()), "attention": configuration.attention,
-                    "loss": configuration.loss, "seed": seed, "hidden": PAPER_HIDDEN, **overrides}
+                    "loss": configuration.loss, "seed": seed, "hidden": PAPER_HIDDEN,
+                    "mask_loss_weight": PAPER_MASK_LOSS_WEIGHT, **overrides}
         if max_epochs is not None:
             settings["max_epochs"] = max_epochs
         prepare_run(bundle, run_dir, RECIPES[recipe], settings)

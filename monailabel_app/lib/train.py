@@ -138,6 +138,10 @@ class BundleClassifierTrain(FineTuning):
     def datalist_item(self, image: str, label_file: str) -> dict:
         return {"image": image, "label": read_class_label(label_file, self.class_names)}
 
+    def _update_overrides(self, overrides):
+        super()._update_overrides(overrides)
+        overrides["mask_loss_weight"] = 0  # class labels only: the datastore holds no lesion masks for this task
+
     def describe_training(self, training: list[dict]) -> str:
         positives = sum(item["label"] == 1 for item in training)
         return f"{len(training)} training images ({positives} {self.class_names[1]})"
