@@ -7,7 +7,7 @@ Reads (all committed):
 - ``docs/results/calibration/``: ``monai-bus calibrate`` of the shipped weights on
   ``docs/results/lists/busi_busbra.json`` (``calibration.json``; ``validation_predictions.csv`` and
   ``test_predictions.csv``, calibrated, with each image's uncertainty and refer flag);
-- ``docs/results/recipe/<name>/wide_head/predictions.csv``: the default recipe's runs, trained without
+- ``docs/results/recipe/<name>/mask_loss/predictions.csv``: the default recipe's runs (:data:`RECIPE`), trained without
   one dataset and tested on all of it (leave-one-dataset-out), its BUSI seeds (``recipe/busi``), and
   the full-precision run the shipped weights come from (``recipe/busi_busbra``).
 
@@ -33,6 +33,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 CALIBRATION = RESULTS / "calibration"
 LEAVE_ONE_OUT = {"BUS-BRA → BUSI": "busbra_to_busi", "BUSI → BUS-BRA": "busi_to_busbra"}
 DATASETS = {"BUSI": "busi:", "BUS-BRA": "busbra:"}  # group prefixes of the datalists
+RECIPE = "mask_loss"  # the variant of benchmarks/recipes.py that is the bundle's default recipe
 N_RESAMPLES = 2000
 
 
@@ -117,7 +118,7 @@ def leave_one_dataset_out() -> dict:
     """The default recipe trained on one dataset, tested on every image of the other, at the argmax."""
     result = {}
     for title, name in LEAVE_ONE_OUT.items():
-        (run,) = read_predictions(RESULTS / "recipe" / name / "wide_head" / "predictions.csv").values()
+        (run,) = read_predictions(RESULTS / "recipe" / name / RECIPE / "predictions.csv").values()
         result[title] = _with_intervals(run.labels, run.p_malignant, list(run.groups), None)
     return result
 
@@ -128,7 +129,7 @@ def half_precision_change() -> dict:
     full-precision weights they came from (the training run's predictions)."""
     temperature = json.loads((CALIBRATION / "calibration.json").read_text())["temperature"]
     _, p_malignant, _, images = _calibrated_test()
-    (run,) = read_predictions(RESULTS / "recipe" / "busi_busbra" / "wide_head" / "predictions.csv").values()
+    (run,) = read_predictions(RESULTS / "recipe" / "busi_busbra" / RECIPE / "predictions.csv").values()
     full = dict(zip(run.images, run.p_malignant))
     calibrated = np.clip(p_malignant, 1e-7, 1 - 1e-7)
     raw = 1 / (1 + np.exp(-temperature * np.log(calibrated / (1 - calibrated))))
@@ -138,7 +139,7 @@ def half_precision_change() -> dict:
 
 def seeds() -> dict:
     """Test AUC of each seed of the default recipe on BUSI (the recipe ablation)."""
-    variant = json.loads((RESULTS / "recipe" / "busi" / "ablation.json").read_text())["variants"]["wide_head"]
+    variant = json.loads((RESULTS / "recipe" / "busi" / "ablation.json").read_text())["variants"][RECIPE]
     aucs = [s["auc"] for s in variant["seeds"]]
     return {"aucs": aucs, "spread": max(aucs) - min(aucs), "collapsed": variant["collapsed_seeds"]}
 

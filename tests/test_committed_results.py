@@ -80,7 +80,8 @@ def test_referral_table_recomputes_identically(tmp_path):
 @pytest.mark.parametrize("test_set", ["internal", "busbra_to_busi", "busi_to_busbra", "internal_seed_1",
                                       "internal_six_levels", "four_levels/internal", "four_levels/busbra_to_busi",
                                       "four_levels/busi_to_busbra", "internal_60_epochs", "internal_256px",
-                                      "busi_to_busbra_intensity"])
+                                      "busi_to_busbra_intensity", "busbra_to_busi_intensity",
+                                      "internal_intensity"])
 def test_localiser_tables_recompute_identically(tmp_path, test_set):
     localiser = benchmark("localiser")
     committed = RESULTS / "localiser" / test_set
