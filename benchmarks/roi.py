@@ -2,7 +2,7 @@
 sensitivity to box error.
 
 Trains the bundle twice through ``ConfigWorkflow``, with the same seed and epochs: ``roi`` false and
-``roi`` true (Attention-VGG16, CE-logcosh, from scratch, the default recipe). Each run goes into
+``roi`` true (Attention-VGG16, CE-logcosh, from scratch, the default recipe without the mask loss). Each run goes into
 ``<out>/<model>/``, a complete bundle folder (the repository's configs with ``roi`` set), whose best
 checkpoint by validation AUC is then used through the inference API on the test split:
 
@@ -168,8 +168,8 @@ def write_readme(path: Path, args, summary: list[dict], runs: dict, items: list[
         "",
         f"Datalist `{args.datalist}`; test split: {len(items)} images ({malignant} malignant) of "
         f"{len({item.get('group', item['image']) for item in items})} groups (patients).",
-        f"Both models: Attention-VGG16, CE-logcosh, from scratch, the bundle's default recipe, {args.max_epochs} "
-        f"epochs, seed {SEED}; the checkpoint with the best validation AUC.",
+        f"Both models: Attention-VGG16, CE-logcosh, from scratch, the bundle's default recipe without the mask loss, "
+        f"{args.max_epochs} epochs, seed {SEED}; the checkpoint with the best validation AUC.",
         "",
         "| model | test boxes | AUC [95% CI] | AUC - whole [95% CI] | sensitivity | specificity | accuracy | MCC |",
         "|---|---|---|---|---|---|---|---|",
