@@ -82,7 +82,9 @@ def trained_bundle(tmp_path_factory, tiny_data) -> Path:
         meta_file=str(bundle / "configs" / "metadata.json"),
         logging_file=str(bundle / "configs" / "logging.conf"),
         workflow_type="train",
-        **bundle_overrides(bundle, tiny_data, max_epochs=2),
+        # without the mask loss: with it, this 2-epoch model of 30 tiny images gives nearly every image the same P,
+        # and the tests of the uncertainty and the referral need answers that vary (the mask loss has its own tests)
+        **bundle_overrides(bundle, tiny_data, max_epochs=2, mask_loss_weight=0),
     )
     workflow.initialize()
     assert workflow.check_properties() in (None, []), workflow.check_properties()

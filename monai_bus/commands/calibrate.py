@@ -79,15 +79,18 @@ def run(args: argparse.Namespace) -> int:
                            "cut-off on.")
     refer_above = refer_cutoff(around_a_box)  # images classified whole are referred anyway
     refer = {name: whole[name] | (uncertainty[name] > refer_above) for name in splits}
-    errors = (calibrated["test"] >= threshold) != labels["test"]
 
     out = Path(args.out)
     listed = json.loads(Path(args.datalist).read_text())  # the image paths as the datalist writes them
-    for name, items in splits.items():
-        write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS, "uncertainty", "refer"), [
-            {"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold),
-             "uncertainty": f"{u:.6f}", "refer": int(r)}
-            for item, entry, p, u, r in zip(items, listed[name], calibrated[name], uncertainty[name], refer[name])])
+    rows = {name: [{"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold),
+                    "uncertainty": f"{u:.6f}", "refer": int(r)}
+                   for item, entry, p, u, r in zip(items, listed[name], calibrated[name], uncertainty[name],
+                                                   refer[name])]
+            for name, items in splits.items()}
+    for name in splits:
+        write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS, "uncertainty", "refer"), rows[name])
+    # the errors of the written rows, whose P(malignant) is rounded: the report counts what the file holds
+    errors = np.array([row["predicted"] != row["label"] for row in rows["test"]])
     test = classification_metrics(labels["test"], np.stack([1 - calibrated["test"], calibrated["test"]], 1), threshold)
     report = {
         "bundle": str(args.bundle), "weights": classifier.weights, "datalist": str(args.datalist),
