@@ -36,8 +36,8 @@ def flag(value, name: str) -> bool:
 
 
 def check_mask_loss(weight, attention: bool, training: list[dict]) -> None:
-    """Check ``mask_loss_weight`` before any image is read: a number >= 0, and when above 0, an attention
-    gate to supervise and a lesion ``mask`` on every training item.
+    """Check ``mask_loss_weight`` before training caches any image (the bundle's ``run`` calls it first): a
+    number >= 0, and when above 0, an attention gate to supervise and a lesion ``mask`` on every training item.
 
     Raises:
         InputError: naming the id and the problem; for items without a mask, how many and the first.
