@@ -54,8 +54,26 @@ VARIANTS = {
     },
     # wide_head with the attention gate supervised by the lesion mask (monai_bus.handlers.AttentionMaskLoss)
     "mask_loss": {**WIDE_HEAD, "mask_loss_weight": 0.5},
+    # mask_loss with stronger intensity augmentation (train.json's flip and affine, then contrast, gain, blur
+    # and noise; the localiser's probe of docs/results/localiser/intensity_augmentation.json)
+    "intensity": {
+        **WIDE_HEAD, "mask_loss_weight": 0.5,
+        "train#random_transforms": [
+            {"_target_": "RandFlipd", "keys": ["image", "lesion"], "allow_missing_keys": True, "spatial_axis": 1,
+             "prob": 0.5},
+            {"_target_": "RandAffined", "keys": ["image", "lesion"], "allow_missing_keys": True, "prob": 0.5,
+             "rotate_range": 0.15, "scale_range": 0.1, "translate_range": "$[@image_size // 16, @image_size // 16]",
+             "padding_mode": "zeros"},
+            {"_target_": "RandAdjustContrastd", "keys": "image", "prob": 0.5, "gamma": [0.7, 1.5]},
+            {"_target_": "RandScaleIntensityd", "keys": "image", "factors": 0.2, "prob": 0.5},
+            {"_target_": "RandGaussianSmoothd", "keys": "image", "prob": 0.2, "sigma_x": [0.5, 1.5],
+             "sigma_y": [0.5, 1.5]},
+            {"_target_": "RandGaussianNoised", "keys": "image", "std": 0.1, "prob": 0.2},
+        ],
+    },
 }
-BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head"}
+BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head",
+         "intensity": "mask_loss"}
 """The variant each one changes, which the table compares it with."""
 COLLAPSE = 0.1  # a seed collapses when its sensitivity or specificity at the argmax is below this
 
