@@ -7,9 +7,11 @@ Reads (all committed):
 - ``docs/results/calibration/``: ``monai-bus calibrate`` of the shipped weights on
   ``docs/results/lists/busi_busbra.json`` (``calibration.json``; ``validation_predictions.csv`` and
   ``test_predictions.csv``, calibrated, with each image's uncertainty and refer flag);
-- ``docs/results/recipe/<name>/mask_loss/predictions.csv``: the default recipe's runs (:data:`RECIPE`), trained without
-  one dataset and tested on all of it (leave-one-dataset-out), its BUSI seeds (``recipe/busi``), and
-  the full-precision run the shipped weights come from (``recipe/busi_busbra``).
+- ``docs/results/tta/<name>/predictions.csv``: the default recipe's runs (``mask_loss`` of
+  ``benchmarks/recipes.py``) scored as the bundle classifies (``flip``: each image averaged with its
+  mirror image, ``flip_tta``): trained without one dataset and tested on all of it
+  (leave-one-dataset-out), its BUSI seeds (``tta/busi``), and the full-precision run the shipped weights
+  come from (``tta/busi_busbra``).
 
 Writes ``docs/results/model_card/metrics.json`` and ``metrics.md``: the tables that the model card
 shows verbatim (``tests/test_committed_results.py`` checks both). CIs are 95% percentile intervals of
@@ -26,14 +28,14 @@ import numpy as np
 from monai_bus.calibration import expected_calibration_error
 from monai_bus.metrics import classification_metrics, roc_auc
 from monai_bus.prediction_files import read_rows
-from monai_bus.study.predictions import read_predictions
 from monai_bus.study.statistics import group_resamples, percentile_interval
+from recipes import COLLAPSE
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 CALIBRATION = RESULTS / "calibration"
 LEAVE_ONE_OUT = {"BUS-BRA → BUSI": "busbra_to_busi", "BUSI → BUS-BRA": "busi_to_busbra"}
 DATASETS = {"BUSI": "busi:", "BUS-BRA": "busbra:"}  # group prefixes of the datalists
-RECIPE = "mask_loss"  # the variant of benchmarks/recipes.py that is the bundle's default recipe
+SCORE = "flip_dataset_box"  # benchmarks/tta.py's score of the bundle's flip_tta, around the datasets' boxes
 N_RESAMPLES = 2000
 
 
@@ -54,6 +56,19 @@ def _uncertainty_rows(split: str) -> dict[str, np.ndarray]:
     columns |= {name: np.array([int(row[name]) for row in rows]) for name in ("label", "predicted", "refer")}
     return columns | {name: np.array([row["group"].startswith(prefix) for row in rows])
                       for name, prefix in DATASETS.items()}
+
+
+def _recipe_runs(name: str) -> list[dict[str, np.ndarray]]:
+    """Labels, P(malignant) (:data:`SCORE`), groups and images of each run in ``tta/<name>/predictions.csv``."""
+    rows = [row for _, row in read_rows(RESULTS / "tta" / name / "predictions.csv",
+                                        ("run", "image", "group", "label", SCORE))]
+    runs = []
+    for run in dict.fromkeys(row["run"] for row in rows):
+        chosen = [row for row in rows if row["run"] == run]
+        runs.append({"labels": np.array([int(row["label"]) for row in chosen]),
+                     "p_malignant": np.array([float(row[SCORE]) for row in chosen]),
+                     "groups": [row["group"] for row in chosen], "images": [row["image"] for row in chosen]})
+    return runs
 
 
 def _rates(labels: np.ndarray, p_malignant: np.ndarray, threshold: float | None) -> list[float]:
@@ -118,19 +133,19 @@ def leave_one_dataset_out() -> dict:
     """The default recipe trained on one dataset, tested on every image of the other, at the argmax."""
     result = {}
     for title, name in LEAVE_ONE_OUT.items():
-        (run,) = read_predictions(RESULTS / "recipe" / name / RECIPE / "predictions.csv").values()
-        result[title] = _with_intervals(run.labels, run.p_malignant, list(run.groups), None)
+        (run,) = _recipe_runs(name)
+        result[title] = _with_intervals(run["labels"], run["p_malignant"], run["groups"], None)
     return result
 
 
 def half_precision_change() -> dict:
     """How much storing the weights in half precision moved P(malignant) on the test images: the shipped
     weights' raw probabilities (calibration's, with the temperature undone) against those of the
-    full-precision weights they came from (the training run's predictions)."""
+    full-precision weights they came from (their :data:`SCORE` in ``tta/busi_busbra``)."""
     temperature = json.loads((CALIBRATION / "calibration.json").read_text())["temperature"]
     _, p_malignant, _, images = _calibrated_test()
-    (run,) = read_predictions(RESULTS / "recipe" / "busi_busbra" / RECIPE / "predictions.csv").values()
-    full = dict(zip(run.images, run.p_malignant))
+    (run,) = _recipe_runs("busi_busbra")
+    full = dict(zip(run["images"], run["p_malignant"]))
     calibrated = np.clip(p_malignant, 1e-7, 1 - 1e-7)
     raw = 1 / (1 + np.exp(-temperature * np.log(calibrated / (1 - calibrated))))
     change = np.abs(raw - np.array([full[image] for image in images]))
@@ -138,10 +153,14 @@ def half_precision_change() -> dict:
 
 
 def seeds() -> dict:
-    """Test AUC of each seed of the default recipe on BUSI (the recipe ablation)."""
-    variant = json.loads((RESULTS / "recipe" / "busi" / "ablation.json").read_text())["variants"][RECIPE]
-    aucs = [s["auc"] for s in variant["seeds"]]
-    return {"aucs": aucs, "spread": max(aucs) - min(aucs), "collapsed": variant["collapsed_seeds"]}
+    """Test AUC of each seed of the default recipe on BUSI, and how many collapsed (sensitivity or
+    specificity at the argmax below the recipe ablation's ``COLLAPSE``)."""
+    aucs, collapsed = [], 0
+    for run in _recipe_runs("busi"):
+        auc, sensitivity, specificity = _rates(run["labels"], run["p_malignant"], None)
+        aucs.append(auc)
+        collapsed += min(sensitivity, specificity) < COLLAPSE
+    return {"aucs": aucs, "spread": max(aucs) - min(aucs), "collapsed": collapsed}
 
 
 def _cell(metric: dict) -> str:
@@ -160,8 +179,8 @@ def tables(card: dict) -> str:
         lines.append(f"| {name} | {row['images']} ({row['malignant']}) | {_cell(row['auc'])} "
                      f"| {_cell(row['sensitivity'])} | {_cell(row['specificity'])} | {row['ece']:.3f} |")
     lines += ["", f"ECE of both test sets before temperature scaling: {internal['ece_before_scaling']:.3f}.", "",
-              "Leave one dataset out (the default recipe, 12 epochs, not calibrated; at the argmax, "
-              "P(malignant) > 0.5):", "",
+              "Leave one dataset out (the default recipe, 12 epochs, each image averaged with its mirror image "
+              "as the bundle does, not calibrated; at the argmax, P(malignant) > 0.5):", "",
               "| trained on → tested on | images (malignant) | AUC [95% CI] | sensitivity [95% CI] "
               "| specificity [95% CI] |", "|---|---|---|---|---|"]
     for title, row in card["leave_one_dataset_out"].items():

@@ -8,7 +8,8 @@ through the inference API (file to probability and attention map) with the bundl
 weights, on a synthetic image with a lesion box; the same without a box, with the shipped
 localiser, on the four shipped sample images (localiser, then classifier around its box: real
 weights, since whether the localiser finds a lesion decides the work); both also with the
-uncertainty's test-time views (:mod:`monai_bus.uncertainty`), as the front ends run; and the data-loading share of
+uncertainty's test-time views (:mod:`monai_bus.uncertainty`), as the front ends run, and the latter
+also with the bundle's ``flip_tta`` off, for what the flip test-time augmentation costs; and the data-loading share of
 a training step: the bundle's ``train#preprocessing`` (random crop around the lesion, resize,
 augmentation; loading and the box are cached, as in training) on 560 px images, in the main
 process, against the bf16 training step of Attention-VGG16. ``--json`` writes the same figures to a
@@ -22,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -152,8 +154,9 @@ def data_loading_ms(batches: int) -> float:
 
 def end_to_end_ms(repeats: int, uncertainty: bool) -> float:
     """Median milliseconds of ``BundleClassifier.predict`` on a PNG file with a lesion box: reading,
-    checks, crop, resize, one forward pass, softmax and the attention map at the image's size (and, with
-    ``uncertainty``, the test-time views: 4 more crops and one more forward pass of a batch of 5)."""
+    checks, crop, resize, one forward pass (of the input and its mirror image, with the bundle's
+    ``flip_tta``), softmax and the attention map at the image's size (and, with ``uncertainty``, the
+    test-time views: 4 more crops and one more forward pass of a batch of 6)."""
     with tempfile.TemporaryDirectory() as folder:
         item = write_sample(Path(folder), 1)
         box = box_from_masks(item["mask"])
@@ -168,12 +171,22 @@ def end_to_end_ms(repeats: int, uncertainty: bool) -> float:
     return statistics.median(times)
 
 
-def localised_ms(repeats: int, uncertainty: bool) -> float:
-    """Median milliseconds of ``BundleClassifier.predict`` without a box, with the shipped classifier and
-    localiser, over the sample images: reading the image (twice), the localiser's mask at the image's size
-    and its box, the crop around it, one forward pass of the classifier and the attention map (and the
-    test-time views, with ``uncertainty``)."""
-    classifier = BundleClassifier(BUNDLE, device="cpu", localiser=LesionLocaliser(LOCALISER, device="cpu"),
+def bundle_without_flip(folder: Path) -> Path:
+    """A copy of the shipped bundle (configs and weights) in ``folder`` with ``flip_tta`` off."""
+    bundle = Path(shutil.copytree(BUNDLE, folder / "bundle", ignore=shutil.ignore_patterns("eval", "demo_data")))
+    meta_file = bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["model_settings"]["flip_tta"] = False
+    meta_file.write_text(json.dumps(metadata, indent=4))
+    return bundle
+
+
+def localised_ms(repeats: int, uncertainty: bool, bundle: Path = BUNDLE) -> float:
+    """Median milliseconds of ``BundleClassifier.predict`` without a box, with the classifier ``bundle`` and
+    the shipped localiser, over the sample images: reading the image (twice), the localiser's mask at the
+    image's size and its box, the crop around it, one forward pass of the classifier and the attention map
+    (and the test-time views, with ``uncertainty``)."""
+    classifier = BundleClassifier(bundle, device="cpu", localiser=LesionLocaliser(LOCALISER, device="cpu"),
                                   uncertainty=uncertainty)
     images = sorted(SAMPLES.glob("*.png"))
     for image in images:
@@ -231,8 +244,11 @@ def main() -> None:
     print(f"one {END_TO_END_IMAGE}x{END_TO_END_IMAGE} PNG end to end through BundleClassifier.predict (with a box): "
           f"{end_to_end[False]:.1f} ms (median); with the uncertainty's views: {end_to_end[True]:.1f} ms")
     localised = {views: localised_ms(args.iterations, views) for views in (False, True)}
+    with tempfile.TemporaryDirectory() as folder:
+        without_flip = localised_ms(args.iterations, False, bundle_without_flip(Path(folder)))
     print(f"a sample image (BUS-BRA PNG) end to end without a box, localiser then classifier (shipped weights): "
-          f"{localised[False]:.1f} ms (median); with the uncertainty's views: {localised[True]:.1f} ms")
+          f"{localised[False]:.1f} ms (median); with the uncertainty's views: {localised[True]:.1f} ms; "
+          f"without the views and with flip_tta off: {without_flip:.1f} ms")
     loading = data_loading_ms(batches=args.iterations)
     step = 1000 * BATCH / train_rates["AttentionVGG16", has_bf16]
     print(f"data loading of a training batch ({BATCH} images of {END_TO_END_IMAGE} px, main process): {loading:.0f} ms, "
@@ -244,6 +260,7 @@ def main() -> None:
             "matmul_gflops": {"fp32": peak[False], **({"bf16": peak[True]} if has_bf16 else {})},
             "networks": rows, "end_to_end_ms": end_to_end[False], "localised_end_to_end_ms": localised[False],
             "with_uncertainty_ms": {"end_to_end": end_to_end[True], "localised_end_to_end": localised[True]},
+            "localised_end_to_end_without_flip_ms": without_flip,
             "training_batch": {"data_loading_ms": loading, "step_ms": step,
                                "data_loading_share": loading / (loading + step)}}, indent=2) + "\n")
 

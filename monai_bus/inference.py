@@ -10,7 +10,9 @@ data (:mod:`monai_bus.weights`).
 The operating point is ``metadata.json``'s optional ``operating_point``:
 ``{"threshold": t, "temperature": T, "refer_above": u, "weights_sha256": ..., "description": "..."}``, fitted
 on validation data by ``monai-bus calibrate`` (:mod:`monai_bus.calibration`). The probabilities are
-``softmax(logits / T)`` (T = 1 when not given), and an image is classified malignant when
+``softmax(logits / T)`` (T = 1 when not given), where the logits are the bundle's ``inferer``'s: with
+``flip_tta`` on (``model_settings``), the log of the mean class probabilities of the input and its mirror
+image (:class:`monai_bus.inferers.FlipAveragingInferer`). An image is classified malignant when
 ``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule of
 the bundle's metrics (:mod:`monai_bus.metrics`). An operating point fitted for other weights (its
 ``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
@@ -216,7 +218,7 @@ class BundleClassifier:
         device: torch device name; default as in the bundle's config (CUDA when available).
         localiser: finds the lesion box of an image given without one, for a bundle trained on lesion
             regions; None to classify such an image whole (unreliable, and said in its note).
-        uncertainty: measure each prediction's uncertainty from test-time views, which takes up to 5
+        uncertainty: measure each prediction's uncertainty from test-time views, which takes up to 6
             more network passes (in one batch) and, around a box, 4 more preprocessings of the image;
             False for predictions without ``uncertainty`` (and a ``refer`` flag only where it needs none).
 
@@ -246,6 +248,8 @@ class BundleClassifier:
             self.network = parser.get_parsed_content("network")
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
+            self.single_view_inferer = parser.get_parsed_content("single_view_inferer") if (
+                "single_view_inferer" in parser) else self.inferer  # a bundle made before 0.6.0: no flip_tta
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
@@ -292,8 +296,8 @@ class BundleClassifier:
 
     @torch.no_grad()
     def forward(self, item: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
-        """Preprocess a datalist item and run the network once, for the class probabilities and the
-        attention map together.
+        """Preprocess a datalist item and run the bundle's inferer once (one batch: with ``flip_tta``, the input
+        and its mirror image), for the class probabilities and the attention map together.
 
         Returns:
             the preprocessed item (its ``image`` is the network input [1, S, S], a ``MetaTensor``), the
@@ -325,13 +329,15 @@ class BundleClassifier:
     @torch.no_grad()
     def view_probabilities(self, item: dict, data: dict) -> list[float]:
         """P(malignant) of the test-time views of a datalist item (:mod:`monai_bus.uncertainty`), after the
-        operating point's temperature: its network input ``data["image"]`` [1, S, S] (from :meth:`forward`)
-        mirrored left to right, then, when it was cropped around a lesion box ``data["bbox"]``, the crops
-        around :func:`~monai_bus.uncertainty.shifted_boxes`. All in one batch [V, 1, S, S]."""
-        views = [torch.flip(data["image"], dims=[-1])]
+        operating point's temperature, each from one forward pass (the bundle's ``single_view_inferer``, even
+        where its ``inferer`` averages each input with its mirror image): its network input ``data["image"]``
+        [1, S, S] (from :meth:`forward`) as it is and mirrored left to right, then, when it was cropped around
+        a lesion box ``data["bbox"]``, the crops around :func:`~monai_bus.uncertainty.shifted_boxes`. All in
+        one batch [V, 1, S, S]."""
+        views = [data["image"], torch.flip(data["image"], dims=[-1])]
         if self.roi and data.get("bbox") is not None:
             views += [self.preprocessing({**item, "bbox": box})["image"] for box in shifted_boxes(data["bbox"])]
-        logits = self.inferer(torch.stack(views).to(self.device), self.network)
+        logits = self.single_view_inferer(torch.stack(views).to(self.device), self.network)
         if not torch.isfinite(logits).all():
             raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
                               f"weights of {self.checkpoint_path} are corrupt.")
@@ -367,8 +373,7 @@ class BundleClassifier:
                 alpha[None, None], size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
                 align_corners=False).clamp(0.0, 1.0)[0, 0].numpy()
         index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
-        uncertainty = spread([float(probabilities[1]), *self.view_probabilities(item, data)]) if self.uncertainty \
-            else None
+        uncertainty = spread(self.view_probabilities(item, data)) if self.uncertainty else None
         refer = None if uncertainty is None or self.refer_above is None else uncertainty > self.refer_above
         if note == NO_BOX_NOTE:
             refer = True  # a model trained on lesion regions classified the whole image

@@ -1,12 +1,15 @@
-"""Mixed-precision inference/training forward pass for the bundle's engines.
+"""Forward passes for the bundle's engines: mixed precision, and the classifier's flip test-time augmentation.
 
-MONAI's engines autocast only on CUDA; this inferer also uses bfloat16 on CPUs with native bf16
-(AVX512-BF16 or AMX), where it trains VGG16 several times faster than float32.
+MONAI's engines autocast only on CUDA; :class:`MixedPrecisionInferer` also uses bfloat16 on CPUs with
+native bf16 (AVX512-BF16 or AMX), where it trains VGG16 several times faster than float32.
+:class:`FlipAveragingInferer` classifies a batch and its mirror image and averages their probabilities
+(measured in docs/results/tta/).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 
 import torch
 from monai.data import MetaTensor
@@ -59,3 +62,39 @@ class MixedPrecisionInferer(Inferer):
         with torch.autocast(device_type=inputs.device.type, dtype=torch.bfloat16):
             outputs = network(inputs, *args, **kwargs)
         return tuple(o.float() for o in outputs) if isinstance(outputs, tuple) else outputs.float()
+
+
+class FlipAveragingInferer(Inferer):
+    """Classify a batch and its left-right mirror image (one batch of 2B), and average the two class
+    probabilities: test-time augmentation with the flip that training already applies (``RandFlipd``).
+
+    Args:
+        inferer: the single forward pass, such as a :class:`MixedPrecisionInferer`.
+
+    Shapes:
+        inputs [B, C, H, W] -> logits [B, K]: the log of the mean of the softmax of the network's logits for
+        the inputs and for their mirror images (flipped along W), so that their softmax is that mean. A
+        network that returns a tuple (logits [B, K] first, then maps such as
+        ``AttentionVGG16.logits_and_attention_map``'s attention [B, 1, H, W]) gives the same tuple with the
+        logits averaged and the other entries of the inputs as given (not of the mirror images).
+    """
+
+    def __init__(self, inferer: Inferer) -> None:
+        super().__init__()
+        self.inferer = inferer
+
+    def __call__(self, inputs: torch.Tensor, network, *args, **kwargs) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if isinstance(inputs, MetaTensor):
+            inputs = inputs.as_tensor()
+        if inputs.ndim != 4:
+            raise ValueError(f"FlipAveragingInferer needs a batch of 2-D images [B, C, H, W], got shape "
+                             f"{tuple(inputs.shape)}.")
+        outputs = self.inferer(torch.cat([inputs, torch.flip(inputs, dims=[-1])]), network, *args, **kwargs)
+        logits = outputs[0] if isinstance(outputs, tuple) else outputs
+        log_probabilities = torch.log_softmax(logits.float(), dim=1)
+        batch = len(inputs)  # log of the mean probability, finite wherever the logits are
+        averaged = torch.logsumexp(torch.stack([log_probabilities[:batch], log_probabilities[batch:]]), dim=0) \
+            - math.log(2.0)
+        if isinstance(outputs, tuple):
+            return (averaged, *(output[:batch] for output in outputs[1:]))
+        return averaged

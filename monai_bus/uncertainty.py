@@ -1,13 +1,16 @@
 """Uncertainty of one classification, from test-time views, and when to refer the image to a reader.
 
-The classifier sees each image once more in a few test-time views: its input mirrored left to right
-and, when it classified the region around a lesion box, that box shifted by :data:`SHIFT` of its
-height up and down and of its width left and right (:func:`shifted_boxes`; the shift the training
-crops already vary by, :class:`monai_bus.data.roi.RandCropToLesiond`). The uncertainty is the standard
-deviation of P(malignant) over the original and these views (:func:`spread`). Its point is not the
-probability (the views are not averaged into it) but which answers depend on exactly where the box
-lies: on the validation images of the shipped model, the spread ranks the errors at the operating point
-above the right answers with an AUC of about 0.8 (docs/model_card.md).
+The classifier sees each image once more in a few test-time views, each classified on its own: its
+input as it is and mirrored left to right and, when it classified the region around a lesion box, that
+box shifted by :data:`SHIFT` of its height up and down and of its width left and right
+(:func:`shifted_boxes`; the shift the training crops already vary by,
+:class:`monai_bus.data.roi.RandCropToLesiond`). The uncertainty is the standard deviation of
+P(malignant) over these views (:func:`spread`). Its point is not the probability (with the bundle's
+``flip_tta``, the probability is the mean of the first two views before the temperature,
+:class:`monai_bus.inferers.FlipAveragingInferer`;
+the shifted crops are not averaged into it, docs/results/tta/) but which answers depend on exactly
+where the box lies: on the validation images of the shipped model, the spread ranks the errors at the
+operating point above the right answers (docs/model_card.md).
 
 ``monai-bus calibrate`` stores :func:`refer_cutoff` of the validation uncertainties as the operating
 point's ``refer_above``: the inference API then flags an image "refer" when its uncertainty is above it.

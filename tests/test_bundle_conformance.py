@@ -193,20 +193,20 @@ def test_every_boolean_id_of_train_json_both_ways(tmp_path):
                for key, value in vgg16_features(3, batch_norm=True).state_dict().items()}
     torch.save(weights, tmp_path / "vgg16_bn.pth")
     off = probe(bundle, "train.json", "probe_train", roi="false", attention="False", batch_norm=0,
-                pretrained="false", amp="False", channels_last=0, resume="false", mask_loss_weight=0)
-    assert off == dict.fromkeys(off, False) and len(off) == 7
+                pretrained="false", amp="False", channels_last=0, resume="false", mask_loss_weight=0, flip_tta="false")
+    assert off == dict.fromkeys(off, False) and len(off) == 8
     on = probe(bundle, "train.json", "probe_train", roi="true", attention="True", batch_norm=1, pretrained="true",
-               pretrained_path=tmp_path / "vgg16_bn.pth", amp="True", channels_last=1, resume="true")
+               pretrained_path=tmp_path / "vgg16_bn.pth", amp="True", channels_last=1, resume="true", flip_tta="1")
     assert on == dict.fromkeys(off, True)
 
 
 def test_every_boolean_id_of_inference_json_both_ways(tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     off = probe(bundle, "inference.json", "probe_inference", roi="false", attention="False", batch_norm=0,
-                amp="False", channels_last=0, load_pretrain="false")
-    assert off == dict.fromkeys(off, False) and len(off) == 6
+                amp="False", channels_last=0, load_pretrain="false", flip_tta="False")
+    assert off == dict.fromkeys(off, False) and len(off) == 7
     on = probe(bundle, "inference.json", "probe_inference", roi="true", attention="True", batch_norm=1, amp="True",
-               channels_last=1, load_pretrain="true")
+               channels_last=1, load_pretrain="true", flip_tta="true")
     assert on == dict.fromkeys(off, True)
 
 

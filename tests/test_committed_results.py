@@ -1,5 +1,5 @@
-"""The committed study tables, the ROI benchmark's and recipe ablations' tables and the model card's figures
-are what their committed per-image predictions give, to the byte."""
+"""The committed study tables, the ROI benchmark's, recipe ablations' and test-time augmentation's tables and the
+model card's figures are what their committed per-image predictions give, to the byte."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from monai_bus.study.report import summarise, write_comparisons, write_table
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 ABLATIONS = sorted(path.parent for path in (RESULTS / "recipe").rglob("ablation.md"))
 STUDIES = sorted(path.parent for path in RESULTS.rglob("table1.md"))
+TTA = sorted(path.parent for path in (RESULTS / "tta").glob("*/table.md"))
 TABLES = ("table1.md", "table1.csv", "table1.json", "comparisons.md", "comparisons.json")
 
 
@@ -46,6 +47,17 @@ def test_ablation_tables_recompute_identically(out, tmp_path):
     recipes.write_summary(summary, tmp_path, command)
     for name in ("ablation.md", "ablation.json"):
         assert (tmp_path / name).read_bytes() == (out / name).read_bytes(), name
+
+
+@pytest.mark.parametrize("out", TTA, ids=[str(path.relative_to(RESULTS)) for path in TTA])
+def test_tta_tables_recompute_identically(out):
+    tta = benchmark("tta")
+    with open(out / "predictions.csv", encoding="utf8", newline="") as f:
+        rows = list(csv.DictReader(f))
+    boxes = [box for box in ("dataset_box", "localiser_box") if f"plain_{box}" in rows[0]]
+    table = tta.summarise(rows, boxes)
+    assert table == json.loads((out / "table.json").read_text())
+    assert tta.markdown(table) == (out / "table.md").read_text()
 
 
 def test_model_card_figures_recompute_identically():

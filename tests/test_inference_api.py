@@ -145,9 +145,10 @@ def test_demo_command(tmp_path, tiny_data, capsys):
 
 @pytest.mark.parametrize("box", [None, (10, 60, 20, 70)])
 def test_one_forward_pass_per_image(trained_bundle, test_image, box):
-    """Logits and attention map come from one pass through VGG16, and the uncertainty's test-time views
-    from one more: a batch of 1 (the mirror) for a whole image, of 5 around a box."""
-    for uncertainty, batches in ((False, [1]), (True, [1, 1 if box is None else 5])):
+    """Logits and attention map come from one pass through VGG16 (a batch of 2: the image and its mirror,
+    with the bundle's flip_tta), and the uncertainty's test-time views from one more: a batch of 2 (the image
+    and its mirror, each on its own) for a whole image, of 6 around a box."""
+    for uncertainty, batches in ((False, [2]), (True, [2, 2 if box is None else 6])):
         classifier = BundleClassifier(trained_bundle, device="cpu", uncertainty=uncertainty)
         calls = []
         classifier.network.features[0].register_forward_hook(lambda module, inputs, output: calls.append(len(output)))

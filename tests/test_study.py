@@ -146,6 +146,7 @@ def test_prepare_run_writes_the_run_settings(tmp_path):
     assert model_settings["attention"] is False and model_settings["batch_norm"] is False  # paper recipe: no BN
     assert model_settings["hidden"] == 10  # the paper's head, from paper_recipe.json
     assert train["mask_loss_weight"] == 0  # nor does the paper supervise the gate with masks
+    assert model_settings["flip_tta"] is False  # nor average an image with its mirror (paper_recipe.json)
     assert "weights" not in metadata and "operating_point" not in metadata  # the source's shipped weights stay there
     assert not (tmp_path / "run" / "models").exists()
     assert train["batch_norm"] == "$@model_settings['batch_norm']"  # read from the metadata, as inference does
@@ -275,6 +276,7 @@ def test_the_ema_variant_validates_and_keeps_the_averaged_weights(tmp_path, data
     torch.testing.assert_close(torch.load(models / "model.pt", weights_only=True), checkpoint["ema_model"])
     assert any(not torch.equal(checkpoint["ema_model"][k], v) for k, v in checkpoint["model"].items())
     assert json.loads((models.parent / "configs" / "train.json").read_text())["mask_loss_weight"] == 0  # the study's
+    assert json.loads((models.parent / "configs" / "metadata.json").read_text())["model_settings"]["flip_tta"] is False
 
 
 def test_the_mask_loss_variant_trains_with_the_lesion_masks(tmp_path, datalist, monkeypatch):

@@ -28,6 +28,8 @@ STUDY_IDS = ("datalist", "attention", "loss", "seed", "max_epochs", "bundle_root
 PAPER_HIDDEN = 10
 # nor do they supervise the attention gate with the lesion masks (overridable)
 PAPER_MASK_LOSS_WEIGHT = 0
+# nor average each test image with its mirror image (overridable)
+PAPER_FLIP_TTA = False
 
 
 def _log(message: str) -> None:
@@ -118,8 +120,9 @@ def run_study(datalist: str | Path, out: str | Path, seeds: int = 3, max_epochs:
 
     Every run is the bundle's own training and inference (:mod:`~monai_bus.study.bundle_runs`) on the
     datalist's splits; the runs differ only in ``attention``, ``loss`` and ``seed``. Their head is the
-    paper's (:data:`PAPER_HIDDEN` units), without the mask loss, unless ``overrides`` sets ``hidden`` or
-    ``mask_loss_weight``.
+    paper's (:data:`PAPER_HIDDEN` units), without the mask loss, and they classify each test image once
+    (no flip test-time augmentation), unless ``overrides`` sets ``hidden``, ``mask_loss_weight`` or
+    ``flip_tta``.
 
     Args:
         datalist: MONAI datalist with ``training``, ``validation`` and ``test`` lists.
@@ -158,7 +161,7 @@ def run_study(datalist: str | Path, out: str | Path, seeds: int = 3, max_epochs:
         run_dir = out / "runs" / configuration.id / f"seed_{seed}"
         settings = {"datalist": str(datalist.resolve()), "attention": configuration.attention,
                     "loss": configuration.loss, "seed": seed, "hidden": PAPER_HIDDEN,
-                    "mask_loss_weight": PAPER_MASK_LOSS_WEIGHT, **overrides}
+                    "mask_loss_weight": PAPER_MASK_LOSS_WEIGHT, "flip_tta": PAPER_FLIP_TTA, **overrides}
         if max_epochs is not None:
             settings["max_epochs"] = max_epochs
         prepare_run(bundle, run_dir, RECIPES[recipe], settings)
