@@ -42,7 +42,7 @@ N_RESAMPLES = 2000
 
 def scores(model: BundleClassifier, item: dict) -> dict[str, float]:
     """The three :data:`SCORES` of one datalist item."""
-    data, _, _ = model.forward(item)
+    data = model.preprocessing(dict(item))  # the network input; the views classify it, no other pass is needed
     views = model.view_probabilities(item, data)  # each on its own: as given, mirrored, then the shifted boxes
     return {"plain": views[0], "flip": float(np.mean(views[:2])), "flip_shifts": float(np.mean(views))}
 
