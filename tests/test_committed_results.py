@@ -16,7 +16,7 @@ from monai_bus.study.report import summarise, write_comparisons, write_table
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 ABLATIONS = sorted(path.parent for path in (RESULTS / "recipe").rglob("ablation.md"))
 STUDIES = sorted(path.parent for path in RESULTS.rglob("table1.md"))
-TTA = sorted(path.parent for path in (RESULTS / "tta").glob("*/table.md"))
+TTA = sorted(path.parent for path in (RESULTS / "tta").rglob("table.md"))
 TABLES = ("table1.md", "table1.csv", "table1.json", "comparisons.md", "comparisons.json")
 
 
