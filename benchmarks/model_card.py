@@ -7,11 +7,11 @@ Reads (all committed):
 - ``docs/results/calibration/``: ``monai-bus calibrate`` of the shipped weights on
   ``docs/results/lists/busi_busbra.json`` (``calibration.json``; ``validation_predictions.csv`` and
   ``test_predictions.csv``, calibrated, with each image's uncertainty and refer flag);
-- ``docs/results/tta/<name>/predictions.csv``: the default recipe's runs (``mask_loss`` of
-  ``benchmarks/recipes.py``) scored as the bundle classifies (``flip``: each image averaged with its
-  mirror image, ``flip_tta``): trained without one dataset and tested on all of it
-  (leave-one-dataset-out), its BUSI seeds (``tta/busi``), and the full-precision run the shipped weights
-  come from (``tta/busi_busbra``).
+- ``docs/results/tta/intensity/<name>/predictions.csv``: the default recipe's runs (``intensity`` of
+  ``benchmarks/recipes.py``) scored by ``benchmarks/tta.py`` as the bundle classifies (``flip``: each
+  image averaged with its mirror image, ``flip_tta``): trained without one dataset and tested on all of
+  it (leave-one-dataset-out), its BUSI seeds (``busi``), and the full-precision run the shipped weights
+  come from (``busi_busbra``).
 
 Writes ``docs/results/model_card/metrics.json`` and ``metrics.md``: the tables that the model card
 shows verbatim (``tests/test_committed_results.py`` checks both). CIs are 95% percentile intervals of
@@ -33,6 +33,7 @@ from recipes import COLLAPSE
 
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 CALIBRATION = RESULTS / "calibration"
+RECIPE_SCORES = RESULTS / "tta" / "intensity"  # the default recipe's runs, scored by benchmarks/tta.py
 LEAVE_ONE_OUT = {"BUS-BRA → BUSI": "busbra_to_busi", "BUSI → BUS-BRA": "busi_to_busbra"}
 DATASETS = {"BUSI": "busi:", "BUS-BRA": "busbra:"}  # group prefixes of the datalists
 SCORE = "flip_dataset_box"  # benchmarks/tta.py's score of the bundle's flip_tta, around the datasets' boxes
@@ -59,8 +60,9 @@ def _uncertainty_rows(split: str) -> dict[str, np.ndarray]:
 
 
 def _recipe_runs(name: str) -> list[dict[str, np.ndarray]]:
-    """Labels, P(malignant) (:data:`SCORE`), groups and images of each run in ``tta/<name>/predictions.csv``."""
-    rows = [row for _, row in read_rows(RESULTS / "tta" / name / "predictions.csv",
+    """Labels, P(malignant) (:data:`SCORE`), groups and images of each run in
+    :data:`RECIPE_SCORES` ``/<name>/predictions.csv``."""
+    rows = [row for _, row in read_rows(RECIPE_SCORES / name / "predictions.csv",
                                         ("run", "image", "group", "label", SCORE))]
     runs = []
     for run in dict.fromkeys(row["run"] for row in rows):
@@ -141,7 +143,7 @@ def leave_one_dataset_out() -> dict:
 def half_precision_change() -> dict:
     """How much storing the weights in half precision moved P(malignant) on the test images: the shipped
     weights' raw probabilities (calibration's, with the temperature undone) against those of the
-    full-precision weights they came from (their :data:`SCORE` in ``tta/busi_busbra``)."""
+    full-precision weights they came from (their :data:`SCORE` in ``busi_busbra``)."""
     temperature = json.loads((CALIBRATION / "calibration.json").read_text())["temperature"]
     _, p_malignant, _, images = _calibrated_test()
     (run,) = _recipe_runs("busi_busbra")

@@ -1,7 +1,8 @@
 """Ablation of the default recipe's candidate remedies, several seeds each, through the study harness.
 
-Each variant is the bundle's default recipe (Attention-VGG16, CE-logcosh) with a few bundle ids
-changed (:data:`VARIANTS`). Every (variant, seed) run is a study run (``monai-bus study``'s code):
+Each variant is the bundle's default recipe (Attention-VGG16, CE-logcosh) as the study runs it (the
+paper's head, no mask loss, no flip, the milder intensity augmentation of :mod:`monai_bus.study.runner`)
+with a few bundle ids changed (:data:`VARIANTS`). Every (variant, seed) run is a study run (``monai-bus study``'s code):
 trained and evaluated by the bundle's own workflows, its test predictions appended to
 ``<out>/<variant>/predictions.csv``. Stopped and started again, finished runs are skipped and an
 interrupted run resumes from its last epoch. Runs go seed by seed, so every variant gets its
@@ -55,7 +56,8 @@ VARIANTS = {
     # wide_head with the attention gate supervised by the lesion mask (monai_bus.handlers.AttentionMaskLoss)
     "mask_loss": {**WIDE_HEAD, "mask_loss_weight": 0.5},
     # mask_loss with stronger intensity augmentation (train.json's flip and affine, then contrast, gain, blur
-    # and noise; the localiser's probe of docs/results/localiser/intensity_augmentation.json)
+    # and noise; the localiser's probe of docs/results/localiser/intensity_augmentation.json): the default
+    # recipe's since bundle 0.7.0, where the other variants keep the study's milder STUDY_INTENSITY_TRANSFORMS
     "intensity": {
         **WIDE_HEAD, "mask_loss_weight": 0.5,
         "train#random_transforms": [

@@ -277,6 +277,16 @@ def test_the_ema_variant_validates_and_keeps_the_averaged_weights(tmp_path, data
     assert any(not torch.equal(checkpoint["ema_model"][k], v) for k, v in checkpoint["model"].items())
     assert json.loads((models.parent / "configs" / "train.json").read_text())["mask_loss_weight"] == 0  # the study's
     assert json.loads((models.parent / "configs" / "metadata.json").read_text())["model_settings"]["flip_tta"] is False
+    train = json.loads((models.parent / "configs" / "train.json").read_text())["train"]
+    assert train["intensity_transforms"] == runner.STUDY_INTENSITY_TRANSFORMS  # the milder one, as before 0.7.0
+
+
+def test_the_intensity_variant_is_the_default_recipes_augmentation():
+    bundle_train = json.loads((BUNDLE / "configs" / "train.json").read_text())["train"]
+    assert bundle_train["random_transforms"] == "$@train#spatial_transforms + @train#intensity_transforms"
+    measured = benchmark("recipes").VARIANTS["intensity"]["train#random_transforms"]
+    assert measured == bundle_train["spatial_transforms"] + bundle_train["intensity_transforms"]
+    assert bundle_train["intensity_transforms"] != runner.STUDY_INTENSITY_TRANSFORMS
 
 
 def test_the_mask_loss_variant_trains_with_the_lesion_masks(tmp_path, datalist, monkeypatch):

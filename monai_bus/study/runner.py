@@ -30,6 +30,13 @@ PAPER_HIDDEN = 10
 PAPER_MASK_LOSS_WEIGHT = 0
 # nor average each test image with its mirror image (overridable)
 PAPER_FLIP_TTA = False
+# and every study and recipe run before bundle 0.7.0 had the milder intensity augmentation (gain ±0.1, noise
+# 0.05) in place of the default recipe's contrast, gain, blur and noise, so their results stay reproducible
+# (overridable)
+STUDY_INTENSITY_TRANSFORMS = [
+    {"_target_": "RandScaleIntensityd", "keys": "image", "factors": 0.1, "prob": 0.5},
+    {"_target_": "RandGaussianNoised", "keys": "image", "std": 0.05, "prob": 0.2},
+]
 
 
 def _log(message: str) -> None:
@@ -120,9 +127,10 @@ def run_study(datalist: str | Path, out: str | Path, seeds: int = 3, max_epochs:
 
     Every run is the bundle's own training and inference (:mod:`~monai_bus.study.bundle_runs`) on the
     datalist's splits; the runs differ only in ``attention``, ``loss`` and ``seed``. Their head is the
-    paper's (:data:`PAPER_HIDDEN` units), without the mask loss, and they classify each test image once
-    (no flip test-time augmentation), unless ``overrides`` sets ``hidden``, ``mask_loss_weight`` or
-    ``flip_tta``.
+    paper's (:data:`PAPER_HIDDEN` units), without the mask loss, they classify each test image once
+    (no flip test-time augmentation) and train with the milder :data:`STUDY_INTENSITY_TRANSFORMS`,
+    unless ``overrides`` sets ``hidden``, ``mask_loss_weight``, ``flip_tta`` or ``train#intensity_transforms``
+    (or ``train#random_transforms``).
 
     Args:
         datalist: MONAI datalist with ``training``, ``validation`` and ``test`` lists.
@@ -161,7 +169,8 @@ def run_study(datalist: str | Path, out: str | Path, seeds: int = 3, max_epochs:
         run_dir = out / "runs" / configuration.id / f"seed_{seed}"
         settings = {"datalist": str(datalist.resolve()), "attention": configuration.attention,
                     "loss": configuration.loss, "seed": seed, "hidden": PAPER_HIDDEN,
-                    "mask_loss_weight": PAPER_MASK_LOSS_WEIGHT, "flip_tta": PAPER_FLIP_TTA, **overrides}
+                    "mask_loss_weight": PAPER_MASK_LOSS_WEIGHT, "flip_tta": PAPER_FLIP_TTA,
+                    "train#intensity_transforms": STUDY_INTENSITY_TRANSFORMS, **overrides}
         if max_epochs is not None:
             settings["max_epochs"] = max_epochs
         prepare_run(bundle, run_dir, RECIPES[recipe], settings)
