@@ -143,7 +143,7 @@ def leave_one_dataset_out() -> dict:
 def half_precision_change() -> dict:
     """How much storing the weights in half precision moved P(malignant) on the test images: the shipped
     weights' raw probabilities (calibration's, with the temperature undone) against those of the
-    full-precision weights they came from (their :data:`SCORE` in ``busi_busbra``)."""
+    full-precision weights they came from (their :data:`SCORE` in :data:`RECIPE_SCORES` ``/busi_busbra``)."""
     temperature = json.loads((CALIBRATION / "calibration.json").read_text())["temperature"]
     _, p_malignant, _, images = _calibrated_test()
     (run,) = _recipe_runs("busi_busbra")

@@ -30,9 +30,9 @@ PAPER_HIDDEN = 10
 PAPER_MASK_LOSS_WEIGHT = 0
 # nor average each test image with its mirror image (overridable)
 PAPER_FLIP_TTA = False
-# and every study and recipe run before bundle 0.7.0 had the milder intensity augmentation (gain ±0.1, noise
-# 0.05) in place of the default recipe's contrast, gain, blur and noise, so their results stay reproducible
-# (overridable)
+# and every study and recipe run (but the recipes' `intensity` variant) has the milder intensity augmentation
+# of bundles before 0.7.0 (gain ±0.1, noise 0.05) in place of the default recipe's contrast, gain, blur and
+# noise, so that their results stay reproducible (overridable)
 STUDY_INTENSITY_TRANSFORMS = [
     {"_target_": "RandScaleIntensityd", "keys": "image", "factors": 0.1, "prob": 0.5},
     {"_target_": "RandGaussianNoised", "keys": "image", "std": 0.05, "prob": 0.2},
