@@ -245,6 +245,18 @@ def test_the_box_is_the_largest_component_in_the_input_pixels(tmp_path):
     np.testing.assert_array_equal(transposed.mask, result.mask.T)
 
 
+def test_the_lesion_mask_is_the_argmax_of_the_two_channels():
+    parser = ConfigParser()
+    parser.read_config(str(LOCALISER / "configs" / "inference.json"))
+    index = next(i for i, t in enumerate(parser["lesion_mask"]) if t["_target_"] == "Lambdad")
+    to_lesion = parser.get_parsed_content(f"lesion_mask#{index}")
+    probabilities = torch.rand(2, 50, 70)
+    probabilities[1, :5] = probabilities[0, :5]  # ties are background, as with the argmax
+    lesion = to_lesion({"pred": probabilities})["pred"]
+    assert lesion.shape == (1, 50, 70) and lesion.dtype == probabilities.dtype
+    torch.testing.assert_close(lesion, torch.argmax(probabilities, dim=0, keepdim=True).to(probabilities.dtype))
+
+
 def test_nothing_found_is_said_plainly(tmp_path, held_out_images):
     def background_everywhere(state):
         for value in state.values():
