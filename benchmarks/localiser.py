@@ -54,13 +54,13 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(compute_dice(as_tensor(predicted), as_tensor(truth), include_background=True))
 
 
-def measure(localiser: str, classifier: str, datalist: str) -> list[dict]:
-    """One row (COLUMNS) per test item of the datalist."""
+def measure(localiser: str, classifier: str, datalist: str, split: str = "test") -> list[dict]:
+    """One row (COLUMNS) per item of the datalist's ``split``."""
     found_by = LesionLocaliser(localiser, device="cpu")
     model = BundleClassifier(classifier, device="cpu", uncertainty=False)
-    listed = json.loads(Path(datalist).read_text())["test"]  # image paths as the datalist writes them
+    listed = json.loads(Path(datalist).read_text())[split]  # image paths as the datalist writes them
     rows = []
-    for item, entry in zip(load_split(datalist, "test"), listed):
+    for item, entry in zip(load_split(datalist, split), listed):
         image = {"image": item["image"]}
         model.localiser = found_by
         start = time.perf_counter()
@@ -137,19 +137,24 @@ def write_table(summary: dict, out: Path, command: str) -> str:
 
 def run_benchmark(module: ModuleType) -> None:
     """The command line of this benchmark and of ``benchmarks/referral.py``: ``module.measure`` the test
-    split with a localiser and a classifier, write ``<out>/predictions.csv`` (``module.COLUMNS``), then
-    ``module.write_table`` of ``module.summarise``, with the command that made them."""
+    split (or, with ``--split validation``, the validation split) with a localiser and a classifier, write
+    ``<out>/predictions.csv`` (``module.COLUMNS``), then ``module.write_table`` of ``module.summarise``, with
+    the command that made them."""
     parser = argparse.ArgumentParser(description=module.__doc__.splitlines()[0])
     parser.add_argument("--localiser", required=True, help="trained localiser bundle folder")
     parser.add_argument("--classifier", required=True, help="trained classifier bundle folder (roi true)")
     parser.add_argument("--datalist", required=True, help="datalist whose test items have masks")
     parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--split", choices=("test", "validation"), default="test",
+                        help="the datalist's split to measure (validation: to choose a setting without the test)")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    write_rows(out / "predictions.csv", module.COLUMNS, module.measure(args.localiser, args.classifier, args.datalist))
+    rows = module.measure(args.localiser, args.classifier, args.datalist, args.split)
+    write_rows(out / "predictions.csv", module.COLUMNS, rows)
     command = (f"python benchmarks/{Path(module.__file__).name} --localiser {args.localiser} --classifier "
-               f"{args.classifier} --datalist {args.datalist} --out {args.out}")
+               f"{args.classifier} --datalist {args.datalist} --out {args.out}"
+               + (f" --split {args.split}" if args.split != "test" else ""))
     print(module.write_table(module.summarise(out / "predictions.csv"), out, command))
 
 

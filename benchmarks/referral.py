@@ -34,15 +34,15 @@ COLUMNS = ("image", "group", "label", "box_iou", "p_malignant", "predicted", "un
 MISS_IOU = 0.5
 
 
-def measure(localiser: str, classifier: str, datalist: str) -> list[dict]:
-    """One row (COLUMNS) per test item of the datalist."""
+def measure(localiser: str, classifier: str, datalist: str, split: str = "test") -> list[dict]:
+    """One row (COLUMNS) per item of the datalist's ``split``."""
     model = BundleClassifier(classifier, device="cpu", localiser=LesionLocaliser(localiser, device="cpu"))
     if model.refer_above is None:
         raise SystemExit(f"{classifier}: its operating point has no refer_above for its weights; run monai-bus "
                          "calibrate first.")
-    listed = json.loads(Path(datalist).read_text())["test"]  # image paths as the datalist writes them
+    listed = json.loads(Path(datalist).read_text())[split]  # image paths as the datalist writes them
     rows = []
-    for item, entry in zip(load_split(datalist, "test"), listed):
+    for item, entry in zip(load_split(datalist, split), listed):
         prediction = model.predict_item({"image": item["image"]})
         truth = mask_union(item["mask"], prediction.lesion_mask.shape)
         classified = prediction.class_index is not None

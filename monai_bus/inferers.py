@@ -1,9 +1,10 @@
-"""Forward passes for the bundle's engines: mixed precision, and the classifier's flip test-time augmentation.
+"""Forward passes for the bundles' engines: mixed precision, and flip test-time augmentation.
 
 MONAI's engines autocast only on CUDA; :class:`MixedPrecisionInferer` also uses bfloat16 on CPUs with
 native bf16 (AVX512-BF16 or AMX), where it trains VGG16 several times faster than float32.
-:class:`FlipAveragingInferer` classifies a batch and its mirror image and averages their probabilities
-(measured in docs/results/tta/).
+:class:`FlipAveragingInferer` runs the network on a batch and its mirror image and averages their
+probabilities: the classifier's (measured in docs/results/tta/) and the localiser's, pixel by pixel
+(docs/results/localiser/flip/).
 """
 
 from __future__ import annotations
@@ -65,16 +66,18 @@ class MixedPrecisionInferer(Inferer):
 
 
 class FlipAveragingInferer(Inferer):
-    """Classify a batch and its left-right mirror image (one batch of 2B), and average the two class
+    """Run the network on a batch and its left-right mirror image (one batch of 2B), and average the two
     probabilities: test-time augmentation with the flip that training already applies (``RandFlipd``).
 
     Args:
         inferer: the single forward pass, such as a :class:`MixedPrecisionInferer`.
 
     Shapes:
-        inputs [B, C, H, W] -> logits [B, K]: the log of the mean of the softmax of the network's logits for
-        the inputs and for their mirror images (flipped along W), so that their softmax is that mean. A
-        network that returns a tuple (logits [B, K] first, then maps such as
+        inputs [B, C, H, W] -> logits [B, K] or [B, K, H', W']: the log of the mean of the softmax (over
+        dim 1) of the network's logits for the inputs and for their mirror images (flipped along W), so
+        that their softmax is that mean. Logits with spatial dimensions (a segmentation's) of the mirror
+        images are flipped back before the mean, so that each pixel averages with its own mirror. A
+        network that returns a tuple (logits first, then maps such as
         ``AttentionVGG16.logits_and_attention_map``'s attention [B, 1, H, W]) gives the same tuple with the
         logits averaged and the other entries of the inputs as given (not of the mirror images).
     """
@@ -92,9 +95,11 @@ class FlipAveragingInferer(Inferer):
         outputs = self.inferer(torch.cat([inputs, torch.flip(inputs, dims=[-1])]), network, *args, **kwargs)
         logits = outputs[0] if isinstance(outputs, tuple) else outputs
         log_probabilities = torch.log_softmax(logits.float(), dim=1)
-        batch = len(inputs)  # log of the mean probability, finite wherever the logits are
-        averaged = torch.logsumexp(torch.stack([log_probabilities[:batch], log_probabilities[batch:]]), dim=0) \
-            - math.log(2.0)
-        if isinstance(outputs, tuple):
+        batch = len(inputs)
+        as_given, mirrored = log_probabilities[:batch], log_probabilities[batch:]
+        if mirrored.ndim == 4:  # a segmentation: back to the inputs' orientation
+            mirrored = torch.flip(mirrored, dims=[-1])
+        averaged = torch.logsumexp(torch.stack([as_given, mirrored]), dim=0) - math.log(2.0)  # finite wherever
+        if isinstance(outputs, tuple):                                                        # the logits are
             return (averaged, *(output[:batch] for output in outputs[1:]))
         return averaged

@@ -1,4 +1,4 @@
-"""The classifier's flip test-time augmentation: FlipAveragingInferer, and the bundle's flip_tta setting."""
+"""Flip test-time augmentation: FlipAveragingInferer, and the classifier bundle's flip_tta setting."""
 
 from __future__ import annotations
 
@@ -55,6 +55,33 @@ def test_saturated_logits_stay_finite():
     assert torch.isfinite(logits).all()
     # sure of one class, then of the other: the mean is a tie
     torch.testing.assert_close(torch.softmax(logits, dim=1)[0], torch.tensor([0.5, 0.5]))
+
+
+class LeftRamp(torch.nn.Module):
+    """Logits [B, 2, H, W]: the lesion's grows with the column, times the input, so that the mirror image
+    gets another answer at each pixel."""
+
+    def forward(self, x):
+        ramp = torch.linspace(-2.0, 2.0, x.shape[-1])
+        return torch.cat([torch.zeros_like(x), x * ramp], dim=1)
+
+
+def test_a_segmentation_averages_each_pixel_with_its_own_mirror():
+    x = torch.rand(2, 1, 6, 8)
+    network = LeftRamp()
+    averaged = torch.softmax(FlipAveragingInferer(FLOAT32)(x, network), dim=1)
+    mirrored = torch.flip(torch.softmax(network(torch.flip(x, dims=[-1])), dim=1), dims=[-1])
+    torch.testing.assert_close(averaged, (torch.softmax(network(x), dim=1) + mirrored) / 2)
+    assert averaged.shape == (2, 2, 6, 8)
+
+
+def test_a_mirror_symmetric_segmentation_is_unchanged():
+    network = torch.nn.Conv2d(1, 2, 3, padding=1)
+    with torch.no_grad():  # kernels symmetric left-right: the output of the mirror is the mirror of the output
+        network.weight.copy_((network.weight + torch.flip(network.weight, dims=[-1])) / 2)
+    x = torch.rand(1, 1, 8, 8)
+    torch.testing.assert_close(torch.softmax(FlipAveragingInferer(FLOAT32)(x, network), dim=1),
+                               torch.softmax(network(x), dim=1))
 
 
 def test_only_batches_of_2d_images():

@@ -25,6 +25,7 @@ from monai_bus.data.masks import LoadLesionMaskd, localiser_transforms
 from monai_bus.data.transforms import LoadUltrasoundImaged
 from monai_bus.errors import find_monai_bus_error
 from monai_bus.inference import BundleClassifier, BundleError
+from monai_bus.inferers import FlipAveragingInferer
 from monai_bus.metrics import roc_auc
 from monai_bus.localiser import LesionLocaliser
 from monai_bus.prediction_files import write_rows
@@ -105,7 +106,8 @@ def test_bundle_files_and_metadata():
     image, pred = META["network_data_format"]["inputs"]["image"], META["network_data_format"]["outputs"]["pred"]
     assert image["num_channels"] == 1 and image["channel_def"] == {"0": "image"}
     assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lesion"}
-    assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128, 256], "num_res_units": 2}
+    assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128, 256], "num_res_units": 2,
+                                      "flip_tta": False}
     assert set(META["weights"]) == {"models/model.pt"} and "ships weights" in META["description"]
 
 
@@ -165,15 +167,23 @@ def test_evaluation_writes_the_test_dice(trained_localiser, tiny_data, tmp_path)
     assert set(metrics) == {"val_mean_dice"} and 0.0 <= metrics["val_mean_dice"] <= 1.0
 
 
-def test_inference_from_the_bundle_folder_agrees_with_the_api(trained_localiser, tiny_data, held_out_images, tmp_path):
+@pytest.mark.parametrize("flip_tta", [False, True])
+def test_inference_from_the_bundle_folder_agrees_with_the_api(trained_localiser, tiny_data, held_out_images, tmp_path,
+                                                              flip_tta):
     """The zoo's usage, ``python -m monai.bundle run --config_file configs/inference.json`` in the bundle's
-    folder, writes one mask PNG per test image at the image's size: the API's mask, before its minimum size."""
+    folder, writes one mask PNG per test image at the image's size: the API's mask, before its minimum size;
+    with ``flip_tta`` both average each image with its mirror image."""
     bundle = shutil.copytree(trained_localiser, tmp_path / "localiser")
+    meta_file = bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["model_settings"]["flip_tta"] = flip_tta
+    meta_file.write_text(json.dumps(metadata, indent=4))
     result = subprocess.run([sys.executable, "-m", "monai.bundle", "run", "--config_file", "configs/inference.json",
                              "--dataset_dir", str(tiny_data)], cwd=bundle, capture_output=True, text=True,
                             timeout=600, env=ENVIRONMENT)
     assert result.returncode == 0, result.stderr[-3000:]
     localiser = LesionLocaliser(bundle, device="cpu")
+    assert isinstance(localiser.inferer, FlipAveragingInferer) == flip_tta
     for image in held_out_images:
         written = np.asarray(Image.open(bundle / "eval" / os.path.basename(image).replace(".png", "_mask.png")))
         assert written.shape == (96, 96) and set(np.unique(written)) <= {0, 255}
@@ -363,6 +373,10 @@ def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(
         assert row["found"] == int(found.found) and row["p_localiser_box"] == (
             "" if not found.found else pytest.approx(given.predict(item["image"], box=found.box).malignancy_probability,
                                                      abs=1e-6))
+    validation = localiser_benchmark.measure(str(trained_localiser), str(roi_bundle), str(tiny_data / "datalist.json"),
+                                             split="validation")
+    assert [row["image"] for row in validation] == [
+        item["image"] for item in json.loads((tiny_data / "datalist.json").read_text())["validation"]]
     write_rows(tmp_path / "predictions.csv", localiser_benchmark.COLUMNS, rows)
     summary = localiser_benchmark.summarise(tmp_path / "predictions.csv")
     assert list(summary) == ["test"] and summary["test"]["images"] == len(rows)  # one dataset: no "all"
