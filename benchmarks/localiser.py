@@ -3,6 +3,9 @@
     python benchmarks/localiser.py --localiser localiser --classifier bundle \\
         --datalist docs/results/lists/busi_busbra.json --out docs/results/localiser/internal
 
+With ``--split validation`` it measures the validation split instead, to choose a setting without
+the test (docs/results/localiser/flip/).
+
 Every test image goes through the inference API three times, with the classifier bundle:
 
 - ``localiser box``: no box given, so :class:`monai_bus.inference.BundleClassifier` asks the localiser
@@ -143,7 +146,7 @@ def run_benchmark(module: ModuleType) -> None:
     parser = argparse.ArgumentParser(description=module.__doc__.splitlines()[0])
     parser.add_argument("--localiser", required=True, help="trained localiser bundle folder")
     parser.add_argument("--classifier", required=True, help="trained classifier bundle folder (roi true)")
-    parser.add_argument("--datalist", required=True, help="datalist whose test items have masks")
+    parser.add_argument("--datalist", required=True, help="datalist whose items have masks")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--split", choices=("test", "validation"), default="test",
                         help="the datalist's split to measure (validation: to choose a setting without the test)")

@@ -97,9 +97,10 @@ class FlipAveragingInferer(Inferer):
         log_probabilities = torch.log_softmax(logits.float(), dim=1)
         batch = len(inputs)
         as_given, mirrored = log_probabilities[:batch], log_probabilities[batch:]
-        if mirrored.ndim == 4:  # a segmentation: back to the inputs' orientation
+        if mirrored.ndim > 2:  # spatial dimensions (a segmentation): back to the inputs' orientation
             mirrored = torch.flip(mirrored, dims=[-1])
-        averaged = torch.logsumexp(torch.stack([as_given, mirrored]), dim=0) - math.log(2.0)  # finite wherever
-        if isinstance(outputs, tuple):                                                        # the logits are
+        # the log of the mean probability, finite wherever the logits are
+        averaged = torch.logsumexp(torch.stack([as_given, mirrored]), dim=0) - math.log(2.0)
+        if isinstance(outputs, tuple):
             return (averaged, *(output[:batch] for output in outputs[1:]))
         return averaged

@@ -3,7 +3,8 @@
 :class:`LesionLocaliser` takes ``network_def``, ``preprocessing``, ``inferer`` and ``lesion_mask``
 from the localiser bundle's own ``configs/inference.json`` (the definitions its ``evaluating``
 workflow runs, so that the API and the workflow give the same mask): the image is read by the
-project's one reader and resized to ``image_size``; the UNet's softmax is brought back to the
+project's one reader and resized to ``image_size``; the UNet's softmax (averaged with the mirror
+image's when the bundle's ``flip_tta`` is on; it is off in the shipped bundle) is brought back to the
 input's size (``Invertd``), each pixel called lesion where the lesion's probability is above the
 background's (the argmax, written as a comparison, which is much faster on a CPU than torch's argmax
 over 2 channels), and only the largest connected component of the lesion kept

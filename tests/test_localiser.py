@@ -195,6 +195,17 @@ def test_inference_from_the_bundle_folder_agrees_with_the_api(trained_localiser,
             assert rows.size == 0 or min(np.ptp(rows), np.ptp(columns)) + 1 < MIN_BOX_SIDE
 
 
+@pytest.mark.parametrize("flip_tta", [False, True])
+def test_validation_and_evaluation_average_with_the_mirror_image_with_flip_tta(tmp_path, flip_tta):
+    bundle = copy_localiser(tmp_path / "localiser", flip_tta=flip_tta)
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / name) for name in ("train.json", "evaluate.json")])
+    parser.read_meta(str(bundle / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(bundle)
+    for inferer in ("validate#inferer", "inferer"):  # train.json's validation, evaluate.json's evaluation
+        assert isinstance(parser.get_parsed_content(inferer), FlipAveragingInferer) == flip_tta, inferer
+
+
 def test_torchrun_two_processes(tmp_path, tiny_data):
     """The multi_gpu_train.json overlay: 2 processes on CPU (gloo), model.pt saved unwrapped from DDP."""
     bundle = copy_localiser(tmp_path / "localiser")
@@ -375,8 +386,12 @@ def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(
                                                      abs=1e-6))
     validation = localiser_benchmark.measure(str(trained_localiser), str(roi_bundle), str(tiny_data / "datalist.json"),
                                              split="validation")
+    validation_items = load_split(str(tiny_data / "datalist.json"), "validation")
     assert [row["image"] for row in validation] == [
         item["image"] for item in json.loads((tiny_data / "datalist.json").read_text())["validation"]]
+    assert [row["label"] for row in validation] == [item["label"] for item in validation_items]
+    assert validation[0]["p_dataset_box"] == pytest.approx(
+        given.predict_item(validation_items[0]).malignancy_probability, abs=1e-6)
     write_rows(tmp_path / "predictions.csv", localiser_benchmark.COLUMNS, rows)
     summary = localiser_benchmark.summarise(tmp_path / "predictions.csv")
     assert list(summary) == ["test"] and summary["test"]["images"] == len(rows)  # one dataset: no "all"
