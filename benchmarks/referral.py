@@ -6,12 +6,13 @@
 Every test image of the datalist goes through the inference API as ``monai-bus infer IMAGE`` sends it:
 no box, so :class:`monai_bus.inference.BundleClassifier` asks the localiser, classifies around its box
 at the bundle's operating point, and measures the uncertainty over its test-time views
-(:mod:`monai_bus.uncertainty`). ``<out>/predictions.csv`` holds one row per image: the box's IoU with
-the dataset's (``benchmarks/localiser.py``'s measure), P(malignant), the class (empty when no lesion was
-found), the uncertainty and ``refer``. ``--split validation`` measures the validation split instead. ``<out>/table.md`` and ``table.json``, per dataset: how many
-images are referred; the errors at the operating point, the missed cancers and false alarms among
-them, the localiser's misses (box IoU below :data:`MISS_IOU`, or no lesion) and the errors on them,
-each with how many are referred; and the AUC, sensitivity and specificity on the images not referred.
+(:mod:`monai_bus.uncertainty`); ``--split validation`` measures the validation split instead.
+``<out>/predictions.csv`` holds one row per image: the box's IoU with the dataset's
+(``benchmarks/localiser.py``'s measure), P(malignant), the class (empty when no lesion was found), the
+uncertainty and ``refer``. ``<out>/table.md`` and ``table.json``, per dataset: how many images are
+referred; the errors at the operating point, the missed cancers and false alarms among them, the
+localiser's misses (box IoU below :data:`MISS_IOU`, or no lesion) and the errors on them, each with
+how many are referred; and the AUC, sensitivity and specificity on the images not referred.
 """
 
 from __future__ import annotations
