@@ -83,14 +83,22 @@ def measure(localiser: str, classifier: str, datalist: str, split: str = "test")
     return rows
 
 
-def _statistics(rows: list[dict]) -> np.ndarray:
+def _statistics(columns: dict[str, np.ndarray]) -> np.ndarray:
     """Mean Dice, mean box IoU, the AUC of each of BOXES and the AUC differences localiser - dataset box
-    and whole image - dataset box."""
-    labels = np.array([int(row["label"]) for row in rows])
-    scores = [[float(row[f"p_{box}"] or NOT_FOUND_SCORE) for row in rows] for box in BOXES]
-    dataset_box, localiser_box, whole_image = (roc_auc(labels, score) for score in scores)
-    return np.array([np.mean([float(row["dice"]) for row in rows]), np.mean([float(row["box_iou"]) for row in rows]),
+    and whole image - dataset box, from the columns of :func:`_columns` (or a resample of them)."""
+    dataset_box, localiser_box, whole_image = (roc_auc(columns["label"], columns[f"p_{box}"]) for box in BOXES)
+    return np.array([np.mean(columns["dice"]), np.mean(columns["box_iou"]),
                      dataset_box, localiser_box, whole_image, localiser_box - dataset_box, whole_image - dataset_box])
+
+
+def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
+    """The prediction rows' label, Dice, box IoU and P(malignant) of each of BOXES (NOT_FOUND_SCORE where
+    the localiser found no lesion), as arrays [N]."""
+    columns = {"label": np.array([int(row["label"]) for row in rows]),
+               **{name: np.array([float(row[name]) for row in rows]) for name in ("dice", "box_iou")}}
+    for box in BOXES:
+        columns[f"p_{box}"] = np.array([float(row[f"p_{box}"] or NOT_FOUND_SCORE) for row in rows])
+    return columns
 
 
 STATISTICS = ("dice", "box_iou", "auc_dataset_box", "auc_localiser_box", "auc_whole_image",
@@ -110,14 +118,15 @@ def summarise(predictions: Path) -> dict:
     summary = {}
     for name in datasets + (["all"] if len(datasets) > 1 else []):
         chosen = [row for row in rows if name in ("all", dataset_of(row["group"]))]
-        resampled = np.array([_statistics([chosen[i] for i in r])
+        columns = _columns(chosen)
+        resampled = np.array([_statistics({name: column[r] for name, column in columns.items()})
                               for r in group_resamples([row["group"] for row in chosen], N_RESAMPLES, seed=0)])
         low, high = percentile_interval(resampled)
         summary[name] = {"images": len(chosen), "malignant": sum(row["label"] == "1" for row in chosen),
                          "not_found": sum(row["found"] == "0" for row in chosen),
                          "median_seconds": float(np.median([float(row["seconds"]) for row in chosen])),
                          **{key: [value, lo, hi] for key, value, lo, hi in
-                            zip(STATISTICS, _statistics(chosen), low, high)}}
+                            zip(STATISTICS, _statistics(columns), low, high)}}
     return summary
 
 

@@ -24,7 +24,6 @@ import torch
 from ignite.exceptions import NotComputableError
 from ignite.metrics import EpochMetric
 from monai.utils import evenly_divisible_all_gather
-from scipy.stats import rankdata
 
 POSITIVE_CLASS = 1
 METRIC_NAMES = ("sensitivity", "specificity", "precision", "accuracy", "f1", "mcc", "auc")
@@ -52,16 +51,19 @@ def _ratio(numerator: float, denominator: float) -> float:
 def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
     """Area under the ROC curve of class 1 against the rest; NaN with a single class.
 
-    The Mann-Whitney U statistic on scipy's tie-averaged ranks, so ties count one half. It equals
-    ``sklearn.metrics.roc_auc_score`` (but for its rounding) at a twentieth of its cost, which
-    matters in the study's bootstrap (thousands of calls per run).
+    The Mann-Whitney U statistic: for each positive case, the negatives it outscores, a tie counting one
+    half, over all positive-negative pairs. It equals ``sklearn.metrics.roc_auc_score`` (but for its
+    rounding) at a hundredth of its cost, which matters in the study's bootstrap (thousands of calls per
+    run).
     """
     positive = np.asarray(labels) == POSITIVE_CLASS
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    if n_pos == 0 or n_neg == 0:
+    scores = np.asarray(scores, dtype=np.float64)
+    negatives, positives = np.sort(scores[~positive]), scores[positive]
+    if len(positives) == 0 or len(negatives) == 0:
         return math.nan
-    ranks = rankdata(np.asarray(scores, dtype=np.float64))
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+    # twice the negatives below each positive score, plus those equal to it
+    twice_wins = np.searchsorted(negatives, positives, "left") + np.searchsorted(negatives, positives, "right")
+    return float(twice_wins.sum() / (2.0 * len(positives) * len(negatives)))
 
 
 def metrics_from_counts(tp: int, fp: int, tn: int, fn: int) -> dict[str, float]:
