@@ -31,7 +31,8 @@ setup(
         "openpyxl",
     ],
     extras_require={
-        "test": ["pytest"],
+        # pytest-xdist: the README's test command runs the tests on every core (-n auto)
+        "test": ["pytest", "pytest-xdist"],
         # the study harness's figures (monai-bus study)
         "study": ["matplotlib"],
         # the 3D Slicer module's tests (slicer_extension/) without the Slicer app: a real MRML scene, and a
