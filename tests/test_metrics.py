@@ -40,8 +40,9 @@ def test_zero_division_is_zero():
     assert metrics_from_counts(0, 0, 0, 0)["accuracy"] == 0.0
 
 
-def test_auc_single_class_is_nan():
+def test_auc_of_a_single_class_or_a_nan_score_is_nan():
     assert math.isnan(roc_auc([1, 1, 1], [0.2, 0.5, 0.9]))
+    assert math.isnan(roc_auc([0, 1, 1], [0.1, math.nan, 0.5]))  # undefined, never a number
     assert roc_auc([0, 1], [0.3, 0.3]) == 0.5
 
 
