@@ -119,7 +119,7 @@ def summarise(predictions: Path) -> dict:
     for name in datasets + (["all"] if len(datasets) > 1 else []):
         chosen = [row for row in rows if name in ("all", dataset_of(row["group"]))]
         columns = _columns(chosen)
-        resampled = np.array([_statistics({name: column[r] for name, column in columns.items()})
+        resampled = np.array([_statistics({key: column[r] for key, column in columns.items()})
                               for r in group_resamples([row["group"] for row in chosen], N_RESAMPLES, seed=0)])
         low, high = percentile_interval(resampled)
         summary[name] = {"images": len(chosen), "malignant": sum(row["label"] == "1" for row in chosen),

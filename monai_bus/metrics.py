@@ -53,8 +53,8 @@ def roc_auc(labels: Sequence[int], scores: Sequence[float]) -> float:
 
     The Mann-Whitney U statistic: for each positive case, the negatives it outscores, a tie counting one
     half, over all positive-negative pairs. It equals ``sklearn.metrics.roc_auc_score`` (but for its
-    rounding) at under a hundredth of its cost, which matters in the study's bootstrap (thousands of calls per
-    run).
+    rounding) at under a hundredth of its cost, which matters in the study's bootstrap (thousands of
+    calls per run).
     """
     positive = np.asarray(labels) == POSITIVE_CLASS
     scores = np.asarray(scores, dtype=np.float64)

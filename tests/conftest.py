@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 if "PYTEST_XDIST_WORKER" in os.environ:  # pytest -n N: one thread per worker (and its subprocesses), so
-    os.environ.setdefault("OMP_NUM_THREADS", "1")  # that N workers on N cores do not oversubscribe them
+    os.environ["OMP_NUM_THREADS"] = "1"  # that N workers on N cores do not oversubscribe them
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLE = REPO / "bundle"
