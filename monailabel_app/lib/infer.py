@@ -11,6 +11,7 @@ import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
 from PIL import Image
 
+from lib.predictions import operating_point
 from monai_bus.errors import InputError
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.localiser import LesionLocaliser
@@ -23,7 +24,7 @@ class BundleClassifierInfer(InferTask):
     The result JSON holds MONAI Label's classification format (``prediction``: one
     ``{idx, label, score}`` per class, the score being its probability) and the fields of
     ``Prediction.to_dict()`` (``class_name``, ``malignancy_probability``, ``model_version``,
-    ``weights_sha256``, ...).
+    ``weights_sha256``, ...), and the ``operating_point`` applied (:func:`lib.predictions.operating_point`).
     With the request parameter ``"attention": true`` the attention map is also returned as a result
     image: an 8-bit grey PNG (255 = attention 1) of the input image's size. The request parameter
     ``"box": [row_start, row_stop, col_start, col_stop]`` gives the lesion box in the image's pixels
@@ -32,15 +33,17 @@ class BundleClassifierInfer(InferTask):
     class: an empty ``prediction``, ``class_name`` null and a ``note`` that says so.
 
     The models are reloaded when training replaces a bundle's ``models/model.pt`` or its record
-    ``models/model.json`` (:mod:`monai_bus.weights`), and ``/info/`` reports the version, SHA-256 and
-    training data of the weights served. The task is valid, and listed in ``/info/``, only while the
+    ``models/model.json`` (:mod:`monai_bus.weights`), and when its ``configs/metadata.json`` changes
+    (``monai-bus calibrate`` writes the operating point there), and ``/info/`` reports the version, SHA-256
+    and training data of the weights served. The task is valid, and listed in ``/info/``, only while the
     models can be loaded.
     """
 
     def __init__(self, bundle_dir: str, localiser_dir: str, **task):
         self.bundle_dir, self.localiser_dir = Path(bundle_dir), Path(localiser_dir)
         self.watched_files = [path for bundle in (self.bundle_dir, self.localiser_dir)
-                              for path in (bundle / "models" / "model.pt", record_path(bundle / "models" / "model.pt"))]
+                              for path in (bundle / "models" / "model.pt", record_path(bundle / "models" / "model.pt"),
+                                           bundle / "configs" / "metadata.json")]
         meta = json.loads((self.bundle_dir / "configs" / "metadata.json").read_text(encoding="utf8"))
         channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
         super().__init__(**{
@@ -88,6 +91,7 @@ class BundleClassifierInfer(InferTask):
                 for index, (name, probability) in enumerate(zip(classifier.class_names, prediction.probabilities or ()))
             ],
             **prediction.to_dict(),
+            "operating_point": operating_point(classifier),
         }
         return prediction, result
 

@@ -5,8 +5,8 @@ store an image's prediction as labels of that image, never under MONAI Label's `
 ``final`` tags (``final`` holds the radiologist's class, which training reads):
 
 - tag ``monai_bus_prediction``: a JSON file, the infer task's result (``prediction``, ``class_name``,
-  ``malignancy_probability``, ``model_version``, ``weights_sha256``, ...). Its label info holds the
-  same fields, without ``prediction``, and the model name.
+  ``malignancy_probability``, ``model_version``, ``weights_sha256``, the ``operating_point`` applied,
+  ...). Its label info holds the same fields, without ``prediction``, and the model name.
 - tag ``monai_bus_attention``: the attention map PNG, when the request asked for it. Its label info
   names the weights that made it (``model_version``, ``weights_sha256``).
 """
@@ -19,6 +19,13 @@ import tempfile
 
 PREDICTION_TAG = "monai_bus_prediction"
 ATTENTION_TAG = "monai_bus_attention"
+
+
+def operating_point(classifier) -> dict:
+    """The operating point that a :class:`monai_bus.inference.BundleClassifier` applies: its ``threshold``
+    (None: the argmax), ``temperature`` and ``refer_above`` (None: no referral by uncertainty)."""
+    return {"threshold": classifier.threshold, "temperature": classifier.temperature,
+            "refer_above": classifier.refer_above}
 
 
 def store_prediction(datastore, image_id: str, model: str, result: dict, attention_file: str | None = None) -> None:
@@ -35,12 +42,13 @@ def store_prediction(datastore, image_id: str, model: str, result: dict, attenti
         datastore.save_label(image_id, attention_file, ATTENTION_TAG, {"model": model, **weights})
 
 
-def stored_result(datastore, image_id: str, weights: dict) -> dict | None:
-    """The result stored for the image by the weights now served, or None.
+def stored_result(datastore, image_id: str, served: dict) -> dict | None:
+    """The result stored for the image by the weights and operating point now served, or None.
 
     Args:
-        weights: the served weights' ``weights_sha256`` and ``localiser_sha256`` (the localiser's box
-            decides what was classified); a stored result matches when both are equal.
+        served: the served weights' ``weights_sha256`` and ``localiser_sha256`` (the localiser's box
+            decides what was classified) and the :func:`operating_point` applied (a recalibration changes
+            the probabilities and the classes); a stored result matches when all three are equal.
     """
     info = datastore.get_label_info(image_id, PREDICTION_TAG) or {}
-    return info if all(info.get(key) == value for key, value in weights.items()) else None
+    return info if all(info.get(key) == value for key, value in served.items()) else None

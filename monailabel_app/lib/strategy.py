@@ -7,7 +7,7 @@ import logging
 from monailabel.interfaces.tasks.strategy import Strategy
 
 from lib.infer import BundleClassifierInfer
-from lib.predictions import store_prediction, stored_result
+from lib.predictions import operating_point, store_prediction, stored_result
 from monai_bus.inference import BundleError
 
 logger = logging.getLogger(__name__)
@@ -18,9 +18,9 @@ class LeastCertain(Strategy):
     threshold: the bundle's operating-point threshold (``BundleClassifier.threshold``), else 0.5.
 
     It reuses the predictions stored in the datastore (:mod:`lib.predictions`) when they come from
-    the weights now served (the classifier's and the localiser's SHA-256), and predicts and stores the
-    others. An image that cannot be read, or in which the localiser finds no lesion (no P(malignant)),
-    is logged and left out.
+    the weights now served (the classifier's and the localiser's SHA-256) at the operating point now
+    applied, and predicts and stores the others. An image that cannot be read, or in which the localiser
+    finds no lesion (no P(malignant)), is logged and left out.
     """
 
     def __init__(self, infer_task: BundleClassifierInfer, model: str):
@@ -32,7 +32,8 @@ class LeastCertain(Strategy):
         classifier = self.infer_task.classifier()  # BundleError when there is no usable model
         threshold = 0.5 if classifier.threshold is None else classifier.threshold
         served = {"weights_sha256": classifier.weights["sha256"],
-                  "localiser_sha256": classifier.localiser.weights["sha256"]}
+                  "localiser_sha256": classifier.localiser.weights["sha256"],
+                  "operating_point": operating_point(classifier)}
         best_id, best_probability, predicted = None, None, 0
         for image_id in datastore.get_unlabeled_images():
             result = stored_result(datastore, image_id, served)

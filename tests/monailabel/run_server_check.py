@@ -8,7 +8,7 @@ It trains a copy of the bundle for one epoch on synthetic images, copies the loc
 its shipped weights, starts ``monailabel start_server`` on 127.0.0.1 with the app and a studies
 folder of synthetic images (and one corrupt image), then checks /info/, /infer/ of both models (the
 lesion segmentation as the stock Slicer client gets it), bad input, stored predictions (/infer/ with
-save_label, /batch/infer/), the ``uncertainty`` strategy, class labels saved through
+save_label, /batch/infer/), the ``uncertainty`` strategy and a recalibration, class labels saved through
 /datastore/label (one of them not a class), one /train/ run of the classifier and the fine-tuned
 model's version, checksum and predictions, then corrected lesion masks (PNG and NIfTI) saved as
 labels and one /train/ run of the localiser on them; the server is always stopped at the end. It
@@ -222,6 +222,30 @@ def check_infer(url: str, image_id: str, record: dict, when: str) -> dict | None
     return result
 
 
+def check_recalibration(url: str, bundle: Path, stored: dict, threshold: float, sha256: str) -> None:
+    """An operating point written into metadata.json while the server runs, as ``monai-bus calibrate`` writes
+    it (here a temperature of 2 at the same threshold): /infer/ applies it at once, and the uncertainty
+    strategy reuses none of the ``stored`` predictions (P(malignant) by image), not even the one planted at
+    the threshold itself. metadata.json is restored afterwards."""
+    meta_file = bundle / "configs" / "metadata.json"
+    shipped = meta_file.read_text()
+    metadata = json.loads(shipped)
+    metadata["operating_point"] = {"threshold": threshold, "temperature": 2.0, "weights_sha256": sha256,
+                                   "description": "a recalibration while the server runs"}
+    meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
+    try:
+        fresh = {i: infer(url, i).json()["malignancy_probability"] for i in stored}
+        check("after a recalibration, /infer/ applies the new operating point at once (temperature 2: nearer 0.5)",
+              all(abs(fresh[i] - 0.5) < abs(p - 0.5) for i, p in stored.items() if p != 0.5), (stored, fresh))
+        sample = next_sample(url)
+        check("after a recalibration, the uncertainty strategy reuses no stored prediction: it picks from fresh ones",
+              sample.get("id") in fresh and sample.get("malignancy_probability") == fresh[sample["id"]]
+              and abs(fresh[sample["id"]] - threshold) == min(abs(p - threshold) for p in fresh.values()),
+              (sample, fresh))
+    finally:
+        meta_file.write_text(shipped)
+
+
 def check_info(url: str, record: dict, when: str) -> None:
     model = requests.get(f"{url}/info/", timeout=30).json()["models"].get(MODEL, {})
     check(f"/info/ {when}: the weights' version, SHA-256 and training data",
@@ -389,6 +413,7 @@ def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict
         sample = next_sample(url)
         check("uncertainty strategy reuses the stored predictions of the current weights", sample.get("id") == target,
               (sample, target))
+        check_recalibration(url, bundle, probabilities, threshold, record["sha256"])
 
     label_file = bundle.parent / "label.json"  # as documented for Slicer's Python console
     label_file.write_text(json.dumps({"label": CLASS_NAMES[items[0]["label"]]}))
