@@ -156,7 +156,7 @@ def end_to_end_ms(repeats: int, uncertainty: bool) -> float:
     """Median milliseconds of ``BundleClassifier.predict`` on a PNG file with a lesion box: reading,
     checks, crop, resize, one forward pass (of the input and its mirror image, with the bundle's
     ``flip_tta``), softmax and the attention map at the image's size (and, with ``uncertainty``, the
-    test-time views: 4 more crops and one more forward pass of a batch of 6)."""
+    test-time views: 4 more crops and the views in the forward pass, a batch of 6)."""
     with tempfile.TemporaryDirectory() as folder:
         item = write_sample(Path(folder), 1)
         box = box_from_masks(item["mask"])

@@ -5,7 +5,7 @@
         --localiser localiser --out docs/results/tta/busi_busbra
 
 Each run folder is a bundle (a study run). Every test image goes through the inference API
-(:class:`monai_bus.inference.BundleClassifier`'s ``view_probabilities``: the views of
+(:meth:`monai_bus.inference.BundleClassifier.forward` with ``views``: the views of
 :mod:`monai_bus.uncertainty`, each classified on its own) around the datalist's box and, with
 ``--localiser``, around the box the localiser finds. Three scores per image and box (:data:`SCORES`):
 
@@ -42,8 +42,7 @@ N_RESAMPLES = 2000
 
 def scores(model: BundleClassifier, item: dict) -> dict[str, float]:
     """The three :data:`SCORES` of one datalist item."""
-    data = model.preprocessing(dict(item))  # the network input; the views classify it, no other pass is needed
-    views = model.view_probabilities(item, data)  # each on its own: as given, mirrored, then the shifted boxes
+    views = model.forward(item, views=True).view_probabilities  # as given, mirrored, then the shifted boxes
     return {"plain": views[0], "flip": float(np.mean(views[:2])), "flip_shifts": float(np.mean(views))}
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ from monai_bus.calibration import likelihood_category
 from monai_bus.data.boxes import check_box
 from monai_bus.data.roi import ROI_META_KEY
 from monai_bus.errors import InputError, find_monai_bus_error
+from monai_bus.inferers import FlipAveragingInferer
 from monai_bus.metrics import predicted_malignant
 from monai_bus.uncertainty import shifted_boxes, spread
 from monai_bus.weights import provenance
@@ -151,6 +152,23 @@ class Prediction:
         }
 
 
+class ForwardPass(NamedTuple):
+    """One classification of a datalist item (:meth:`BundleClassifier.forward`).
+
+    Attributes:
+        data: the preprocessed item; its ``image`` is the network input [1, S, S], a ``MetaTensor``.
+        probabilities: the class probabilities [2], after the operating point's temperature.
+        attention: the attention map [S, S] in [0, 1] over the network input; None for a network without
+            an attention gate.
+        view_probabilities: P(malignant) of each test-time view [V], after the temperature, when asked for.
+    """
+
+    data: dict
+    probabilities: torch.Tensor
+    attention: torch.Tensor | None
+    view_probabilities: list[float] | None
+
+
 def read_checkpoint(path: Path) -> dict:
     """The state dict in a weight file: a raw state dict, or a ``{"model": state_dict}`` checkpoint.
 
@@ -218,9 +236,10 @@ class BundleClassifier:
         device: torch device name; default as in the bundle's config (CUDA when available).
         localiser: finds the lesion box of an image given without one, for a bundle trained on lesion
             regions; None to classify such an image whole (unreliable, and said in its note).
-        uncertainty: measure each prediction's uncertainty from test-time views, which takes up to 6
-            more network passes (in one batch) and, around a box, 4 more preprocessings of the image;
-            False for predictions without ``uncertainty`` (and a ``refer`` flag only where it needs none).
+        uncertainty: measure each prediction's uncertainty from test-time views, classified in the
+            answer's batch (up to 6 images in it, against 2 with ``flip_tta`` alone) and, around a box,
+            cropped 4 more times from the image as read; False for predictions without ``uncertainty`` (and
+            a ``refer`` flag only where it needs none).
 
     Raises:
         BundleError: a missing file, or a bundle whose configs or checkpoint do not fit together.
@@ -295,53 +314,54 @@ class BundleClassifier:
         return self.predict_item(item)
 
     @torch.no_grad()
-    def forward(self, item: dict) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
-        """Preprocess a datalist item and run the bundle's inferer once (one batch: with ``flip_tta``, the input
-        and its mirror image), for the class probabilities and the attention map together.
+    def forward(self, item: dict, views: bool = False) -> ForwardPass:
+        """Preprocess a datalist item and classify it in one batch, for the class probabilities and the
+        attention map together.
 
-        Returns:
-            the preprocessed item (its ``image`` is the network input [1, S, S], a ``MetaTensor``), the
-            class probabilities [2] (after the operating point's temperature), and the attention map
-            [S, S] in [0, 1] over the network input
-            (None for a network without an attention gate).
+        Without ``views``, the batch is the network input through the bundle's ``inferer`` (with
+        ``flip_tta``, the input and its mirror image, their probabilities averaged). With ``views``, it is
+        the test-time views of :mod:`monai_bus.uncertainty`, each classified on its own (the bundle's
+        ``single_view_inferer``): the input as it is and mirrored left to right, then, when it was cropped
+        around a lesion box ``data["bbox"]``, the crops around :func:`~monai_bus.uncertainty.shifted_boxes`
+        (cut from the image as read once); the class probabilities are then those of the first view, or,
+        with ``flip_tta``, of the first two averaged as the ``inferer`` averages them
+        (:meth:`FlipAveragingInferer.average <monai_bus.inferers.FlipAveragingInferer.average>`), so that the
+        answer is the same either way and the views cost no pass of their own for it.
 
         Raises:
             InputError: as :meth:`predict`.
             BundleError: when the network's output is not finite (corrupt weights).
         """
         try:
-            data = self.preprocessing(dict(item))
+            read = self.preprocessing(dict(item), end=1)  # the first transform reads the image
+            data = self.preprocessing(dict(read), start=1)
+            inputs = [data["image"]]
+            if views:
+                inputs.append(torch.flip(data["image"], dims=[-1]))
+                if self.roi and data.get("bbox") is not None:
+                    inputs += [self.preprocessing({**read, "bbox": box}, start=1)["image"]
+                               for box in shifted_boxes(data["bbox"])]
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             raise find_monai_bus_error(error) or error from None
-        batch = data["image"].unsqueeze(0).to(self.device)
+        batch = torch.stack(inputs).to(self.device)
+        inferer = self.single_view_inferer if views else self.inferer
         alpha = None
         if self.has_attention:
-            logits, alpha = self.inferer(batch, self.network.logits_and_attention_map)
+            logits, alpha = inferer(batch, self.network.logits_and_attention_map)
             alpha = alpha[0, 0].clamp(0.0, 1.0).cpu()
         else:
-            logits = self.inferer(batch, self.network)
-        probabilities = torch.softmax(logits.float() / self.temperature, dim=1)[0].cpu()
-        if not torch.isfinite(probabilities).all():
-            raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
-                              f"weights of {self.checkpoint_path} are corrupt.")
-        return data, probabilities, alpha
-
-    @torch.no_grad()
-    def view_probabilities(self, item: dict, data: dict) -> list[float]:
-        """P(malignant) of the test-time views of a datalist item (:mod:`monai_bus.uncertainty`), after the
-        operating point's temperature, each from one forward pass (the bundle's ``single_view_inferer``, even
-        where its ``inferer`` averages each input with its mirror image): its network input ``data["image"]``
-        [1, S, S] (from :meth:`forward`) as it is and mirrored left to right, then, when it was cropped around
-        a lesion box ``data["bbox"]``, the crops around :func:`~monai_bus.uncertainty.shifted_boxes`. All in
-        one batch [V, 1, S, S]."""
-        views = [data["image"], torch.flip(data["image"], dims=[-1])]
-        if self.roi and data.get("bbox") is not None:
-            views += [self.preprocessing({**item, "bbox": box})["image"] for box in shifted_boxes(data["bbox"])]
-        logits = self.single_view_inferer(torch.stack(views).to(self.device), self.network)
+            logits = inferer(batch, self.network)
         if not torch.isfinite(logits).all():
             raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
                               f"weights of {self.checkpoint_path} are corrupt.")
-        return torch.softmax(logits.float() / self.temperature, dim=1)[:, 1].cpu().tolist()
+        logits = logits.float()
+        view_probabilities = None
+        if views:
+            view_probabilities = torch.softmax(logits / self.temperature, dim=1)[:, 1].cpu().tolist()
+            flip_averaged = isinstance(self.inferer, FlipAveragingInferer)
+            logits = FlipAveragingInferer.average(logits[:1], logits[1:2]) if flip_averaged else logits[:1]
+        probabilities = torch.softmax(logits / self.temperature, dim=1)[0].cpu()
+        return ForwardPass(data, probabilities, alpha, view_probabilities)
 
     def predict_item(self, item: dict) -> Prediction:
         """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,
@@ -353,7 +373,7 @@ class BundleClassifier:
             if not localisation.found:
                 return self._unclassified(localisation)
             item = {**item, "bbox": localisation.box}
-        data, probabilities, alpha = self.forward(item)
+        data, probabilities, alpha, view_probabilities = self.forward(item, views=self.uncertainty)
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
         rows, columns = image_shape
@@ -373,7 +393,7 @@ class BundleClassifier:
                 alpha[None, None], size=(row_stop - row_start, col_stop - col_start), mode="bilinear",
                 align_corners=False).clamp(0.0, 1.0)[0, 0].numpy()
         index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
-        uncertainty = spread(self.view_probabilities(item, data)) if self.uncertainty else None
+        uncertainty = spread(view_probabilities) if self.uncertainty else None
         refer = None if uncertainty is None or self.refer_above is None else uncertainty > self.refer_above
         if note == NO_BOX_NOTE:
             refer = True  # a model trained on lesion regions classified the whole image

@@ -94,13 +94,18 @@ class FlipAveragingInferer(Inferer):
                              f"{tuple(inputs.shape)}.")
         outputs = self.inferer(torch.cat([inputs, torch.flip(inputs, dims=[-1])]), network, *args, **kwargs)
         logits = outputs[0] if isinstance(outputs, tuple) else outputs
-        log_probabilities = torch.log_softmax(logits.float(), dim=1)
         batch = len(inputs)
-        as_given, mirrored = log_probabilities[:batch], log_probabilities[batch:]
-        if mirrored.ndim > 2:  # spatial dimensions (a segmentation): back to the inputs' orientation
-            mirrored = torch.flip(mirrored, dims=[-1])
-        # the log of the mean probability, finite wherever the logits are
-        averaged = torch.logsumexp(torch.stack([as_given, mirrored]), dim=0) - math.log(2.0)
+        averaged = self.average(logits[:batch], logits[batch:])
         if isinstance(outputs, tuple):
             return (averaged, *(output[:batch] for output in outputs[1:]))
         return averaged
+
+    @staticmethod
+    def average(logits: torch.Tensor, mirrored_logits: torch.Tensor) -> torch.Tensor:
+        """The log of the mean of the softmax (over dim 1) of ``logits`` [B, K] or [B, K, H, W] of the inputs
+        and ``mirrored_logits`` (the same shape) of their mirror images, whose spatial dimensions (a
+        segmentation's) are flipped back first. Finite wherever the logits are."""
+        as_given, mirrored = (torch.log_softmax(x.float(), dim=1) for x in (logits, mirrored_logits))
+        if mirrored.ndim > 2:  # back to the inputs' orientation, so that each pixel averages with its own mirror
+            mirrored = torch.flip(mirrored, dims=[-1])
+        return torch.logsumexp(torch.stack([as_given, mirrored]), dim=0) - math.log(2.0)

@@ -1,9 +1,10 @@
 """Uncertainty of one classification, from test-time views, and when to refer the image to a reader.
 
-The classifier sees each image once more in a few test-time views, each classified on its own: its
-input as it is and mirrored left to right and, when it classified the region around a lesion box, that
-box shifted by :data:`SHIFT` of its height up and down and of its width left and right
-(:func:`shifted_boxes`; the shift the training crops already vary by,
+The classifier sees each image in a few test-time views, each classified on its own, in the answer's
+own batch (:meth:`monai_bus.inference.BundleClassifier.forward`): its input as it is and mirrored left
+to right and, when it classified the region around a lesion box, that box shifted by :data:`SHIFT` of
+its height up and down and of its width left and right (:func:`shifted_boxes`; the shift the training
+crops already vary by,
 :class:`monai_bus.data.roi.RandCropToLesiond`). The uncertainty is the standard deviation of
 P(malignant) over these views (:func:`spread`). Its point is not the probability (with the bundle's
 ``flip_tta``, the probability is the mean of the first two views before the temperature,

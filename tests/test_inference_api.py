@@ -146,15 +146,18 @@ def test_demo_command(tmp_path, tiny_data, capsys):
 @pytest.mark.parametrize("box", [None, (10, 60, 20, 70)])
 def test_one_forward_pass_per_image(trained_bundle, test_image, box):
     """Logits and attention map come from one pass through VGG16 (a batch of 2: the image and its mirror,
-    with the bundle's flip_tta), and the uncertainty's test-time views from one more: a batch of 2 (the image
-    and its mirror, each on its own) for a whole image, of 6 around a box."""
-    for uncertainty, batches in ((False, [2]), (True, [2, 2 if box is None else 6])):
+    with the bundle's flip_tta), with the uncertainty's test-time views in the same batch: of 2 (the image
+    and its mirror, each on its own) for a whole image, of 6 around a box. The answer is the same either way."""
+    results = {}
+    for uncertainty, batches in ((False, [2]), (True, [2 if box is None else 6])):
         classifier = BundleClassifier(trained_bundle, device="cpu", uncertainty=uncertainty)
         calls = []
         classifier.network.features[0].register_forward_hook(lambda module, inputs, output: calls.append(len(output)))
-        result = classifier.predict(test_image, box=box)
-        assert calls == batches and result.attention is not None
-        assert (result.uncertainty is not None) == uncertainty
+        results[uncertainty] = classifier.predict(test_image, box=box)
+        assert calls == batches and results[uncertainty].attention is not None
+        assert (results[uncertainty].uncertainty is not None) == uncertainty
+    assert results[True].probabilities == pytest.approx(results[False].probabilities, abs=1e-5)
+    np.testing.assert_allclose(results[True].attention, results[False].attention, atol=1e-5)
 
 
 def test_every_prediction_names_its_weights(trained_bundle, test_image, tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -137,5 +138,15 @@ def test_a_bundle_made_before_flip_tta_still_classifies(trained_bundle, tiny_dat
     classifier = BundleClassifier(bundle, device="cpu")
     batches = []
     classifier.network.features[0].register_forward_hook(lambda module, inputs, output: batches.append(len(output)))
-    result = classifier.predict_item(load_split(str(tiny_data / "datalist.json"), "test")[0])
-    assert batches == [1, 2] and result.uncertainty is not None  # the answer, then the image and its mirror
+    item = load_split(str(tiny_data / "datalist.json"), "test")[0]
+    result = classifier.predict_item(item)
+    assert batches == [2] and result.uncertainty is not None  # the views: the image and its mirror, in one batch
+    classifier.uncertainty = False
+    classifier.predict_item(item)
+    assert batches == [2, 1]  # the answer alone: the image, not averaged with its mirror
+
+    classifier.network = LeftHeavy()  # the mirror image answers otherwise
+    alone = classifier.predict_item(item)
+    classifier.uncertainty = True
+    assert classifier.predict_item(item).probabilities == pytest.approx(alone.probabilities, abs=1e-6)
+    assert abs(np.mean(classifier.forward(item, views=True).view_probabilities) - alone.probabilities[1]) > 1e-3

@@ -11,6 +11,7 @@ from PIL import Image
 
 from conftest import trained_copy, with_operating_point
 from monai_bus.data.loading import load_split
+from monai_bus.data.transforms import LoadUltrasoundImage
 from monai_bus.inference import NO_BOX_NOTE, BundleClassifier, BundleError
 from monai_bus.uncertainty import refer_cutoff, shifted_boxes, spread
 
@@ -83,6 +84,15 @@ def test_uncertainty_is_the_spread_over_the_mirrored_and_shifted_views(roi_bundl
     assert result.refer is None  # no operating point: nothing to compare with
 
 
+def test_the_views_are_cut_from_the_image_as_read_once(roi_bundle, tiny_data, monkeypatch):
+    reads = []
+    read = LoadUltrasoundImage.__call__
+    monkeypatch.setattr(LoadUltrasoundImage, "__call__", lambda self, *args: reads.append(args[0]) or read(self, *args))
+    item = load_split(str(tiny_data / "datalist.json"), "test")[0]
+    result = BundleClassifier(roi_bundle, device="cpu").predict(item["image"], box=BOX)
+    assert reads == [item["image"]] and result.uncertainty is not None
+
+
 def test_refer_above_the_operating_points_cutoff(trained_bundle, image, tmp_path):
     bundle = trained_copy(trained_bundle, tmp_path / "bundle", roi=True)
     uncertainty = BundleClassifier(bundle, device="cpu").predict(image, box=BOX).uncertainty
@@ -114,9 +124,18 @@ def test_a_bad_refer_cutoff_is_refused(trained_bundle, tmp_path, refer_above):
 
 
 def test_views_with_a_non_finite_output_are_an_error(roi_bundle, image):
+    """Not a finite answer in one shifted view alone (the last of the batch) is enough."""
     classifier = BundleClassifier(roi_bundle, device="cpu")
-    forward = classifier.network.forward
-    classifier.network.forward = lambda x: forward(x) * (float("nan") if len(x) > 2 else 1.0)  # the views' batch
+    classify = classifier.network.logits_and_attention_map
+
+    def last_view_not_finite(x):
+        logits, attention = classify(x)
+        return logits * torch.tensor([1.0] * (len(x) - 1) + [float("nan")])[:, None], attention
+
+    classifier.network.logits_and_attention_map = last_view_not_finite
+    with pytest.raises(BundleError, match="the network's output is not finite"):
+        classifier.predict(image, box=BOX)
+    classifier.uncertainty = False  # the answer alone: its batch of the image and its mirror, the mirror not finite
     with pytest.raises(BundleError, match="the network's output is not finite"):
         classifier.predict(image, box=BOX)
 

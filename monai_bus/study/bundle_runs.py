@@ -116,5 +116,5 @@ def attention_maps(run_dir: Path, items: Sequence[dict]) -> Iterator[tuple[np.nd
     if not classifier.has_attention:
         raise StudyError(f"{run_dir}: its network has no attention gate.")
     for item in items:
-        data, _, alpha = classifier.forward(item)
-        yield np.asarray(data["image"][0].cpu(), dtype=np.float32), alpha.numpy()
+        classified = classifier.forward(item)
+        yield np.asarray(classified.data["image"][0].cpu(), dtype=np.float32), classified.attention.numpy()
