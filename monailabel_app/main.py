@@ -26,7 +26,7 @@ from monailabel.tasks.activelearning.random import Random
 from monailabel.utils.others.generic import strtobool
 
 import monai_bus
-from lib.infer import BundleClassifierInfer, LesionSegmentationInfer
+from lib.infer import BundleClassifierInfer, LesionSegmentationInfer, ServedModels
 from lib.predictions import ATTENTION_TAG, PREDICTION_TAG, store_prediction
 from lib.strategy import LeastCertain
 from lib.train import BundleClassifierTrain, LesionLocaliserTrain
@@ -55,8 +55,8 @@ class MyApp(MONAILabelApp):
         )
 
     def init_infers(self):
-        return {MODEL: BundleClassifierInfer(self.bundle_dir, self.localiser_dir),
-                SEGMENTATION_MODEL: LesionSegmentationInfer(self.bundle_dir, self.localiser_dir)}
+        models = ServedModels(self.bundle_dir, self.localiser_dir)  # one copy of each model for both tasks
+        return {MODEL: BundleClassifierInfer(models), SEGMENTATION_MODEL: LesionSegmentationInfer(models)}
 
     def init_trainers(self):
         if strtobool(self.conf.get("skip_trainers", "false")):

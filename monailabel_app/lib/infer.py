@@ -18,6 +18,34 @@ from monai_bus.localiser import LesionLocaliser
 from monai_bus.weights import record_path
 
 
+class ServedModels:
+    """The classifier bundle and the localiser bundle that the server's tasks share, loaded once.
+
+    They are reloaded when training replaces a bundle's ``models/model.pt`` or its record
+    ``models/model.json`` (:mod:`monai_bus.weights`), and when its ``configs/metadata.json`` changes
+    (``monai-bus calibrate`` writes the operating point there).
+    """
+
+    def __init__(self, bundle_dir: str, localiser_dir: str):
+        self.bundle_dir, self.localiser_dir = Path(bundle_dir), Path(localiser_dir)
+        self.watched_files = [path for bundle in (self.bundle_dir, self.localiser_dir)
+                              for path in (bundle / "models" / "model.pt", record_path(bundle / "models" / "model.pt"),
+                                           bundle / "configs" / "metadata.json")]
+        self._classifier: BundleClassifier | None = None
+        self._loaded_files: tuple | None = None
+
+    def classifier(self) -> BundleClassifier:
+        """The classifier, with its localiser, of the current model files; BundleError when they cannot be loaded."""
+        files = tuple(path.stat().st_mtime_ns if path.is_file() else None for path in self.watched_files)
+        if self._classifier is None or files != self._loaded_files:
+            try:
+                self._classifier = BundleClassifier(self.bundle_dir, localiser=LesionLocaliser(self.localiser_dir))
+            except InputError as error:  # also an unreadable weights record, models/model.json
+                raise BundleError(str(error)) from None
+            self._loaded_files = files
+        return self._classifier
+
+
 class BundleClassifierInfer(InferTask):
     """Runs :class:`monai_bus.inference.BundleClassifier` on the bundle's ``models/model.pt``.
 
@@ -32,19 +60,14 @@ class BundleClassifierInfer(InferTask):
     finds the box (``box_source`` ``"localiser"``), and an image in which it finds no lesion gets no
     class: an empty ``prediction``, ``class_name`` null and a ``note`` that says so.
 
-    The models are reloaded when training replaces a bundle's ``models/model.pt`` or its record
-    ``models/model.json`` (:mod:`monai_bus.weights`), and when its ``configs/metadata.json`` changes
-    (``monai-bus calibrate`` writes the operating point there), and ``/info/`` reports the version, SHA-256
-    and training data of the weights served. The task is valid, and listed in ``/info/``, only while the
-    models can be loaded.
+    The models are those of ``models`` (:class:`ServedModels`, reloaded when their files change), and
+    ``/info/`` reports the version, SHA-256 and training data of the weights served. The task is valid, and
+    listed in ``/info/``, only while the models can be loaded.
     """
 
-    def __init__(self, bundle_dir: str, localiser_dir: str, **task):
-        self.bundle_dir, self.localiser_dir = Path(bundle_dir), Path(localiser_dir)
-        self.watched_files = [path for bundle in (self.bundle_dir, self.localiser_dir)
-                              for path in (bundle / "models" / "model.pt", record_path(bundle / "models" / "model.pt"),
-                                           bundle / "configs" / "metadata.json")]
-        meta = json.loads((self.bundle_dir / "configs" / "metadata.json").read_text(encoding="utf8"))
+    def __init__(self, models: ServedModels, **task):
+        self.models = models
+        meta = json.loads((models.bundle_dir / "configs" / "metadata.json").read_text(encoding="utf8"))
         channel_def = meta["network_data_format"]["outputs"]["pred"]["channel_def"]
         super().__init__(**{
             "type": InferType.CLASSIFICATION,
@@ -54,8 +77,6 @@ class BundleClassifierInfer(InferTask):
             "config": {"attention": False, "box": None},
             **task,
         })
-        self._classifier: BundleClassifier | None = None
-        self._loaded_files: tuple | None = None
 
     def is_valid(self) -> bool:
         try:
@@ -70,15 +91,8 @@ class BundleClassifierInfer(InferTask):
                 "trained_on": weights["trained_on"]}
 
     def classifier(self) -> BundleClassifier:
-        """The classifier, with its localiser, of the current model files; BundleError when they cannot be loaded."""
-        files = tuple(path.stat().st_mtime_ns if path.is_file() else None for path in self.watched_files)
-        if self._classifier is None or files != self._loaded_files:
-            try:
-                self._classifier = BundleClassifier(self.bundle_dir, localiser=LesionLocaliser(self.localiser_dir))
-            except InputError as error:  # also an unreadable weights record, models/model.json
-                raise BundleError(str(error)) from None
-            self._loaded_files = files
-        return self._classifier
+        """The served classifier, with its localiser (:meth:`ServedModels.classifier`)."""
+        return self.models.classifier()
 
     def predict(self, request: dict):
         """The classifier's :class:`~monai_bus.inference.Prediction` for the request's image and box, and the
@@ -113,10 +127,10 @@ class LesionSegmentationInfer(BundleClassifierInfer):
     without a box, so the class and P(malignant) travel with the mask.
     """
 
-    def __init__(self, bundle_dir: str, localiser_dir: str):
-        meta = json.loads((Path(localiser_dir) / "configs" / "metadata.json").read_text(encoding="utf8"))
-        super().__init__(bundle_dir, localiser_dir, type=InferType.SEGMENTATION, labels={"lesion": 1},
-                         description=meta["task"], config={})
+    def __init__(self, models: ServedModels):
+        meta = json.loads((models.localiser_dir / "configs" / "metadata.json").read_text(encoding="utf8"))
+        super().__init__(models, type=InferType.SEGMENTATION, labels={"lesion": 1}, description=meta["task"],
+                         config={})
 
     def info(self) -> dict:
         weights = self.classifier().localiser.weights
@@ -128,7 +142,7 @@ class LesionSegmentationInfer(BundleClassifierInfer):
         which never asks the localiser."""
         classifier = super().classifier()
         if not classifier.roi:
-            raise BundleError(f"{self.bundle_dir}: classifies whole images (roi false), so it never asks the "
+            raise BundleError(f"{self.models.bundle_dir}: classifies whole images (roi false), so it never asks the "
                               "localiser; the lesion segmentation needs a bundle trained on lesion regions")
         return classifier
 

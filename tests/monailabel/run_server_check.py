@@ -137,6 +137,9 @@ def check_skip_trainers(bundle: Path, tmp: Path) -> None:
     check("skip_trainers true: no trainer, both models and both strategies still there", info["trainers"] == {}
           and {MODEL, SEGMENTATION_MODEL} <= set(info["models"])
           and set(info["strategies"]) == {"random", "uncertainty"}, info)
+    infers = app._infers
+    check("both infer tasks serve one loaded copy of the models",
+          infers[MODEL].classifier() is infers[SEGMENTATION_MODEL].classifier())
 
 
 def free_port() -> int:
