@@ -267,8 +267,6 @@ class BundleClassifier:
             self.network = parser.get_parsed_content("network")
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
-            self.single_view_inferer = parser.get_parsed_content("single_view_inferer") if (
-                "single_view_inferer" in parser) else self.inferer  # a bundle made before 0.6.0: no flip_tta
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
@@ -320,17 +318,18 @@ class BundleClassifier:
 
         Without ``views``, the batch is the network input through the bundle's ``inferer`` (with
         ``flip_tta``, the input and its mirror image, their probabilities averaged). With ``views``, it is
-        the test-time views of :mod:`monai_bus.uncertainty`, each classified on its own (the bundle's
-        ``single_view_inferer``): the input as it is and mirrored left to right, then, when it was cropped
-        around a lesion box ``data["bbox"]``, the crops around :func:`~monai_bus.uncertainty.shifted_boxes`
-        (cut from the image as read once); the class probabilities are then those of the first view, or,
-        with ``flip_tta``, of the first two averaged as the ``inferer`` averages them
-        (:meth:`FlipAveragingInferer.average <monai_bus.inferers.FlipAveragingInferer.average>`), so that the
-        answer is the same either way and the views cost no pass of their own for it.
+        the test-time views of :mod:`monai_bus.uncertainty`, each classified on its own (by the single pass
+        that a :class:`~monai_bus.inferers.FlipAveragingInferer` wraps, or the ``inferer`` itself): the input
+        as it is and mirrored left to right, then, when it was cropped around a lesion box ``data["bbox"]``,
+        the crops around :func:`~monai_bus.uncertainty.shifted_boxes` (cut from the image as read once); the
+        class probabilities are then those of the first view, or, with ``flip_tta``, of the first two
+        averaged as the ``inferer`` averages them (:meth:`FlipAveragingInferer.average
+        <monai_bus.inferers.FlipAveragingInferer.average>`), so that the answer is the same either way and
+        the views cost no pass of their own for it.
 
         Raises:
             InputError: as :meth:`predict`.
-            BundleError: when the network's output is not finite (corrupt weights).
+            BundleError: when the network's output, or a probability, is not finite (corrupt weights).
         """
         try:
             read = self.preprocessing(dict(item), end=1)  # the first transform reads the image
@@ -340,28 +339,29 @@ class BundleClassifier:
                 inputs.append(torch.flip(data["image"], dims=[-1]))
                 if self.roi and data.get("bbox") is not None:
                     inputs += [self.preprocessing({**read, "bbox": box}, start=1)["image"]
-                               for box in shifted_boxes(data["bbox"])]
+                               for box in shifted_boxes(data["bbox"], read["image"].shape[-2:])]
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             raise find_monai_bus_error(error) or error from None
+        flip_averaged = isinstance(self.inferer, FlipAveragingInferer)
+        inferer = (self.inferer.inferer if flip_averaged else self.inferer) if views else self.inferer
         batch = torch.stack(inputs).to(self.device)
-        inferer = self.single_view_inferer if views else self.inferer
         alpha = None
         if self.has_attention:
             logits, alpha = inferer(batch, self.network.logits_and_attention_map)
             alpha = alpha[0, 0].clamp(0.0, 1.0).cpu()
         else:
             logits = inferer(batch, self.network)
-        if not torch.isfinite(logits).all():
-            raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
-                              f"weights of {self.checkpoint_path} are corrupt.")
         logits = logits.float()
-        view_probabilities = None
+        view_probabilities = torch.softmax(logits / self.temperature, dim=1)[:, 1].cpu() if views else None
         if views:
-            view_probabilities = torch.softmax(logits / self.temperature, dim=1)[:, 1].cpu().tolist()
-            flip_averaged = isinstance(self.inferer, FlipAveragingInferer)
             logits = FlipAveragingInferer.average(logits[:1], logits[1:2]) if flip_averaged else logits[:1]
         probabilities = torch.softmax(logits / self.temperature, dim=1)[0].cpu()
-        return ForwardPass(data, probabilities, alpha, view_probabilities)
+        finite = [logits, probabilities] + ([] if view_probabilities is None else [view_probabilities])
+        if not all(torch.isfinite(values).all() for values in finite):
+            raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
+                              f"weights of {self.checkpoint_path} are corrupt.")
+        return ForwardPass(data, probabilities, alpha, None if view_probabilities is None else
+                           view_probabilities.tolist())
 
     def predict_item(self, item: dict) -> Prediction:
         """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,

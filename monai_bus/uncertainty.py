@@ -23,22 +23,30 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from monai_bus.data.boxes import Box
+from monai_bus.data.boxes import MIN_BOX_SIDE, Box
 
 SHIFT = 0.1  # fraction of the box's height (rows) or width (columns)
 REFER_FRACTION = 0.1  # the most uncertain tenth of the validation images is referred
 
 
-def shifted_boxes(box: Box) -> list[Box]:
+def shifted_boxes(box: Box, image_shape: Sequence[int]) -> list[Box]:
     """The box moved by :data:`SHIFT` of its height up and down and of its width left and right, rounded
     and at least one pixel (not clipped: at the image's edge the crop then moves less, or not at all,
-    which lowers the spread)."""
+    which lowers the spread). A moved box whose part inside an image of ``image_shape`` (H, W) would be
+    below :data:`~monai_bus.data.boxes.MIN_BOX_SIDE` pixels (a thin box at the image's edge) stays where
+    it is."""
     row_start, row_stop, col_start, col_stop = box
     rows, columns = (max(1, round(SHIFT * side)) for side in (row_stop - row_start, col_stop - col_start))
-    return [(row_start - rows, row_stop - rows, col_start, col_stop),
-            (row_start + rows, row_stop + rows, col_start, col_stop),
-            (row_start, row_stop, col_start - columns, col_stop - columns),
-            (row_start, row_stop, col_start + columns, col_stop + columns)]
+    moved = [(row_start - rows, row_stop - rows, col_start, col_stop),
+             (row_start + rows, row_stop + rows, col_start, col_stop),
+             (row_start, row_stop, col_start - columns, col_stop - columns),
+             (row_start, row_stop, col_start + columns, col_stop + columns)]
+    height, width = image_shape
+
+    def inside(b: Box) -> int:  # the smaller side of its part inside the image
+        return min(min(b[1], height) - max(b[0], 0), min(b[3], width) - max(b[2], 0))
+
+    return [b if inside(b) >= MIN_BOX_SIDE else tuple(box) for b in moved]
 
 
 def spread(p_malignant: Sequence[float]) -> float:

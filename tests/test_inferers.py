@@ -121,7 +121,7 @@ def test_the_attention_map_is_the_input_as_given(roi_bundle, tiny_data):
     item = load_split(str(tiny_data / "datalist.json"), "test")[0]
     averaged = BundleClassifier(roi_bundle, device="cpu", uncertainty=False)
     single = BundleClassifier(roi_bundle, device="cpu", uncertainty=False)
-    single.inferer = single.single_view_inferer
+    single.inferer = single.inferer.inferer
     torch.testing.assert_close(averaged.forward(item)[2], single.forward(item)[2])  # not the mirror image's map
 
 

@@ -34,6 +34,11 @@ class LopsidedNetwork(torch.nn.Module):
         return torch.stack([torch.zeros_like(left), 2.0 * left + top], dim=1)
 
 
+class HugeLogits(torch.nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, 1, S, S] -> [B, 2]
+        return torch.tensor([[3e38, 0.0]]).expand(len(x), 2)
+
+
 def lopsided(classifier: BundleClassifier) -> BundleClassifier:
     classifier.network = LopsidedNetwork()
     return classifier
@@ -41,13 +46,20 @@ def lopsided(classifier: BundleClassifier) -> BundleClassifier:
 
 def single_view(classifier: BundleClassifier) -> BundleClassifier:
     """The classifier, answering from each image alone (not averaged with its mirror: flip_tta off)."""
-    classifier.inferer = classifier.single_view_inferer
+    classifier.inferer = classifier.inferer.inferer  # the pass that FlipAveragingInferer wraps
     return classifier
 
 
 def test_shifted_boxes_move_by_a_tenth_of_the_box_and_at_least_a_pixel():
-    assert shifted_boxes(BOX) == [(16, 56, 30, 70), (24, 64, 30, 70), (20, 60, 26, 66), (20, 60, 34, 74)]
-    assert shifted_boxes((0, 4, 10, 35)) == [(-1, 3, 10, 35), (1, 5, 10, 35), (0, 4, 8, 33), (0, 4, 12, 37)]
+    assert shifted_boxes(BOX, (96, 96)) == [(16, 56, 30, 70), (24, 64, 30, 70), (20, 60, 26, 66), (20, 60, 34, 74)]
+    assert shifted_boxes((0, 5, 10, 35), (96, 96)) == [(-1, 4, 10, 35), (1, 6, 10, 35), (0, 5, 8, 33), (0, 5, 12, 37)]
+
+
+def test_a_thin_box_at_the_edge_is_not_moved_off_the_image():
+    """Moved by a pixel, its part inside the image would be below the minimum box (4 pixels)."""
+    assert shifted_boxes((0, 4, 10, 35), (96, 96)) == [(0, 4, 10, 35), (1, 5, 10, 35), (0, 4, 8, 33), (0, 4, 12, 37)]
+    assert shifted_boxes((10, 30, 92, 96), (96, 96)) == [(8, 28, 92, 96), (12, 32, 92, 96), (10, 30, 91, 95),
+                                                         (10, 30, 92, 96)]
 
 
 def test_spread_and_refer_cutoff():
@@ -70,7 +82,7 @@ def test_uncertainty_is_the_spread_over_the_mirrored_and_shifted_views(roi_bundl
     columns = image.shape[1]
     views = [plain.predict(image, box=BOX), plain.predict(np.fliplr(image).copy(),
                                                           box=(BOX[0], BOX[1], columns - BOX[3], columns - BOX[2]))]
-    views += [plain.predict(image, box=box) for box in shifted_boxes(BOX)]
+    views += [plain.predict(image, box=box) for box in shifted_boxes(BOX, image.shape[:2])]
     assert views[0].uncertainty is None and views[0].refer is None  # not measured, no need to refer
     p_views = [view.malignancy_probability for view in views]
 
@@ -138,6 +150,24 @@ def test_views_with_a_non_finite_output_are_an_error(roi_bundle, image):
     classifier.uncertainty = False  # the answer alone: its batch of the image and its mirror, the mirror not finite
     with pytest.raises(BundleError, match="the network's output is not finite"):
         classifier.predict(image, box=BOX)
+
+
+def test_probabilities_that_overflow_are_an_error(roi_bundle, image):
+    """Finite logits, but beyond float32 once divided by a temperature below 1."""
+    classifier = single_view(BundleClassifier(roi_bundle, device="cpu"))
+    classifier.network, classifier.temperature = HugeLogits(), 0.5
+    for uncertainty in (False, True):
+        classifier.uncertainty = uncertainty
+        with pytest.raises(BundleError, match="the network's output is not finite"):
+            classifier.predict(image, box=BOX)
+
+
+def test_a_thin_box_at_the_edge_of_the_image_is_classified_with_its_views(roi_bundle, image):
+    box = (0, 4, 30, 70)  # 4 rows: moved up by a pixel it would be 3 rows inside the image
+    measured = BundleClassifier(roi_bundle, device="cpu").predict(image, box=box)
+    alone = BundleClassifier(roi_bundle, device="cpu", uncertainty=False).predict(image, box=box)
+    assert measured.uncertainty is not None and measured.box == alone.box == box
+    assert measured.probabilities == pytest.approx(alone.probabilities, abs=1e-5)
 
 
 def test_whole_image_model_views_are_the_mirror_only(whole_bundle, image):
