@@ -343,7 +343,8 @@ class BundleClassifier:
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             raise find_monai_bus_error(error) or error from None
         flip_averaged = isinstance(self.inferer, FlipAveragingInferer)
-        inferer = (self.inferer.inferer if flip_averaged else self.inferer) if views else self.inferer
+        single_pass = self.inferer.inferer if flip_averaged else self.inferer
+        inferer = single_pass if views else self.inferer
         batch = torch.stack(inputs).to(self.device)
         alpha = None
         if self.has_attention:
