@@ -136,7 +136,7 @@ def test_a_bad_refer_cutoff_is_refused(trained_bundle, tmp_path, refer_above):
 
 
 def test_views_with_a_non_finite_output_are_an_error(roi_bundle, image):
-    """Not a finite answer in one shifted view alone (the last of the batch) is enough."""
+    """One shifted view whose output is not finite (the last of the batch) is enough."""
     classifier = BundleClassifier(roi_bundle, device="cpu")
     classify = classifier.network.logits_and_attention_map
 
