@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, verify_net_in_out
+from monai.data import MetaTensor
+from monai.transforms import KeepLargestConnectedComponent
 from packaging.version import Version
 from PIL import Image
 from scipy import ndimage
@@ -21,7 +23,7 @@ from conftest import REPO, benchmark, trained_copy, with_operating_point
 from monai_bus.commands.demo import read_metrics
 from monai_bus.data.boxes import MIN_BOX_SIDE, box_iou
 from monai_bus.data.loading import load_split
-from monai_bus.data.masks import LoadLesionMaskd, localiser_transforms
+from monai_bus.data.masks import LESION_COMPONENTS, LesionComponentd, LoadLesionMaskd, localiser_transforms
 from monai_bus.data.transforms import LoadUltrasoundImaged
 from monai_bus.errors import find_monai_bus_error
 from monai_bus.inference import BundleClassifier, BundleError
@@ -107,7 +109,7 @@ def test_bundle_files_and_metadata():
     assert image["num_channels"] == 1 and image["channel_def"] == {"0": "image"}
     assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lesion"}
     assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128, 256], "num_res_units": 2,
-                                      "flip_tta": False}
+                                      "flip_tta": False, "lesion_component": "largest"}
     assert set(META["weights"]) == {"models/model.pt"} and "ships weights" in META["description"]
 
 
@@ -266,16 +268,74 @@ def test_the_box_is_the_largest_component_in_the_input_pixels(tmp_path):
     np.testing.assert_array_equal(transposed.mask, result.mask.T)
 
 
+def two_channels(lesion: np.ndarray) -> torch.Tensor:
+    """Softmax-like probabilities [2, H, W] (background, lesion) from a lesion probability map [H, W]."""
+    lesion = torch.from_numpy(lesion.astype(np.float32))
+    return torch.stack([1 - lesion, lesion])
+
+
 def test_the_lesion_mask_is_the_argmax_of_the_two_channels():
-    parser = ConfigParser()
-    parser.read_config(str(LOCALISER / "configs" / "inference.json"))
-    index = next(i for i, t in enumerate(parser["lesion_mask"]) if t["_target_"] == "Lambdad")
-    to_lesion = parser.get_parsed_content(f"lesion_mask#{index}")
-    probabilities = torch.rand(2, 50, 70)
+    generator = torch.Generator().manual_seed(0)
+    probabilities = torch.rand(2, 50, 70, generator=generator)
+    probabilities[1] = probabilities[0] - torch.rand(50, 70, generator=generator)
+    probabilities[1, 10:30, 20:50] = probabilities[0, 10:30, 20:50] + 0.5  # one region of lesion pixels
     probabilities[1, :5] = probabilities[0, :5]  # ties are background, as with the argmax
-    lesion = to_lesion({"pred": probabilities})["pred"]
-    assert lesion.shape == (1, 50, 70) and lesion.dtype == probabilities.dtype
-    torch.testing.assert_close(lesion, torch.argmax(probabilities, dim=0, keepdim=True).to(probabilities.dtype))
+    for component in LESION_COMPONENTS:
+        lesion = LesionComponentd("pred", component)({"pred": probabilities})["pred"]
+        assert lesion.shape == (1, 50, 70) and lesion.dtype == probabilities.dtype
+        torch.testing.assert_close(lesion, torch.argmax(probabilities, dim=0, keepdim=True).to(probabilities.dtype))
+
+
+def test_the_kept_component_is_the_largest_or_the_most_probable():
+    lesion = np.zeros((40, 60))
+    lesion[2:20, 2:30] = 0.8  # the largest component
+    lesion[25:30, 40:45] = 0.95  # a small one, more probable
+    lesion[20, 30] = 0.6  # touches the largest at a corner: 8-connected, so part of it
+    lesion[35:37, 2:4] = 0.55  # a tiny one
+    kept = {component: LesionComponentd("pred", component)({"pred": two_channels(lesion)})["pred"][0].numpy() > 0
+            for component in LESION_COMPONENTS}
+    largest = np.zeros_like(kept["largest"])
+    largest[2:20, 2:30], largest[20, 30] = True, True
+    np.testing.assert_array_equal(kept["largest"], largest)
+    np.testing.assert_array_equal(kept["most_probable"], lesion == 0.95)
+    lesion[25:30, 40:45] = 0.8  # the peaks tie: the largest of them
+    most_probable = LesionComponentd("pred", "most_probable")({"pred": two_channels(lesion)})["pred"]
+    np.testing.assert_array_equal(most_probable[0].numpy() > 0, largest)
+    tied = np.zeros((20, 20))
+    tied[2:5, 10:13], tied[12:15, 2:5] = 0.9, 0.9  # the same peak and area: the first in row-major order
+    for component in LESION_COMPONENTS:
+        mask = LesionComponentd("pred", component)({"pred": two_channels(tied)})["pred"][0].numpy() > 0
+        np.testing.assert_array_equal(mask, tied * (np.arange(20)[:, None] < 10) > 0)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_largest_component_is_monais(seed):
+    """``largest`` keeps what MONAI's ``KeepLargestConnectedComponent`` keeps, on smooth random maps."""
+    lesion = ndimage.gaussian_filter(np.random.default_rng(seed).random((80, 90)), 3)
+    probabilities = two_channels((lesion - lesion.min()) / np.ptp(lesion))
+    mine = LesionComponentd("pred", "largest")({"pred": MetaTensor(probabilities, meta={"filename_or_obj": "x.png"})})
+    monais = KeepLargestConnectedComponent(applied_labels=[1])((probabilities[1:] > probabilities[:1]).float())
+    assert ndimage.label(probabilities[1].numpy() > 0.5)[1] > 1  # several components to choose from
+    torch.testing.assert_close(mine["pred"].as_tensor(), torch.as_tensor(monais).as_subclass(torch.Tensor))
+    assert mine["pred"].meta["filename_or_obj"] == "x.png"
+
+
+def test_an_unknown_lesion_component_is_refused():
+    with pytest.raises(ValueError, match="lesion_component must be one of largest, most_probable, got 'biggest'"):
+        LesionComponentd("pred", "biggest")
+
+
+@pytest.mark.parametrize("component", LESION_COMPONENTS)
+def test_validation_evaluation_and_inference_keep_the_settings_component(tmp_path, component):
+    bundle = copy_localiser(tmp_path / "localiser", lesion_component=component)
+    for configs, postprocessing in ((("train.json", "evaluate.json"), "validate#postprocessing#transforms"),
+                                    (("inference.json",), "lesion_mask")):
+        parser = ConfigParser()
+        parser.read_config([str(bundle / "configs" / name) for name in configs])
+        parser.read_meta(str(bundle / "configs" / "metadata.json"))
+        parser["bundle_root"] = str(bundle)
+        kept = [t for t in parser.get_parsed_content(postprocessing) if isinstance(t, LesionComponentd)]
+        assert [t.component for t in kept] == [component], configs
 
 
 def test_nothing_found_is_said_plainly(tmp_path, held_out_images):

@@ -1,11 +1,13 @@
-"""The lesion localiser's data: lesion masks as segmentation labels, and its one preprocessing.
+"""The lesion localiser's data: lesion masks as segmentation labels, its one preprocessing, and the
+lesion mask it draws from its output.
 
 A datalist item's ``mask`` is a file, or a list of files (one per lesion, as in BUSI); the
 localiser learns their union. The classifier's datalists work unchanged: :class:`LoadLesionMaskd`
 puts the segmentation label under ``label``, in place of the class index, which the localiser does
 not use. :func:`localiser_transforms` is the localiser bundle's preprocessing for training,
 validation, evaluation and inference (``localiser/configs/*.json`` and
-:class:`monai_bus.localiser.LesionLocaliser`).
+:class:`monai_bus.localiser.LesionLocaliser`); :class:`LesionComponentd` turns the network's
+probabilities into the one lesion it found, in all three.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Hashable, Mapping
 
 import numpy as np
 import torch
+from scipy import ndimage
 from monai.config import KeysCollection
 from monai.data import MetaTensor
 from monai.transforms import MapTransform, NormalizeIntensityd, Resized
@@ -73,3 +76,52 @@ def localiser_transforms(image_size: int, masks: bool = False) -> list:
             [Resized(keys, spatial_size=(image_size, image_size), mode=("bilinear", "nearest")[:len(keys)],
                      anti_aliasing=(True, False)[:len(keys)]),
              NormalizeIntensityd("image")])
+
+
+LESION_COMPONENTS = ("largest", "most_probable")
+
+
+class LesionComponentd(MapTransform):
+    """The localiser's lesion mask from its softmax: one connected component of the lesion pixels.
+
+    The lesion pixels are those whose lesion probability is above background's (the argmax, written as a
+    comparison, which is much faster on a CPU than torch's argmax over 2 channels). Of their connected
+    components (8-connected, as in MONAI's ``KeepLargestConnectedComponent``), one is kept:
+
+    - ``largest``: the one with the most pixels, as ``KeepLargestConnectedComponent`` keeps;
+    - ``most_probable``: the one that holds the highest lesion probability; between components that
+      share it, the largest (docs/results/localiser/component/ of the monai-bus repository).
+
+    Between components that tie, the first in row-major order is kept.
+
+    Args:
+        keys: the prediction key(s); each value is the softmax [2, H, W] (background, lesion).
+        component: one of :data:`LESION_COMPONENTS`, the localiser bundle's ``lesion_component`` setting.
+
+    Returns:
+        the mask [1, H, W] under each key, 1 on the kept component, 0 elsewhere (all 0 when no pixel is
+        lesion), in the prediction's type and dtype (a ``MetaTensor`` keeps its meta data).
+    """
+
+    def __init__(self, keys: KeysCollection, component: str) -> None:
+        if component not in LESION_COMPONENTS:
+            raise ValueError(f"lesion_component must be one of {', '.join(LESION_COMPONENTS)}, got {component!r}.")
+        super().__init__(keys)
+        self.component = component
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            probabilities = d[key]
+            lesion = probabilities[1:] > probabilities[:1]  # [1, H, W]
+            components, count = ndimage.label(lesion[0].cpu().numpy(), structure=np.ones((3, 3)))
+            if count > 1:
+                candidates = np.arange(1, count + 1)
+                if self.component == "most_probable":
+                    probability = np.where(components > 0, probabilities[1].cpu().numpy(), -np.inf)
+                    candidates = np.unique(components[probability == probability.max()])
+                areas = np.bincount(components.ravel(), minlength=count + 1)[candidates]
+                kept = candidates[np.argmax(areas)]  # the largest candidate; between equal ones, the first
+                lesion = lesion & torch.from_numpy(components == kept).to(lesion.device)[None]
+            d[key] = lesion.to(probabilities.dtype)
+        return d
