@@ -6,9 +6,9 @@ workflow runs, so that the API and the workflow give the same mask): the image i
 project's one reader and resized to ``image_size``; the UNet's softmax (averaged with the mirror
 image's when the bundle's ``flip_tta`` is on; it is off in the shipped bundle) is brought back to the
 input's size (``Invertd``), each pixel called lesion where the lesion's probability is above the
-background's (the argmax, written as a comparison, which is much faster on a CPU than torch's argmax
-over 2 channels), and only the largest connected component of the lesion kept
-(``KeepLargestConnectedComponentd``). The lesion box is that component's bounding box
+background's, and one connected component of the lesion kept: the one holding the highest lesion
+probability in the shipped bundle (:class:`monai_bus.data.masks.LesionComponentd`, with the bundle's
+``lesion_component``). The lesion box is that component's bounding box
 (:class:`monai.transforms.BoundingRect`), in the input's pixels, half-open, rows first, as
 everywhere in the project (:mod:`monai_bus.data.boxes`).
 """
@@ -35,8 +35,8 @@ class Localisation:
     """Where the localiser found the lesion of one image.
 
     Attributes:
-        mask: bool [H, W] at the input image's size and orientation (rows first): the largest
-            connected component of the predicted lesion; all False when no lesion was found.
+        mask: bool [H, W] at the input image's size and orientation (rows first): the connected
+            component of the predicted lesion that the bundle keeps; all False when no lesion was found.
         box: the mask's bounding box ``(row_start, row_stop, col_start, col_stop)`` in the input's
             pixels (half-open, rows first); None when no lesion was found.
     """
@@ -90,7 +90,7 @@ class LesionLocaliser:
     def locate(self, image: str | os.PathLike | np.ndarray, frame: int | None = None) -> Localisation:
         """Find the lesion of one image.
 
-        A largest component whose bounding box is below :data:`monai_bus.data.boxes.MIN_BOX_SIDE`
+        A kept component whose bounding box is below :data:`monai_bus.data.boxes.MIN_BOX_SIDE`
         pixels high or wide counts as no lesion, so that every box found is one the classifier takes.
 
         Args:

@@ -94,7 +94,7 @@ def test_referral_table_recomputes_identically(tmp_path):
                                       "four_levels/busi_to_busbra", "internal_60_epochs", "internal_256px",
                                       "busi_to_busbra_intensity", "busbra_to_busi_intensity",
                                       "internal_intensity", "flip/validation_plain", "flip/validation_flip",
-                                      "flip/test_plain", "flip/test_flip"])
+                                      "flip/test_plain", "flip/test_flip", "component/validation_most_probable"])
 def test_localiser_tables_recompute_identically(tmp_path, test_set):
     localiser = benchmark("localiser")
     committed = RESULTS / "localiser" / test_set
@@ -103,7 +103,8 @@ def test_localiser_tables_recompute_identically(tmp_path, test_set):
     for name in ("table.md", "table.json"):
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
     tables = (committed / "table.md").read_text().split("\n", 2)[2]
-    readme = committed.parent / "README.md" if test_set.startswith("flip/") else RESULTS / "localiser" / "README.md"
+    in_own_folder = test_set.startswith(("flip/", "component/"))
+    readme = committed.parent / "README.md" if in_own_folder else RESULTS / "localiser" / "README.md"
     assert tables in readme.read_text()  # shown there verbatim
     if test_set == "internal":
         assert tables.split("\n\n")[0] in (RESULTS.parents[1] / "localiser" / "docs" / "README.md").read_text()

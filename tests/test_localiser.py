@@ -109,7 +109,7 @@ def test_bundle_files_and_metadata():
     assert image["num_channels"] == 1 and image["channel_def"] == {"0": "image"}
     assert pred["num_channels"] == 2 and pred["channel_def"] == {"0": "background", "1": "lesion"}
     assert META["model_settings"] == {"image_size": 128, "channels": [16, 32, 64, 128, 256], "num_res_units": 2,
-                                      "flip_tta": False, "lesion_component": "largest"}
+                                      "flip_tta": False, "lesion_component": "most_probable"}
     assert set(META["weights"]) == {"models/model.pt"} and "ships weights" in META["description"]
 
 
