@@ -4,7 +4,9 @@
         --datalist docs/results/lists/busi_busbra.json --out docs/results/localiser/internal
 
 With ``--split validation`` it measures the validation split instead, to choose a setting without
-the test (docs/results/localiser/flip/).
+the test (docs/results/localiser/flip/). Without ``--classifier`` it measures the localiser alone: the
+Dice and box IoU, with the ``p_`` columns empty and no AUC table (for a localiser whose matching
+classifier is not at hand).
 
 Every test image goes through the inference API three times, with the classifier bundle:
 
@@ -57,9 +59,11 @@ def dice(predicted: np.ndarray, truth: np.ndarray) -> float:
     return float(compute_dice(as_tensor(predicted), as_tensor(truth), include_background=True))
 
 
-def measure(localiser: str, classifier: str, datalist: str, split: str = "test") -> list[dict]:
-    """One row (COLUMNS) per item of the datalist's ``split``."""
+def measure(localiser: str, classifier: str | None, datalist: str, split: str = "test") -> list[dict]:
+    """One row (COLUMNS) per item of the datalist's ``split``; without a classifier, the localiser's alone."""
     found_by = LesionLocaliser(localiser, device="cpu")
+    if classifier is None:
+        return _measure_localiser(found_by, datalist, split)
     model = BundleClassifier(classifier, device="cpu", uncertainty=False)
     listed = json.loads(Path(datalist).read_text())[split]  # image paths as the datalist writes them
     rows = []
@@ -83,19 +87,41 @@ def measure(localiser: str, classifier: str, datalist: str, split: str = "test")
     return rows
 
 
+def _measure_localiser(found_by: LesionLocaliser, datalist: str, split: str) -> list[dict]:
+    """The rows of :func:`measure` without a classifier: ``found``, ``dice``, ``box_iou`` and the seconds of
+    :meth:`~monai_bus.localiser.LesionLocaliser.locate`; the ``p_`` columns empty."""
+    listed = json.loads(Path(datalist).read_text())[split]
+    rows = []
+    for item, entry in zip(load_split(datalist, split), listed):
+        start = time.perf_counter()
+        found = found_by.locate(item["image"], frame=item.get("frame"))
+        seconds = time.perf_counter() - start
+        truth = mask_union(item["mask"], found.mask.shape)
+        rows.append({"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
+                     "found": int(found.found), "dice": round(dice(found.mask, truth), 6),
+                     "box_iou": round(box_iou(found.box, box_from_masks(truth)), 6),
+                     **{f"p_{box}": "" for box in BOXES}, "seconds": round(seconds, 4)})
+    return rows
+
+
 def _statistics(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """Mean Dice, mean box IoU, the AUC of each of BOXES and the AUC differences localiser - dataset box
-    and whole image - dataset box, from the columns of :func:`_columns` (or a resample of them)."""
+    """Mean Dice, mean box IoU and, when the columns hold P(malignant), the AUC of each of BOXES and the AUC
+    differences localiser - dataset box and whole image - dataset box, from the columns of :func:`_columns`
+    (or a resample of them)."""
+    if "p_dataset_box" not in columns:
+        return np.array([np.mean(columns["dice"]), np.mean(columns["box_iou"])])
     dataset_box, localiser_box, whole_image = (roc_auc(columns["label"], columns[f"p_{box}"]) for box in BOXES)
     return np.array([np.mean(columns["dice"]), np.mean(columns["box_iou"]),
                      dataset_box, localiser_box, whole_image, localiser_box - dataset_box, whole_image - dataset_box])
 
 
 def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
-    """The prediction rows' label, Dice, box IoU and P(malignant) of each of BOXES (NOT_FOUND_SCORE where
-    the localiser found no lesion), as arrays [N]."""
+    """The prediction rows' label, Dice, box IoU and, when a classifier was measured, P(malignant) of each of
+    BOXES (NOT_FOUND_SCORE where the localiser found no lesion), as arrays [N]."""
     columns = {"label": np.array([int(row["label"]) for row in rows]),
                **{name: np.array([float(row[name]) for row in rows]) for name in ("dice", "box_iou")}}
+    if all(row["p_dataset_box"] == "" for row in rows):
+        return columns
     for box in BOXES:
         columns[f"p_{box}"] = np.array([float(row[f"p_{box}"] or NOT_FOUND_SCORE) for row in rows])
     return columns
@@ -136,25 +162,28 @@ def write_table(summary: dict, out: Path, command: str) -> str:
              "| test set | images | no lesion found | Dice [95% CI] | box IoU [95% CI] |", "|---|---|---|---|---|"]
     lines += [f"| {name} | {row['images']} | {row['not_found']} | {cell(row['dice'])} | {cell(row['box_iou'])} |"
               for name, row in summary.items()]
-    lines += ["", "| test set | AUC, dataset box | AUC, localiser box | localiser - dataset | AUC, whole image "
-              "| whole - dataset |", "|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {cell(row['auc_dataset_box'])} | {cell(row['auc_localiser_box'])} | "
-              f"{cell(row['auc_localiser_minus_dataset'], '+')} | {cell(row['auc_whole_image'])} | "
-              f"{cell(row['auc_whole_minus_dataset'], '+')} |" for name, row in summary.items()]
+    if "auc_dataset_box" in next(iter(summary.values())):  # a classifier was measured
+        lines += ["", "| test set | AUC, dataset box | AUC, localiser box | localiser - dataset | AUC, whole image "
+                  "| whole - dataset |", "|---|---|---|---|---|---|"]
+        lines += [f"| {name} | {cell(row['auc_dataset_box'])} | {cell(row['auc_localiser_box'])} | "
+                  f"{cell(row['auc_localiser_minus_dataset'], '+')} | {cell(row['auc_whole_image'])} | "
+                  f"{cell(row['auc_whole_minus_dataset'], '+')} |" for name, row in summary.items()]
     table = "\n".join(lines) + "\n"
     (out / "table.md").write_text(table)
     (out / "table.json").write_text(json.dumps(summary, indent=1) + "\n")
     return table
 
 
-def run_benchmark(module: ModuleType) -> None:
+def run_benchmark(module: ModuleType, classifier_required: bool = True) -> None:
     """The command line of this benchmark and of ``benchmarks/referral.py``: ``module.measure`` the test
-    split (or, with ``--split validation``, the validation split) with a localiser and a classifier, write
-    ``<out>/predictions.csv`` (``module.COLUMNS``), then ``module.write_table`` of ``module.summarise``, with
-    the command that made them."""
+    split (or, with ``--split validation``, the validation split) with a localiser and a classifier (or,
+    unless ``classifier_required``, without one), write ``<out>/predictions.csv`` (``module.COLUMNS``), then
+    ``module.write_table`` of ``module.summarise``, with the command that made them."""
     parser = argparse.ArgumentParser(description=module.__doc__.splitlines()[0])
     parser.add_argument("--localiser", required=True, help="trained localiser bundle folder")
-    parser.add_argument("--classifier", required=True, help="trained classifier bundle folder (roi true)")
+    parser.add_argument("--classifier", required=classifier_required,
+                        help="trained classifier bundle folder (roi true)" + ("" if classifier_required else
+                                                                               "; without it, the localiser alone"))
     parser.add_argument("--datalist", required=True, help="datalist whose items have masks")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--split", choices=("test", "validation"), default="test",
@@ -164,11 +193,12 @@ def run_benchmark(module: ModuleType) -> None:
     out.mkdir(parents=True, exist_ok=True)
     rows = module.measure(args.localiser, args.classifier, args.datalist, args.split)
     write_rows(out / "predictions.csv", module.COLUMNS, rows)
-    command = (f"python benchmarks/{Path(module.__file__).name} --localiser {args.localiser} --classifier "
-               f"{args.classifier} --datalist {args.datalist} --out {args.out}"
+    command = (f"python benchmarks/{Path(module.__file__).name} --localiser {args.localiser}"
+               + (f" --classifier {args.classifier}" if args.classifier else "")
+               + f" --datalist {args.datalist} --out {args.out}"
                + (f" --split {args.split}" if args.split != "test" else ""))
     print(module.write_table(module.summarise(out / "predictions.csv"), out, command))
 
 
 if __name__ == "__main__":
-    run_benchmark(sys.modules[__name__])
+    run_benchmark(sys.modules[__name__], classifier_required=False)

@@ -461,6 +461,23 @@ def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(
     assert summary["test"]["auc_whole_image"][0] == pytest.approx(roc_auc(labels, p_whole))
 
 
+def test_the_benchmark_without_a_classifier_measures_the_localiser_alone(trained_localiser, roi_bundle, tiny_data,
+                                                                       tmp_path):
+    localiser_benchmark = benchmark("localiser")
+    datalist = str(tiny_data / "datalist.json")
+    alone = localiser_benchmark.measure(str(trained_localiser), None, datalist)
+    with_classifier = localiser_benchmark.measure(str(trained_localiser), str(roi_bundle), datalist)
+    for row, classified in zip(alone, with_classifier, strict=True):
+        assert {key: row[key] for key in ("image", "group", "label", "found", "dice", "box_iou")} == \
+            {key: classified[key] for key in ("image", "group", "label", "found", "dice", "box_iou")}
+        assert all(row[f"p_{box}"] == "" for box in localiser_benchmark.BOXES)
+    write_rows(tmp_path / "predictions.csv", localiser_benchmark.COLUMNS, alone)
+    summary = localiser_benchmark.summarise(tmp_path / "predictions.csv")
+    assert set(summary["test"]) == {"images", "malignant", "not_found", "median_seconds", "dice", "box_iou"}
+    table = localiser_benchmark.write_table(summary, tmp_path, "command")
+    assert "| test set | images | no lesion found | Dice [95% CI] | box IoU [95% CI] |" in table and "AUC" not in table
+
+
 def test_the_referral_benchmark_counts_the_referred_errors_and_localiser_misses(trained_localiser, trained_bundle,
                                                                                tiny_data, tmp_path):
     referral = benchmark("referral")
