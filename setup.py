@@ -25,14 +25,14 @@ setup(
         "tensorboard",
         "tqdm",
         "scipy",
+        "scikit-image",  # MONAI's KeepLargestConnectedComponentd, which localiser bundles before 0.4.0 use
         "scikit-learn",
         "pydicom",
         "openpyxl",
     ],
     extras_require={
-        # pytest-xdist: the README's test command runs the tests on every core (-n auto); scikit-image: MONAI's
-        # KeepLargestConnectedComponent, which the localiser's largest component is tested against
-        "test": ["pytest", "pytest-xdist", "scikit-image"],
+        # pytest-xdist: the README's test command runs the tests on every core (-n auto)
+        "test": ["pytest", "pytest-xdist"],
         # the study harness's figures (monai-bus study)
         "study": ["matplotlib"],
         # the 3D Slicer module's tests (slicer_extension/) without the Slicer app: a real MRML scene, and a

@@ -11,7 +11,7 @@ classifier is not at hand).
 Every test image goes through the inference API three times, with the classifier bundle:
 
 - ``localiser box``: no box given, so :class:`monai_bus.inference.BundleClassifier` asks the localiser
-  (:class:`monai_bus.localiser.LesionLocaliser`: the largest component of the predicted lesion, at the
+  (:class:`monai_bus.localiser.LesionLocaliser`: the component of the predicted lesion that it keeps, at the
   image's size) and classifies the region around its box, as ``monai-bus infer IMAGE`` does; the
   prediction's mask gives the Dice (MONAI's ``compute_dice``) against the union of the image's lesion
   masks, and its box the IoU (MONAI's ``box_iou``) with theirs; both are 0 when no lesion is found;
@@ -23,7 +23,8 @@ left empty, and the AUC counts it as 0.5 (undecided). ``<out>/predictions.csv`` 
 ``<out>/table.md`` and ``table.json`` per dataset (:func:`dataset_of`): the mean Dice and box
 IoU, and the AUC of each box with the paired differences from the dataset box, with 95% percentile
 intervals of 2000 bootstrap resamples of the test groups (seed 0). ``seconds`` is the wall time of the
-localiser-box prediction (reading the image twice, localising, classifying).
+localiser-box prediction (reading the image twice, localising, classifying); without a classifier, of
+the localisation alone.
 """
 
 from __future__ import annotations

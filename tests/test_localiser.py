@@ -249,7 +249,7 @@ class BrightIsLesion(torch.nn.Module):
 
 
 def test_the_box_is_the_largest_component_in_the_input_pixels(tmp_path):
-    bundle = copy_localiser(tmp_path / "localiser", image_size=64)
+    bundle = copy_localiser(tmp_path / "localiser", image_size=64, lesion_component="largest")
     save_weights(bundle, lambda state: None)
     localiser = LesionLocaliser(bundle, device="cpu")
     localiser.network = BrightIsLesion()
@@ -266,6 +266,22 @@ def test_the_box_is_the_largest_component_in_the_input_pixels(tmp_path):
     transposed = localiser.locate(image.T.copy())
     assert transposed.box == (result.box[2], result.box[3], result.box[0], result.box[1])
     np.testing.assert_array_equal(transposed.mask, result.mask.T)
+
+
+@pytest.mark.parametrize("component", LESION_COMPONENTS)
+def test_the_localiser_keeps_the_settings_component(tmp_path, component):
+    """Through the API, at the input's size: ``most_probable`` keeps a smaller but brighter spot (more probable
+    lesion for the stand-in network), ``largest`` the larger region."""
+    bundle = copy_localiser(tmp_path / "localiser", image_size=64, lesion_component=component)
+    save_weights(bundle, lambda state: None)
+    localiser = LesionLocaliser(bundle, device="cpu")
+    localiser.network = BrightIsLesion()
+    image = np.full((120, 200), 40, np.uint8)
+    image[30:70, 100:180] = 180  # the larger region
+    image[80:100, 10:30] = 255  # a smaller, brighter spot
+    found = localiser.locate(image)
+    expected = (30, 70, 100, 180) if component == "largest" else (80, 100, 10, 30)
+    np.testing.assert_allclose(found.box, expected, atol=3)  # up to the 64 px network's resolution
 
 
 def two_channels(lesion: np.ndarray) -> torch.Tensor:
@@ -298,6 +314,8 @@ def test_the_kept_component_is_the_largest_or_the_most_probable():
     largest[2:20, 2:30], largest[20, 30] = True, True
     np.testing.assert_array_equal(kept["largest"], largest)
     np.testing.assert_array_equal(kept["most_probable"], lesion == 0.95)
+    in_bf16 = LesionComponentd("pred", "most_probable")({"pred": two_channels(lesion).to(torch.bfloat16)})["pred"]
+    assert in_bf16.dtype == torch.bfloat16 and torch.equal(in_bf16[0] > 0, torch.from_numpy(lesion == 0.95))
     lesion[25:30, 40:45] = 0.8  # the peaks tie: the largest of them
     most_probable = LesionComponentd("pred", "most_probable")({"pred": two_channels(lesion)})["pred"]
     np.testing.assert_array_equal(most_probable[0].numpy() > 0, largest)

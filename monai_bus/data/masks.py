@@ -88,7 +88,8 @@ class LesionComponentd(MapTransform):
     comparison, which is much faster on a CPU than torch's argmax over 2 channels). Of their connected
     components (8-connected, as in MONAI's ``KeepLargestConnectedComponent``), one is kept:
 
-    - ``largest``: the one with the most pixels, as ``KeepLargestConnectedComponent`` keeps;
+    - ``largest``: the one with the most pixels, as ``KeepLargestConnectedComponent`` keeps (except
+      between components of equal area, where MONAI's sort decides);
     - ``most_probable``: the one that holds the highest lesion probability; between components that
       share it, the largest (docs/results/localiser/component/ of the monai-bus repository).
 
@@ -118,7 +119,7 @@ class LesionComponentd(MapTransform):
             if count > 1:
                 candidates = np.arange(1, count + 1)
                 if self.component == "most_probable":
-                    probability = np.where(components > 0, probabilities[1].cpu().numpy(), -np.inf)
+                    probability = np.where(components > 0, probabilities[1].float().cpu().numpy(), -np.inf)
                     candidates = np.unique(components[probability == probability.max()])
                 areas = np.bincount(components.ravel(), minlength=count + 1)[candidates]
                 kept = candidates[np.argmax(areas)]  # the largest candidate; between equal ones, the first
