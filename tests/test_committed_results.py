@@ -94,7 +94,9 @@ def test_referral_table_recomputes_identically(tmp_path):
                                       "four_levels/busi_to_busbra", "internal_60_epochs", "internal_256px",
                                       "busi_to_busbra_intensity", "busbra_to_busi_intensity",
                                       "internal_intensity", "flip/validation_plain", "flip/validation_flip",
-                                      "flip/test_plain", "flip/test_flip", "component/validation_most_probable"])
+                                      "flip/test_plain", "flip/test_flip", "component/validation_most_probable",
+                                      *(f"component/{lodo}_{component}" for lodo in ("busi_to_busbra", "busbra_to_busi")
+                                        for component in ("most_probable", "largest"))])
 def test_localiser_tables_recompute_identically(tmp_path, test_set):
     localiser = benchmark("localiser")
     committed = RESULTS / "localiser" / test_set
