@@ -43,6 +43,15 @@ def find_monai_bus_error(error: BaseException | None) -> MonaiBusError | None:
     return None
 
 
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``error``'s message on one line (whitespace runs made single spaces), cut at ``limit`` characters.
+
+    For messages of other libraries that span lines, such as torch's list of a state dict's missing keys.
+    """
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
 def _report(kind, error, traceback) -> None:
     found = find_monai_bus_error(error)
     if found is None:

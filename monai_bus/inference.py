@@ -33,6 +33,7 @@ is unreliable; a bundle trained on whole images ignores a box, and says so too.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -45,7 +46,7 @@ from monai.bundle import ConfigParser
 from monai_bus.calibration import likelihood_category
 from monai_bus.data.boxes import check_box
 from monai_bus.data.roi import ROI_META_KEY
-from monai_bus.errors import InputError, find_monai_bus_error
+from monai_bus.errors import InputError, find_monai_bus_error, one_line
 from monai_bus.inferers import FlipAveragingInferer
 from monai_bus.metrics import predicted_malignant
 from monai_bus.uncertainty import shifted_boxes, spread
@@ -188,12 +189,17 @@ def read_checkpoint(path: Path) -> dict:
     return checkpoint
 
 
+MODEL_SETTING = re.compile(r"@model_settings\['(\w+)'\]")
+"""A config's reference to one of ``metadata.json``'s ``model_settings``; group 1 is its name."""
+
+
 def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     """A parser of the bundle's ``configs/inference.json``, with its ``metadata.json`` read into
     ``_meta_``, ``bundle_root`` set, and ``device`` (when given) as a ``torch.device``.
 
     Raises:
-        BundleError: naming a missing file, or a device torch does not know.
+        BundleError: naming a missing file, a model setting that the configs read and the metadata lacks,
+            or a device torch does not know.
     """
     config_file, meta_file = bundle_dir / "configs" / "inference.json", bundle_dir / "configs" / "metadata.json"
     for path in (config_file, meta_file):
@@ -202,6 +208,11 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     parser = ConfigParser()
     parser.read_config(str(config_file))
     parser.read_meta(str(meta_file))
+    settings = parser["_meta_"].get("model_settings", {})
+    missing = sorted({key for key in MODEL_SETTING.findall(config_file.read_text()) if key not in settings})
+    if missing:
+        raise BundleError(f"{meta_file}: model_settings lacks {', '.join(missing)}, which {config_file.name} reads; "
+                          "the configs and metadata.json come from different versions of the bundle (copy both from one).")
     parser["bundle_root"] = str(bundle_dir)
     if device is not None:
         try:
@@ -221,7 +232,8 @@ def load_weights(network: torch.nn.Module, checkpoint_path: Path, metadata: dict
     try:
         network.load_state_dict(read_checkpoint(checkpoint_path))
     except RuntimeError as error:
-        raise BundleError(f"{checkpoint_path}: does not match the bundle's network_def ({error}).") from error
+        raise BundleError(f"{checkpoint_path}: does not match the bundle's network_def ({one_line(error)}).") \
+            from error
     network.eval()
     return provenance(checkpoint_path, metadata)
 
@@ -268,7 +280,8 @@ class BundleClassifier:
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
         except Exception as error:
-            raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
+            raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}).") \
+                from error
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
                 self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "

@@ -24,7 +24,7 @@ import torch
 from monai.transforms import BoundingRect, Compose
 
 from monai_bus.data.boxes import MIN_BOX_SIDE, Box
-from monai_bus.errors import find_monai_bus_error
+from monai_bus.errors import find_monai_bus_error, one_line
 from monai_bus.inference import BundleError, load_weights, read_bundle
 
 LESION_CLASSES = {"0": "background", "1": "lesion"}
@@ -80,7 +80,8 @@ class LesionLocaliser:
             self.inferer = parser.get_parsed_content("inferer")
             self.lesion_mask = Compose(parser.get_parsed_content("lesion_mask"))
         except Exception as error:
-            raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {error}).") from error
+            raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}).") \
+                from error
         if classes != LESION_CLASSES:
             raise BundleError(f"{meta_file}: a localiser's output channels are {LESION_CLASSES}, got {classes}.")
         self.checkpoint_path = self.bundle_dir / "models" / "model.pt"

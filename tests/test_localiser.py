@@ -389,8 +389,23 @@ def test_bad_bundles_are_named(tmp_path):
     with pytest.raises(BundleError, match="model.pt: model file not found"):
         LesionLocaliser(bundle)
     save_weights(bundle, lambda state: state.pop(next(iter(state))))
-    with pytest.raises(BundleError, match="model.pt: does not match the bundle's network_def"):
+    with pytest.raises(BundleError, match="model.pt: does not match the bundle's network_def") as raised:
         LesionLocaliser(bundle)
+    assert "\n" not in str(raised.value)
+
+
+def test_metadata_of_another_version_is_named(tmp_path):
+    """New configs beside a metadata.json from before lesion_component: one line naming the file and the setting."""
+    bundle = copy_localiser(tmp_path / "localiser")
+    meta_file = bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    del metadata["model_settings"]["lesion_component"]
+    meta_file.write_text(json.dumps(metadata))
+    with pytest.raises(BundleError, match=f"^{meta_file}: model_settings lacks lesion_component, which "
+                                          "inference.json reads; the configs and metadata.json come from different "
+                                          "versions") as raised:
+        LesionLocaliser(bundle)
+    assert "\n" not in str(raised.value)
 
 
 # -- masks --------------------------------------------------------------------------------------------------------
