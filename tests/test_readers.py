@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -211,3 +213,24 @@ def test_datalist_takes_a_chosen_frame(tmp_path):
     cine = next(item for item in items if item["image"].endswith("cine.dcm"))
     assert cine["frame"] == 1 and all("frame" not in item for item in items if item is not cine)
 
+
+
+def test_truncated_dicom_is_refused(tmp_path):
+    """Pixel data shorter than the image: GDCM would return memory it never filled, a new image each time."""
+    write_dicom(tmp_path / "a.dcm", RNG.integers(0, 256, (1, 200, 300)))
+    dataset = pydicom.dcmread(tmp_path / "a.dcm")
+    dataset.PixelData = dataset.PixelData[:1000]
+    dataset.save_as(tmp_path / "a.dcm")
+    with pytest.raises(DatasetError, match=r"a.dcm: truncated DICOM: its 60,000 pixels need 60,000 bytes"):
+        read_grey(tmp_path / "a.dcm")
+
+
+def test_dicom_datalist_from_a_relative_root_in_a_new_process(tmp_path):
+    """ITK's first use changes the working directory while the datalist's threads read: no file may be lost."""
+    dicom_dataset(tmp_path / "dicom")
+    code = ("from monai_bus.data.datalist import build_datalist; "
+            "datalist, _ = build_datalist('dicom', 'dicom', 'dl.json', proportions=(0.5, 0.5, 0.0)); "
+            "print(sum(len(datalist[part]) for part in ('training', 'validation', 'test')))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["4"]

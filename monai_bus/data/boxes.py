@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from monai_bus.data.images import ITK_LOCK
 from monai_bus.data.records import DatasetError
 from monai_bus.errors import InputError
 
@@ -40,7 +41,8 @@ def _read_volume_mask(path: Path) -> np.ndarray:
     import itk  # slow to import; only volume masks need it
 
     try:
-        array = itk.array_from_image(itk.imread(str(path)))
+        with ITK_LOCK:
+            array = itk.array_from_image(itk.imread(str(path)))
     except RuntimeError as error:
         raise DatasetError(path, f"unreadable mask ({str(error).strip().splitlines()[-1]})") from None
     if np.squeeze(array).ndim != 2:

@@ -156,7 +156,8 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         raise ValueError(f"unknown group mode {group!r}; choose from {', '.join(GROUP_MODES)}")
     if (folds is None) != (fold is None):
         raise ValueError("folds and fold must be given together")
-    root, out, bad = Path(root), Path(out), BadFiles(skip_bad)
+    # absolute, as the reading threads need (monai_bus.data.images.ITK_LOCK)
+    root, out, bad = Path(os.path.abspath(root)), Path(out), BadFiles(skip_bad)
     base = root if root.is_dir() else root.parent
     records, hashes, prints, boxes, normal = _read(fmt, root, include_normal, bad)
     mode = _group_mode(group, records, fmt)

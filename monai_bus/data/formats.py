@@ -16,6 +16,7 @@ import zipfile
 from collections import defaultdict
 from pathlib import Path
 
+from monai_bus.data.images import ITK_LOCK
 from monai_bus.data.records import CLASSES, BadFiles, DatasetError, Record
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
@@ -225,14 +226,15 @@ def _dicom_header(path: Path) -> tuple[str, str] | None:
     """``(SOPInstanceUID, PatientID)`` of a DICOM file, or None if it is not readable DICOM."""
     import itk  # slow to import; only the dicom format needs it
 
-    reader = itk.GDCMImageIO.New()
-    if not reader.CanReadFile(str(path)):
-        return None
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError:
-        return None
+    with ITK_LOCK:
+        reader = itk.GDCMImageIO.New()
+        if not reader.CanReadFile(str(path)):
+            return None
+        reader.SetFileName(str(path))
+        try:
+            reader.ReadImageInformation()
+        except RuntimeError:
+            return None
     tags = reader.GetMetaDataDictionary()
     return tuple(str(tags[tag]).strip(" \x00") if tags.HasKey(tag) else "" for tag in ("0008|0018", "0010|0020"))
 

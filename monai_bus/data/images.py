@@ -20,6 +20,7 @@ becomes grey with the ITU-R BT.601 luma weights; alpha is dropped.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,14 @@ LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
 CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+
+# transfer syntaxes whose pixel data are stored as they are (implicit, explicit little, explicit big endian)
+UNCOMPRESSED_DICOM = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+ITK_LOCK = threading.Lock()
+"""Held while ITK reads a file. ITK loads its modules on first use and changes the process's working
+directory meanwhile (``itk.support.base.LibraryLoader``); two threads loading at once can leave it
+changed for good. Paths read in threads (datalist checks, CacheDataset) are absolute, so that other
+threads' files are still found while it is changed."""
 
 # the first bytes of the raster formats Pillow reads, to tell a suffix-less PNG or JPEG from DICOM
 RASTER_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM", b"GIF8")
@@ -66,18 +75,35 @@ def _check_size(path, rows: int, columns: int, frames: int, frame: int | None) -
 def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
     import itk  # slow to import; only DICOM needs it
 
-    io = itk.GDCMImageIO.New()
-    io.SetFileName(str(path))
-    try:
-        io.ReadImageInformation()
-        columns, rows = io.GetDimensions(0), io.GetDimensions(1)
-        frames = io.GetDimensions(2) if io.GetNumberOfDimensions() > 2 else 1
-        _check_size(path, rows, columns, frames, frame)
-        image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
-    except RuntimeError as error:
-        raise DatasetError(path, f"unreadable DICOM ({str(error).strip().splitlines()[-1]})") from None
-    array = itk.array_from_image(image)  # (frames, rows, columns[, samples]) or (rows, columns[, samples])
+    with ITK_LOCK:
+        io = itk.GDCMImageIO.New()
+        io.SetFileName(str(path))
+        try:
+            io.ReadImageInformation()
+            columns, rows = io.GetDimensions(0), io.GetDimensions(1)
+            frames = io.GetDimensions(2) if io.GetNumberOfDimensions() > 2 else 1
+            _check_size(path, rows, columns, frames, frame)
+            _check_pixel_bytes(path, io, rows * columns * frames)
+            image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
+        except RuntimeError as error:
+            raise DatasetError(path, f"unreadable DICOM ({str(error).strip().splitlines()[-1]})") from None
+        array = itk.array_from_image(image)  # (frames, rows, columns[, samples]) or (rows, columns[, samples])
     return array[frame or 0] if image.GetImageDimension() == 3 else array
+
+
+def _check_pixel_bytes(path: Path, io, pixels: int) -> None:
+    """Refuse an uncompressed DICOM file smaller than its pixels' bytes (GDCM would read past the short pixel
+    data into memory it never filled, a different image at each read)."""
+    import pydicom
+
+    try:  # the transfer syntax, which ITK does not report
+        syntax = pydicom.dcmread(path, stop_before_pixels=True, force=True).file_meta.get("TransferSyntaxUID")
+    except Exception:  # a header pydicom cannot read, but GDCM did: compressed or not, unknown
+        return
+    needed = pixels * io.GetNumberOfComponents() * io.GetComponentSize()
+    if syntax in UNCOMPRESSED_DICOM and os.path.getsize(path) < needed:
+        raise DatasetError(path, f"truncated DICOM: its {pixels:,} pixels need {needed:,} bytes, and the file "
+                                 f"has {os.path.getsize(path):,}")
 
 
 def _read_raster(path: Path, frame: int | None) -> np.ndarray:

@@ -80,7 +80,7 @@ def load_split(datalist_file: str, split: str, dataset_dir: str | None = None, n
     items = content.get(split) if isinstance(content, dict) else None
     if not items or not isinstance(items, list):
         raise InputError(f"{datalist_file}: the '{split}' list is missing or empty.")
-    base_dir = Path(dataset_dir) if dataset_dir else Path(datalist_file).resolve().parent
+    base_dir = Path(os.path.abspath(dataset_dir)) if dataset_dir else Path(datalist_file).resolve().parent
     resolved = []
     for index, item in enumerate(items):
         problem = _problem(item, num_classes)
