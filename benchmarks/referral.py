@@ -51,7 +51,8 @@ def measure(localiser: str, classifier: str, datalist: str, split: str = "test")
                      "box_iou": round(box_iou(prediction.box, box_from_masks(truth)), 6),
                      "p_malignant": round(prediction.malignancy_probability, 6) if classified else "",
                      "predicted": prediction.class_index if classified else "",
-                     "uncertainty": round(prediction.uncertainty, 6) if classified else "",
+                     # 6 significant digits: refer compares the unrounded value with refer_above, which may be tiny
+                     "uncertainty": float(f"{prediction.uncertainty:.6g}") if classified else "",
                      "refer": int(prediction.refer)})
     return rows
 
