@@ -32,6 +32,7 @@ is unreliable; a bundle trained on whole images ignores a box, and says so too.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass, field
@@ -198,18 +199,26 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     ``_meta_``, ``bundle_root`` set, and ``device`` (when given) as a ``torch.device``.
 
     Raises:
-        BundleError: naming a missing file, a model setting that the configs read and the metadata lacks,
-            or a device torch does not know.
+        BundleError: naming a missing or unreadable file, a model setting that the configs read and the
+            metadata lacks, or a device torch does not know or does not find.
     """
     config_file, meta_file = bundle_dir / "configs" / "inference.json", bundle_dir / "configs" / "metadata.json"
     for path in (config_file, meta_file):
         if not path.is_file():
             raise BundleError(f"{path}: not found; is {bundle_dir} a monai-bus bundle folder?")
+    contents = {}
+    for path in (config_file, meta_file):
+        try:
+            contents[path] = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise BundleError(f"{path}: not readable JSON ({one_line(error)}).") from error
+        if not isinstance(contents[path], dict):
+            raise BundleError(f"{path}: holds a JSON {type(contents[path]).__name__}, not an object of ids.")
     parser = ConfigParser()
-    parser.read_config(str(config_file))
-    parser.read_meta(str(meta_file))
-    settings = parser["_meta_"].get("model_settings", {})
-    missing = sorted({key for key in MODEL_SETTING.findall(config_file.read_text()) if key not in settings})
+    parser.read_config(contents[config_file])
+    parser.read_meta(contents[meta_file])
+    settings = contents[meta_file].get("model_settings", {})
+    missing = sorted({key for key in MODEL_SETTING.findall(json.dumps(contents[config_file])) if key not in settings})
     if missing:
         raise BundleError(f"{meta_file}: model_settings lacks {', '.join(missing)}, which {config_file.name} reads; "
                           "the configs and metadata.json come from different versions of the bundle (copy both from one).")
@@ -219,6 +228,8 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
             parser["device"] = torch.device(device)  # an object, never a config expression
         except RuntimeError as error:
             raise BundleError(f"device {device!r}: {error}") from error
+        if parser["device"].type == "cuda" and (parser["device"].index or 0) >= torch.cuda.device_count():
+            raise BundleError(f"device {device!r}: torch finds {torch.cuda.device_count()} CUDA device(s) here.")
     return parser
 
 
@@ -270,10 +281,6 @@ class BundleClassifier:
             self.class_names = tuple(
                 name for _, name in sorted(metadata["network_data_format"]["outputs"]["pred"]["channel_def"].items(),
                                            key=lambda item: int(item[0])))
-            operating_point = metadata.get("operating_point") or {}
-            self.threshold = float(operating_point["threshold"]) if "threshold" in operating_point else None
-            self.temperature = float(operating_point.get("temperature", 1.0))
-            self.refer_above = float(operating_point["refer_above"]) if "refer_above" in operating_point else None
             self.roi = parser.get_parsed_content("flags#roi")
             self.device = parser.get_parsed_content("device")
             self.network = parser.get_parsed_content("network")
@@ -282,6 +289,14 @@ class BundleClassifier:
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}).") \
                 from error
+        operating_point = metadata.get("operating_point") or {}
+        try:
+            self.threshold = float(operating_point["threshold"]) if "threshold" in operating_point else None
+            self.temperature = float(operating_point.get("temperature", 1.0))
+            self.refer_above = float(operating_point["refer_above"]) if "refer_above" in operating_point else None
+        except (AttributeError, TypeError, ValueError) as error:
+            raise BundleError(f"{meta_file}: operating_point must map threshold, temperature and refer_above to "
+                              f"numbers ({one_line(error)}).") from error
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
                 self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "

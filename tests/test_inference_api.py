@@ -109,6 +109,29 @@ def test_not_a_bundle(tmp_path):
         BundleClassifier(tmp_path)
 
 
+@pytest.mark.parametrize("name, content, problem", [
+    ("metadata.json", '{"version": "0.7.0", ', r"metadata.json: not readable JSON \(Expecting property name"),
+    ("inference.json", "[]", "inference.json: holds a JSON list, not an object of ids"),
+    ("metadata.json", {"operating_point": {"threshold": "abc"}},
+     "metadata.json: operating_point must map threshold, temperature and refer_above to numbers"),
+])
+def test_broken_bundle_files_are_named_in_one_line(tmp_path, name, content, problem):
+    bundle = copy_bundle(tmp_path / "bundle")
+    path = bundle / "configs" / name
+    if isinstance(content, dict):
+        content = json.dumps({**json.loads(path.read_text()), **content})
+    path.write_text(content)
+    with pytest.raises(BundleError, match=f"^{bundle}/configs/{problem}") as raised:
+        BundleClassifier(bundle, device="cpu")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_cuda_device_that_is_not_there_is_named(tmp_path):
+    missing = f"cuda:{torch.cuda.device_count()}"
+    with pytest.raises(BundleError, match=f"^device '{missing}': torch finds {torch.cuda.device_count()} CUDA"):
+        BundleClassifier(copy_bundle(tmp_path / "bundle"), device=missing)
+
+
 def test_infer_command(trained_bundle, test_image, tmp_path, capsys):
     assert main(["infer", "--bundle", str(trained_bundle), "--device", "cpu", test_image]) == 0
     line = json.loads(capsys.readouterr().out)
