@@ -371,6 +371,18 @@ def test_cli_writes_datalist_and_report(busi, tmp_path, capsys):
     assert all(Path(item["image"]).is_file() for item in loaded)
 
 
+def test_cli_never_writes_over_the_dataset_or_into_a_folder(tmp_path, capsys):
+    table = tmp_path / "table.csv"
+    table.write_text("image,label\n")
+    (tmp_path / "folder.json").mkdir()
+    for out, problem in [(table, "the datalist is JSON; give a file name ending in .json"),
+                         (tmp_path / "folder.json", f"{tmp_path / 'folder.json'} is a folder"),
+                         (table / "dl.json", f"its folder cannot be made (File exists: {table})")]:
+        assert main(["datalist", "--format", "csv", "--root", str(table), "--out", str(out)]) == 2
+        assert capsys.readouterr().err.strip() == f"monai-bus datalist: error: --out {out}: {problem}"
+    assert table.read_text() == "image,label\n"
+
+
 def test_cli_errors_name_the_file(tmp_path, capsys):
     png(tmp_path / "data" / "benign" / "a.png", seed=1)
     (tmp_path / "data" / "malignant").mkdir()

@@ -75,14 +75,22 @@ def _summary(datalist: dict, report: dict, out: Path, report_path: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     if (args.folds is None) != (args.fold is None):
         raise CommandError("--folds and --fold must be given together")
+    report_path = args.out.with_name(f"{args.out.stem}_report.json")
+    if args.out.suffix.lower() != ".json":  # never a dataset's own table or image
+        raise CommandError(f"--out {args.out}: the datalist is JSON; give a file name ending in .json")
+    for path in (args.out, report_path):
+        if path.is_dir():
+            raise CommandError(f"--out {args.out}: {path} is a folder")
+    try:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CommandError(f"--out {args.out}: its folder cannot be made ({error.strerror}: {error.filename})") from None
     try:
         datalist, report = build_datalist(
             args.format, args.root, args.out, proportions=args.split, folds=args.folds, fold=args.fold,
             seed=args.seed, include_normal=args.include_normal, group=args.group, skip_bad=args.skip_bad)
     except ValueError as error:  # DatasetError ("<file>: <problem>"), or an invalid --folds/--fold
         raise CommandError(str(error)) from None
-    report_path = args.out.with_name(f"{args.out.stem}_report.json")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(datalist, indent=2) + "\n")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     print(_summary(datalist, report, args.out, report_path))
