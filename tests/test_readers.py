@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -234,3 +235,16 @@ def test_dicom_datalist_from_a_relative_root_in_a_new_process(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["4"]
+
+
+@pytest.mark.parametrize("frame", [1.5, "1", True])
+def test_a_frame_that_is_not_a_whole_number_is_refused(tmp_path, frame):
+    write_dicom(tmp_path / "a.dcm", np.stack([GREY] * 3))
+    with pytest.raises(DatasetError, match=f"a.dcm: frame must be a whole number, counting from 0, got {frame!r}"):
+        read_image(tmp_path / "a.dcm", frame)
+
+
+def test_a_file_that_is_not_regular_is_named_so(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")
+    with pytest.raises(DatasetError, match="pipe.png: is not a regular file"):
+        read_grey(tmp_path / "pipe.png")

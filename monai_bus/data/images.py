@@ -195,7 +195,9 @@ def read_image(image: str | os.PathLike | np.ndarray, frame: int | None = None) 
     if path.is_dir():
         raise DatasetError(path, "is a folder, not an image file")
     if not path.is_file():
-        raise DatasetError(path, "image file not found")
+        raise DatasetError(path, "is not a regular file" if path.exists() else "image file not found")
+    if frame is not None and (isinstance(frame, bool) or not isinstance(frame, (int, np.integer))):
+        raise DatasetError(path, f"frame must be a whole number, counting from 0, got {frame!r}")
     if path.suffix.lower() == ".npy":
         array = _read_numpy(path, frame)
     elif is_dicom(path):
