@@ -239,6 +239,22 @@ def test_shipped_weights_are_half_precision_recorded_and_classify_as_trained(tra
         ship(unrecorded, bundle)
 
 
+def test_calibrate_refuses_what_it_cannot_fit_before_predicting(tiny_data, tmp_path, capsys):
+    """Checked before the bundle is read (this one has no weights) and before any image is predicted."""
+    datalist = json.loads((tiny_data / "datalist.json").read_text())
+    datalist = {split: [{**item, **{key: str(tiny_data / item[key]) for key in ("image", "mask") if key in item}}
+                        for item in items if split != "validation" or item["label"] == 0]
+                for split, items in datalist.items() if split in ("validation", "test")}
+    benign_validation = tmp_path / "benign_validation.json"
+    benign_validation.write_text(json.dumps(datalist))
+    base = ["calibrate", "--bundle", str(copy_bundle(tmp_path / "bundle")), "--out", str(tmp_path / "report")]
+    assert main([*base, "--datalist", str(tiny_data / "datalist.json"), "--target-sensitivity", "2"]) == 2
+    assert "error: --target-sensitivity must be in (0, 1], got 2.0" in capsys.readouterr().err
+    assert main([*base, "--datalist", str(benign_validation)]) == 2
+    assert (f"error: {benign_validation}: the validation split has no malignant image; fitting the operating point "
+            "needs both classes.") in capsys.readouterr().err
+
+
 def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tiny_data, test_image, tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     shutil.copytree(trained_bundle / "models", bundle / "models")

@@ -50,6 +50,8 @@ def run(args: argparse.Namespace) -> int:
 
     if find_spec("matplotlib") is None:
         raise CommandError("the reliability diagram needs matplotlib: pip install 'monai-bus[study]'")
+    if not 0.0 < args.target_sensitivity <= 1.0:
+        raise CommandError(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
     import json
 
     import numpy as np
@@ -62,10 +64,14 @@ def run(args: argparse.Namespace) -> int:
     from monai_bus.study.figures import reliability_diagram
     from monai_bus.uncertainty import REFER_FRACTION, refer_cutoff
 
-    classifier = BundleClassifier(args.bundle, device=args.device, uncertainty=False)
-    classifier.temperature, classifier.threshold = 1.0, None  # fit on the network's own probabilities
     splits = {name: load_split(args.datalist, name) for name in ("validation", "test")}
     labels = {name: np.array([item["label"] for item in items]) for name, items in splits.items()}
+    absent = [name for label, name in enumerate(("benign", "malignant")) if label not in labels["validation"]]
+    if absent:  # checked before any prediction: fitting needs both classes
+        raise CommandError(f"{args.datalist}: the validation split has no {' and no '.join(absent)} image; fitting "
+                           "the operating point needs both classes.")
+    classifier = BundleClassifier(args.bundle, device=args.device, uncertainty=False)
+    classifier.temperature, classifier.threshold = 1.0, None  # fit on the network's own probabilities
     raw = {name: _predict(classifier, items) for name, items in splits.items()}
     temperature = fit_temperature(labels["validation"], raw["validation"])
     classifier.temperature, classifier.uncertainty = temperature, True  # the API's answers at that temperature
