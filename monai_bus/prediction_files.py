@@ -116,9 +116,18 @@ def read_rows(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple
             missing = set(columns) - set(reader.fieldnames or ())
             if missing:
                 raise InputError(f"{path}: missing column(s) {sorted(missing)}; found {reader.fieldnames}.")
-            yield from enumerate(reader, start=2)
+            repeated = sorted({name for name in reader.fieldnames if reader.fieldnames.count(name) > 1})
+            if repeated:
+                raise InputError(f"{path}: column(s) {repeated} appear more than once in the header.")
+            for line, row in enumerate(reader, start=2):
+                if None in row or None in row.values():  # DictReader's marks of too many or too few fields
+                    raise InputError(f"{path}, line {line}: not as many fields as the header's "
+                                     f"{len(reader.fieldnames)}.")
+                yield line, row
     except OSError as error:
         raise InputError(f"{path}: cannot read ({error.strerror}).") from error
+    except UnicodeDecodeError as error:
+        raise InputError(f"{path}: not UTF-8 text ({error.reason}).") from None
 
 
 def read_labelled_predictions(path: str | os.PathLike) -> tuple[list[int], np.ndarray]:

@@ -396,3 +396,9 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     assert "--folds and --fold must be given together" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["datalist", "--format", "folder", "--root", ".", "--out", "x.json", "--split", "0.5,0.5"])
+
+
+def test_a_table_that_is_not_utf8_is_named(tmp_path):
+    (tmp_path / "labels.csv").write_bytes(b"image,label\n\xffa.png,benign\n")
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'labels.csv'}: not UTF-8 text \\(invalid start byte\\)$"):
+        build_datalist("csv", tmp_path / "labels.csv", tmp_path / "dl.json")

@@ -90,3 +90,19 @@ def test_metrics_command_recomputes_from_csv(tmp_path, capsys):
     bad.write_text("image,label\na.png,1\n")
     assert main(["metrics", str(bad)]) == 2
     assert "missing column(s) ['p_malignant']" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"label,p_malignant,label\n0,0.2,1\n1,0.8,0\n", ": column(s) ['label'] appear more than once in the header."),
+    (b"label,p_malignant\n0,0.2\n1\n", ", line 3: not as many fields as the header's 2."),
+    (b"label,p_malignant\n0,0.2,7\n1,0.9\n", ", line 2: not as many fields as the header's 2."),
+    (b"label,p_malignant\n0,0.2\xff\n1,0.9\n", ": not UTF-8 text (invalid start byte)."),
+    (b"label,p_malignant\n0,0.2\n0,0.3\n", ": all 2 images are benign; the AUC needs both classes."),
+])
+def test_metrics_command_refuses_what_it_cannot_read_right(tmp_path, capsys, content, problem):
+    """Never a silent choice between two label columns, a short row as 'NoneType', a traceback, or 'auc nan'."""
+    from monai_bus.cli import main
+
+    (tmp_path / "p.csv").write_bytes(content)
+    assert main(["metrics", str(tmp_path / "p.csv")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"error: {tmp_path / 'p.csv'}{problem}")

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 
+from monai_bus.errors import CommandError
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("predictions", help="CSV with 'label' and 'p_malignant' columns")
@@ -27,6 +29,9 @@ def run(args: argparse.Namespace) -> int:
     from monai_bus.prediction_files import read_labelled_predictions
 
     labels, probabilities = read_labelled_predictions(args.predictions)
+    if len(set(labels)) < 2:
+        raise CommandError(f"{args.predictions}: all {len(labels)} images are {('benign', 'malignant')[labels[0]]}; "
+                           "the AUC needs both classes.")
     print(f"{len(labels)} images ({sum(labels)} malignant), from {args.predictions}:\n")
     print(format_table(classification_metrics(labels, probabilities)))
     return 0

@@ -47,11 +47,14 @@ def _csv_rows(path: Path, columns: tuple[str, ...]):
     """Yield ``(line number, row)`` of a CSV table with stripped values; check its columns."""
     with open(_require(path), newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
-        missing = [column for column in columns if column not in (reader.fieldnames or [])]
-        if missing:
-            raise DatasetError(path, f"missing column(s) {', '.join(missing)} (found: {reader.fieldnames})")
-        for row in reader:
-            yield reader.line_num, {key: (value or "").strip() for key, value in row.items() if key}
+        try:
+            missing = [column for column in columns if column not in (reader.fieldnames or [])]
+            if missing:
+                raise DatasetError(path, f"missing column(s) {', '.join(missing)} (found: {reader.fieldnames})")
+            for row in reader:
+                yield reader.line_num, {key: (value or "").strip() for key, value in row.items() if key}
+        except UnicodeDecodeError as error:
+            raise DatasetError(path, f"not UTF-8 text ({error.reason})") from None
 
 
 def _single(masks: list[Path]) -> Path | list[Path] | None:
