@@ -402,3 +402,19 @@ def test_a_table_that_is_not_utf8_is_named(tmp_path):
     (tmp_path / "labels.csv").write_bytes(b"image,label\n\xffa.png,benign\n")
     with pytest.raises(DatasetError, match=f"^{tmp_path / 'labels.csv'}: not UTF-8 text \\(invalid start byte\\)$"):
         build_datalist("csv", tmp_path / "labels.csv", tmp_path / "dl.json")
+
+
+def test_a_repeated_row_is_named_and_a_datalist_of_nothing_refused(tmp_path):
+    png(tmp_path / "a.png", seed=1)
+    png(tmp_path / "b.png", seed=2)
+    table = write_csv(tmp_path / "labels.csv", [["image", "label"], ["a.png", "benign"], ["b.png", "malignant"],
+                                                ["a.png", "benign"]])
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'a.png'}: listed more than once$"):
+        build_datalist("csv", table, tmp_path / "dl.json")
+    datalist, report = build_datalist("csv", table, tmp_path / "dl.json", skip_bad=True, proportions=(1.0, 0.0, 0.0))
+    assert len(datalist["training"]) == 2 and report["skipped"] == [{"file": str(tmp_path / "a.png"),
+                                                                     "reason": "listed more than once"}]
+    png(tmp_path / "c.png", seed=1)  # a.png's bytes, with the other label
+    write_csv(table, [["image", "label"], ["a.png", "benign"], ["c.png", "malignant"]])
+    with pytest.raises(DatasetError, match="no image left: all 2 usable images are duplicates whose labels conflict"):
+        build_datalist("csv", table, tmp_path / "dl.json")

@@ -69,7 +69,13 @@ def _group_mode(group: str, records: list[Record], fmt: str) -> str:
 def _read(fmt: str, root: Path, include_normal: bool, bad: BadFiles):
     """Records of usable images (sorted), their byte hashes, fingerprints and lesion boxes, and left-out
     normals."""
-    records = sorted(FORMATS[fmt](root, bad), key=lambda record: str(record.image))
+    records, listed = [], set()
+    for record in sorted(FORMATS[fmt](root, bad), key=lambda record: str(record.image)):
+        if (record.image, record.frame) in listed:  # a table's repeated row: once in the datalist, and said so
+            bad(record.image, "listed more than once" + (f" (frame {record.frame})" if record.frame is not None else ""))
+            continue
+        listed.add((record.image, record.frame))
+        records.append(record)
     normal = [record for record in records if record.label == 2 and not include_normal]
     records = [record for record in records if record.label != 2 or include_normal]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -179,6 +185,9 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
     names = {group_id: "+".join(sorted({records[i].patient for i in members})) if mode == "patient"
              else f"{fmt}:{rel(records[members[0]].image)}" for group_id, members in _members(groups).items()}
     keep = [i for i in range(len(records)) if i not in excluded]
+    if not keep:
+        raise DatasetError(root, f"no image left: all {len(records)} usable images are duplicates whose labels "
+                                 "conflict")
     if folds is not None and any(record.fold is not None for record in records):
         for i in keep:
             if records[i].fold is None:
