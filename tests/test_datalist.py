@@ -418,3 +418,9 @@ def test_a_repeated_row_is_named_and_a_datalist_of_nothing_refused(tmp_path):
     write_csv(table, [["image", "label"], ["a.png", "benign"], ["c.png", "malignant"]])
     with pytest.raises(DatasetError, match="no image left: all 2 usable images are duplicates whose labels conflict"):
         build_datalist("csv", table, tmp_path / "dl.json")
+
+
+def test_a_root_of_the_wrong_kind_is_named_so(tmp_path):
+    table = write_csv(tmp_path / "labels.csv", [["image", "label"]])
+    with pytest.raises(DatasetError, match=f"^{table}: folder expected, found a file$"):
+        build_datalist("folder", table, tmp_path / "dl.json")

@@ -248,3 +248,13 @@ def test_a_file_that_is_not_regular_is_named_so(tmp_path):
     os.mkfifo(tmp_path / "pipe.png")
     with pytest.raises(DatasetError, match="pipe.png: is not a regular file"):
         read_grey(tmp_path / "pipe.png")
+
+
+def test_a_strip_is_refused_before_decoding_and_a_png_named_dcm_is_read(tmp_path):
+    Image.fromarray(RNG.integers(0, 256, (16, 170), dtype=np.uint8)).save(tmp_path / "strip.png")
+    with pytest.raises(DatasetError, match="strip.png: image of 170 x 16 pixels: its sides differ more than 10-fold"):
+        read_grey(tmp_path / "strip.png")
+    with pytest.raises(DatasetError, match="image array: image of 16 x 170 pixels: its sides differ more than"):
+        read_image(RNG.integers(0, 256, (170, 16)).astype(np.uint8))
+    Image.fromarray(GREY).save(tmp_path / "photo.dcm", format="PNG")
+    np.testing.assert_array_equal(read_grey(tmp_path / "photo.dcm"), GREY)

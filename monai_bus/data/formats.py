@@ -25,7 +25,9 @@ MASK_STEM = re.compile(r"^(?P<image>.+)_mask(_\d+)?$")  # NAME_mask, NAME_mask_1
 
 def _require(path: Path, folder: bool = False) -> Path:
     if not (path.is_dir() if folder else path.is_file()):
-        raise DatasetError(path, f"{'folder' if folder else 'file'} not found")
+        found = "a folder" if path.is_dir() else "a file" if path.exists() else None
+        raise DatasetError(path, f"{'folder' if folder else 'file'} expected, found {found}" if found else
+                           f"{'folder' if folder else 'file'} not found")
     return path
 
 

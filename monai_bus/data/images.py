@@ -6,14 +6,16 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
 
 - a missing file, a folder, or a file that is not an image;
 - an image of more than :data:`MAX_PIXELS` pixels, checked from the header before decoding;
-- an image whose sides are below :data:`MIN_SIDE` pixels;
+- an image whose sides are below :data:`MIN_SIDE` pixels, or differ more than :data:`MAX_ASPECT`-fold (a
+  B-mode frame is near 4:3; such a strip would be squeezed out of shape to the network's square input),
+  checked from the header for files;
 - several frames (multi-frame DICOM, multi-page TIFF), unless ``frame`` chooses one;
 - CMYK and other colour spaces without a faithful grey conversion;
 - non-finite pixels (NaN, infinity);
 - an image without content: all, or all but 1%, of its pixels the same value.
 
 Decoders: Pillow for raster formats (PNG, JPEG, TIFF, BMP, ...), ITK's GDCM for DICOM (``.dcm``,
-``.dicom``, a ``DICM`` preamble, or no suffix and no raster signature), numpy for ``.npy``. Colour
+``.dicom`` or no suffix without a raster signature, or a ``DICM`` preamble), numpy for ``.npy``. Colour
 becomes grey with the ITU-R BT.601 luma weights; alpha is dropped.
 """
 
@@ -30,6 +32,7 @@ from monai_bus.data.records import DatasetError
 
 MAX_PIXELS = 4096 * 4096
 MIN_SIDE = 16
+MAX_ASPECT = 10
 # the share of pixels that must differ from the image's most common value
 MIN_CONTENT_FRACTION = 0.01
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -51,16 +54,16 @@ RASTER_SIGNATURES = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"BM",
 
 
 def is_dicom(path: Path) -> bool:
-    """Whether ``path`` is read as DICOM: by the ``DICM`` marker at byte 128, by the suffix ``.dcm`` or
-    ``.dicom``, or, without a suffix, unless it starts like a PNG, JPEG, TIFF, BMP or GIF file."""
+    """Whether ``path`` is read as DICOM: by the ``DICM`` marker at byte 128, or, with the suffix ``.dcm``,
+    ``.dicom`` or none, unless it starts like a PNG, JPEG, TIFF, BMP or GIF file."""
     try:
         with open(path, "rb") as f:
             head = f.read(132)
     except OSError as error:
         raise DatasetError(path, f"cannot be read ({error.strerror})") from None
-    if head[128:132] == b"DICM" or path.suffix.lower() in DICOM_SUFFIXES:
+    if head[128:132] == b"DICM":
         return True
-    return path.suffix == "" and not head.startswith(RASTER_SIGNATURES)
+    return path.suffix.lower() in DICOM_SUFFIXES + ("",) and not head.startswith(RASTER_SIGNATURES)
 
 
 def _check_size(path, rows: int, columns: int, frames: int, frame: int | None) -> None:
@@ -83,6 +86,7 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
             columns, rows = io.GetDimensions(0), io.GetDimensions(1)
             frames = io.GetDimensions(2) if io.GetNumberOfDimensions() > 2 else 1
             _check_size(path, rows, columns, frames, frame)
+            _check_aspect(path, rows, columns)
             _check_pixel_bytes(path, io, rows * columns * frames)
             image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
         except RuntimeError as error:
@@ -111,6 +115,7 @@ def _read_raster(path: Path, frame: int | None) -> np.ndarray:
         with Image.open(path) as image:
             frames = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)  # MPO: a JPEG plus previews
             _check_size(path, image.height, image.width, frames, frame)
+            _check_aspect(path, image.height, image.width)
             if frame:
                 image.seek(frame)
             if image.mode in CONVERTED_TO_RGB_MODES:
@@ -155,11 +160,18 @@ def to_grey(array: np.ndarray, name: str) -> np.ndarray:
     return array.astype(np.float32)
 
 
+def _check_aspect(name, rows: int, columns: int) -> None:
+    if min(rows, columns) > 0 and max(rows, columns) > MAX_ASPECT * min(rows, columns):
+        raise DatasetError(name, f"image of {columns} x {rows} pixels: its sides differ more than {MAX_ASPECT}-fold, "
+                                 "unlike an ultrasound frame")
+
+
 def check_pixels(grey: np.ndarray, name: str) -> np.ndarray:
     """``grey`` [H, W] when it is large enough, finite and has content; see the module's rules."""
     if min(grey.shape) < MIN_SIDE:
         raise DatasetError(name, f"image of {grey.shape[1]} x {grey.shape[0]} pixels is below the minimum "
                                  f"of {MIN_SIDE} x {MIN_SIDE}")
+    _check_aspect(name, *grey.shape)
     finite = np.isfinite(grey)
     if not finite.all():
         raise DatasetError(name, f"{int(grey.size - finite.sum()):,} pixels are NaN or infinite")
