@@ -221,7 +221,8 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     missing = sorted({key for key in MODEL_SETTING.findall(json.dumps(contents[config_file])) if key not in settings})
     if missing:
         raise BundleError(f"{meta_file}: model_settings lacks {', '.join(missing)}, which {config_file.name} reads; "
-                          "the configs and metadata.json come from different versions of the bundle (copy both from one).")
+                          "the configs and metadata.json come from different versions of the bundle (copy both "
+                          "from one).")
     parser["bundle_root"] = str(bundle_dir)
     if device is not None:
         try:

@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         args.out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as error:
-        raise CommandError(f"--out {args.out}: its folder cannot be made ({error.strerror}: {error.filename})") from None
+        raise CommandError(f"--out {args.out}: its folder cannot be made ({error.strerror}: {error.filename})") \
+            from None
     try:
         datalist, report = build_datalist(
             args.format, args.root, args.out, proportions=args.split, folds=args.folds, fold=args.fold,

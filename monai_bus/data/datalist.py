@@ -72,7 +72,7 @@ def _read(fmt: str, root: Path, include_normal: bool, bad: BadFiles):
     records, listed = [], set()
     for record in sorted(FORMATS[fmt](root, bad), key=lambda record: str(record.image)):
         if (record.image, record.frame) in listed:  # a table's repeated row: once in the datalist, and said so
-            bad(record.image, "listed more than once" + (f" (frame {record.frame})" if record.frame is not None else ""))
+            bad(record.image, "listed more than once" + ("" if record.frame is None else f" (frame {record.frame})"))
             continue
         listed.add((record.image, record.frame))
         records.append(record)

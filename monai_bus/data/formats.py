@@ -240,8 +240,8 @@ def _dicom_header(path: Path) -> tuple[str, str] | None:
             reader.ReadImageInformation()
         except RuntimeError:
             return None
-    tags = reader.GetMetaDataDictionary()
-    return tuple(str(tags[tag]).strip(" \x00") if tags.HasKey(tag) else "" for tag in ("0008|0018", "0010|0020"))
+        tags = reader.GetMetaDataDictionary()
+        return tuple(str(tags[tag]).strip(" \x00") if tags.HasKey(tag) else "" for tag in ("0008|0018", "0010|0020"))
 
 
 def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
