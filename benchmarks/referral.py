@@ -51,8 +51,8 @@ def measure(localiser: str, classifier: str, datalist: str, split: str = "test")
                      "box_iou": round(box_iou(prediction.box, box_from_masks(truth)), 6),
                      "p_malignant": round(prediction.malignancy_probability, 6) if classified else "",
                      "predicted": prediction.class_index if classified else "",
-                     # 6 significant digits: refer compares the unrounded value with refer_above, which may be tiny
-                     "uncertainty": float(f"{prediction.uncertainty:.6g}") if classified else "",
+                     # unrounded: refer compares it with refer_above, and any rounding can tie the two
+                     "uncertainty": prediction.uncertainty if classified else "",
                      "refer": int(prediction.refer)})
     return rows
 
