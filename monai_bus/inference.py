@@ -410,6 +410,10 @@ class BundleClassifier:
         roi, note = None, None
         if self.roi and data.get("bbox") is not None:
             roi = tuple(int(v) for v in meta[ROI_META_KEY])  # checked and cropped by CropToLesiond
+            given, inside = item.get("bbox"), [int(v) for v in data["bbox"]]  # check_box clipped it to the image
+            if given is not None and [int(v) for v in given] != inside:
+                note = (f"the lesion box {[int(v) for v in given]} reaches outside the image of {rows} x {columns} "
+                        f"pixels: its part inside, {inside}, was classified")
         elif self.roi:
             note = NO_BOX_NOTE
         elif item.get("bbox") is not None:

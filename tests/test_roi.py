@@ -221,3 +221,15 @@ def test_bundle_trains_with_and_without_roi(tiny_data, tmp_path, roi):
     flow.run()
     flow.finalize()
     assert (bundle / "models" / "model.pt").is_file()
+
+
+def test_a_box_reaching_outside_the_image_is_clipped_and_says_so(roi_bundle, test_item):
+    classifier = BundleClassifier(roi_bundle, device="cpu")
+    row_start, row_stop, col_start, col_stop = test_item["box"]
+    reaching = (row_start, 200, col_start, col_stop)  # the image has 96 rows
+    prediction = classifier.predict(test_item["image"], box=reaching)
+    inside = [row_start, 96, col_start, col_stop]
+    assert list(prediction.box) == inside
+    assert prediction.note == (f"the lesion box {list(reaching)} reaches outside the image of 96 x 96 pixels: its part "
+                               f"inside, {inside}, was classified")
+    assert classifier.predict(test_item["image"], box=tuple(inside)).note is None
