@@ -43,13 +43,16 @@ def find_monai_bus_error(error: BaseException | None) -> MonaiBusError | None:
     return None
 
 
-def one_line(error: BaseException, limit: int = 300) -> str:
-    """``error``'s message on one line (whitespace runs made single spaces), cut at ``limit`` characters.
+ONE_LINE_LIMIT = 300  # characters
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line (whitespace runs made single spaces), cut at :data:`ONE_LINE_LIMIT`.
 
     For messages of other libraries that span lines, such as torch's list of a state dict's missing keys.
     """
     text = " ".join(str(error).split())
-    return text if len(text) <= limit else text[:limit] + " ..."
+    return text if len(text) <= ONE_LINE_LIMIT else text[:ONE_LINE_LIMIT] + " ..."
 
 
 def _report(kind, error, traceback) -> None:

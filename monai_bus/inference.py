@@ -43,6 +43,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from monai.bundle import ConfigParser
+from monai.utils.misc import check_key_duplicates
 
 from monai_bus.calibration import likelihood_category
 from monai_bus.data.boxes import check_box
@@ -209,8 +210,8 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     contents = {}
     for path in (config_file, meta_file):
         try:
-            contents[path] = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            contents[path] = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=check_key_duplicates)
+        except (OSError, ValueError) as error:  # ValueError: not UTF-8, not JSON, or a repeated id (MONAI's hook)
             raise BundleError(f"{path}: not readable JSON ({one_line(error)}).") from error
         if not isinstance(contents[path], dict):
             raise BundleError(f"{path}: holds a JSON {type(contents[path]).__name__}, not an object of ids.")
@@ -218,6 +219,8 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     parser.read_config(contents[config_file])
     parser.read_meta(contents[meta_file])
     settings = contents[meta_file].get("model_settings", {})
+    if not isinstance(settings, dict):
+        raise BundleError(f"{meta_file}: model_settings must be an object of settings, got {settings!r}.")
     missing = sorted({key for key in MODEL_SETTING.findall(json.dumps(contents[config_file])) if key not in settings})
     if missing:
         raise BundleError(f"{meta_file}: model_settings lacks {', '.join(missing)}, which {config_file.name} reads; "
@@ -412,8 +415,8 @@ class BundleClassifier:
             roi = tuple(int(v) for v in meta[ROI_META_KEY])  # checked and cropped by CropToLesiond
             given, inside = item.get("bbox"), [int(v) for v in data["bbox"]]  # check_box clipped it to the image
             if given is not None and [int(v) for v in given] != inside:
-                note = (f"the lesion box {[int(v) for v in given]} reaches outside the image of {rows} x {columns} "
-                        f"pixels: its part inside, {inside}, was classified")
+                note = (f"the lesion box {[int(v) for v in given]} reaches outside the image of {rows} rows and "
+                        f"{columns} columns: its part inside, {inside}, was classified")
         elif self.roi:
             note = NO_BOX_NOTE
         elif item.get("bbox") is not None:

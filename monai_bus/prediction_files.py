@@ -108,7 +108,8 @@ def read_rows(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple
     """(line number, row) of a CSV with a header that holds at least ``columns``.
 
     Raises:
-        InputError: naming the file, when it cannot be read or lacks a column.
+        InputError: naming the file (and line), when it cannot be read, is not UTF-8, lacks a column or
+            repeats one, or has a row with more or fewer fields than the header.
     """
     try:
         with open(path, encoding="utf8", newline="") as f:
@@ -116,10 +117,11 @@ def read_rows(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple
             missing = set(columns) - set(reader.fieldnames or ())
             if missing:
                 raise InputError(f"{path}: missing column(s) {sorted(missing)}; found {reader.fieldnames}.")
-            repeated = sorted({name for name in reader.fieldnames if reader.fieldnames.count(name) > 1})
+            repeated = sorted({name for name in reader.fieldnames if name and reader.fieldnames.count(name) > 1})
             if repeated:
                 raise InputError(f"{path}: column(s) {repeated} appear more than once in the header.")
-            for line, row in enumerate(reader, start=2):
+            for row in reader:
+                line = reader.line_num
                 if None in row or None in row.values():  # DictReader's marks of too many or too few fields
                     raise InputError(f"{path}, line {line}: not as many fields as the header's "
                                      f"{len(reader.fieldnames)}.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import json
 import shutil
 from collections import Counter
@@ -377,7 +378,7 @@ def test_cli_never_writes_over_the_dataset_or_into_a_folder(tmp_path, capsys):
     (tmp_path / "folder.json").mkdir()
     for out, problem in [(table, "the datalist is JSON; give a file name ending in .json"),
                          (tmp_path / "folder.json", f"{tmp_path / 'folder.json'} is a folder"),
-                         (table / "dl.json", f"its folder cannot be made (File exists: {table})")]:
+                         (table / "dl.json", f"{table} is a file, not a folder")]:
         assert main(["datalist", "--format", "csv", "--root", str(table), "--out", str(out)]) == 2
         assert capsys.readouterr().err.strip() == f"monai-bus datalist: error: --out {out}: {problem}"
     assert table.read_text() == "image,label\n"
@@ -408,15 +409,27 @@ def test_a_repeated_row_is_named_and_a_datalist_of_nothing_refused(tmp_path):
     png(tmp_path / "a.png", seed=1)
     png(tmp_path / "b.png", seed=2)
     table = write_csv(tmp_path / "labels.csv", [["image", "label"], ["a.png", "benign"], ["b.png", "malignant"],
-                                                ["a.png", "benign"]])
-    with pytest.raises(DatasetError, match=f"^{tmp_path / 'a.png'}: listed more than once$"):
+                                                ["a.png", "malignant"]])
+    problem = "listed 2 times in the table; every listing is left out"
+    with pytest.raises(DatasetError, match=f"^{tmp_path / 'a.png'}: {problem}$"):
         build_datalist("csv", table, tmp_path / "dl.json")
     datalist, report = build_datalist("csv", table, tmp_path / "dl.json", skip_bad=True, proportions=(1.0, 0.0, 0.0))
-    assert len(datalist["training"]) == 2 and report["skipped"] == [{"file": str(tmp_path / "a.png"),
-                                                                     "reason": "listed more than once"}]
+    assert [item["image"] for item in datalist["training"]] == ["b.png"]  # never a label picked for a.png
+    assert report["skipped"] == [{"file": str(tmp_path / "a.png"), "reason": problem}]
     png(tmp_path / "c.png", seed=1)  # a.png's bytes, with the other label
     write_csv(table, [["image", "label"], ["a.png", "benign"], ["c.png", "malignant"]])
     with pytest.raises(DatasetError, match="no image left: all 2 usable images are duplicates whose labels conflict"):
+        build_datalist("csv", table, tmp_path / "dl.json")
+
+
+@pytest.mark.parametrize("rows, problem", [
+    ([["image", "label", "label"], ["a.png", "benign", "malignant"]], "column(s) label appear more than once in the header"),
+    ([["image", "label"], ["a.png", "benign", "extra"]], "line 2: more fields than the header's 2"),
+])
+def test_a_table_that_is_ambiguous_is_named(tmp_path, rows, problem):
+    png(tmp_path / "a.png", seed=1)
+    table = write_csv(tmp_path / "labels.csv", rows)
+    with pytest.raises(DatasetError, match=f"^{table}: {re.escape(problem)}$"):
         build_datalist("csv", table, tmp_path / "dl.json")
 
 

@@ -114,6 +114,7 @@ def test_not_a_bundle(tmp_path):
     ("inference.json", "[]", "inference.json: holds a JSON list, not an object of ids"),
     ("metadata.json", {"operating_point": {"threshold": "abc"}},
      "metadata.json: operating_point must map threshold, temperature and refer_above to numbers"),
+    ("metadata.json", {"model_settings": None}, "metadata.json: model_settings must be an object of settings"),
 ])
 def test_broken_bundle_files_are_named_in_one_line(tmp_path, name, content, problem):
     bundle = copy_bundle(tmp_path / "bundle")

@@ -222,8 +222,20 @@ def test_truncated_dicom_is_refused(tmp_path):
     dataset = pydicom.dcmread(tmp_path / "a.dcm")
     dataset.PixelData = dataset.PixelData[:1000]
     dataset.save_as(tmp_path / "a.dcm")
-    with pytest.raises(DatasetError, match=r"a.dcm: truncated DICOM: its 60,000 pixels need 60,000 bytes"):
+    with pytest.raises(DatasetError, match=r"a.dcm: truncated DICOM: its pixel data need 60,000 bytes"):
         read_grey(tmp_path / "a.dcm")
+
+
+@pytest.mark.parametrize("tags", [{"RescaleSlope": "0.5", "RescaleIntercept": "-1024"},  # GDCM widens the pixels
+                                  {"RescaleSlope": "2", "RescaleIntercept": "0"}])
+def test_a_rescaled_dicom_is_not_mistaken_for_a_truncated_one(tmp_path, tags):
+    write_dicom(tmp_path / "a.dcm", GREY[None])
+    dataset = pydicom.dcmread(tmp_path / "a.dcm")
+    for name, value in tags.items():
+        setattr(dataset, name, value)
+    dataset.save_as(tmp_path / "a.dcm")
+    slope, intercept = float(tags["RescaleSlope"]), float(tags["RescaleIntercept"])
+    np.testing.assert_allclose(read_grey(tmp_path / "a.dcm"), GREY * slope + intercept)
 
 
 def test_dicom_datalist_from_a_relative_root_in_a_new_process(tmp_path):

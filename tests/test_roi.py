@@ -230,6 +230,6 @@ def test_a_box_reaching_outside_the_image_is_clipped_and_says_so(roi_bundle, tes
     prediction = classifier.predict(test_item["image"], box=reaching)
     inside = [row_start, 96, col_start, col_stop]
     assert list(prediction.box) == inside
-    assert prediction.note == (f"the lesion box {list(reaching)} reaches outside the image of 96 x 96 pixels: its part "
-                               f"inside, {inside}, was classified")
+    assert prediction.note == (f"the lesion box {list(reaching)} reaches outside the image of 96 rows and 96 columns: "
+                               f"its part inside, {inside}, was classified")
     assert classifier.predict(test_item["image"], box=tuple(inside)).note is None

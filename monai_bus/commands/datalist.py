@@ -81,17 +81,16 @@ def run(args: argparse.Namespace) -> int:
     for path in (args.out, report_path):
         if path.is_dir():
             raise CommandError(f"--out {args.out}: {path} is a folder")
-    try:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise CommandError(f"--out {args.out}: its folder cannot be made ({error.strerror}: {error.filename})") \
-            from None
+    existing = next(folder for folder in (args.out.absolute().parent, *args.out.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise CommandError(f"--out {args.out}: {existing} is a file, not a folder")
     try:
         datalist, report = build_datalist(
             args.format, args.root, args.out, proportions=args.split, folds=args.folds, fold=args.fold,
             seed=args.seed, include_normal=args.include_normal, group=args.group, skip_bad=args.skip_bad)
     except ValueError as error:  # DatasetError ("<file>: <problem>"), or an invalid --folds/--fold
         raise CommandError(str(error)) from None
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(datalist, indent=2) + "\n")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     print(_summary(datalist, report, args.out, report_path))

@@ -11,7 +11,7 @@ without one is kept whole and flagged ``whole_image``.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,13 +69,11 @@ def _group_mode(group: str, records: list[Record], fmt: str) -> str:
 def _read(fmt: str, root: Path, include_normal: bool, bad: BadFiles):
     """Records of usable images (sorted), their byte hashes, fingerprints and lesion boxes, and left-out
     normals."""
-    records, listed = [], set()
-    for record in sorted(FORMATS[fmt](root, bad), key=lambda record: str(record.image)):
-        if (record.image, record.frame) in listed:  # a table's repeated row: once in the datalist, and said so
-            bad(record.image, "listed more than once" + ("" if record.frame is None else f" (frame {record.frame})"))
-            continue
-        listed.add((record.image, record.frame))
-        records.append(record)
+    records = sorted(FORMATS[fmt](root, bad), key=lambda record: str(record.image))
+    listings = Counter(record.image for record in records)  # a table's rows may repeat an image, even relabelled
+    for image in sorted(image for image, count in listings.items() if count > 1):
+        bad(image, f"listed {listings[image]} times in the table; every listing is left out")
+    records = [record for record in records if listings[record.image] == 1]
     normal = [record for record in records if record.label == 2 and not include_normal]
     records = [record for record in records if record.label != 2 or include_normal]
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
@@ -162,6 +160,7 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         raise ValueError(f"unknown group mode {group!r}; choose from {', '.join(GROUP_MODES)}")
     if (folds is None) != (fold is None):
         raise ValueError("folds and fold must be given together")
+    given_root = Path(root)  # as the report names it
     # absolute, as the reading threads need (monai_bus.data.images.ITK_LOCK)
     root, out, bad = Path(os.path.abspath(root)), Path(out), BadFiles(skip_bad)
     base = root if root.is_dir() else root.parent
@@ -238,7 +237,7 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         split = {"folds": folds, "test_fold": fold, "validation_fold": fold % folds + 1,
                  "fold_source": "authors" if any(record.fold is not None for record in records) else "computed"}
     report = {
-        "format": fmt, "root": str(root), "datalist": str(out), "seed": seed, "split": split, "grouping": mode,
+        "format": fmt, "root": str(given_root), "datalist": str(out), "seed": seed, "split": split, "grouping": mode,
         "near_duplicate_threshold": CORRELATION_THRESHOLD if mode == "duplicates" else None,
         "counts": {part: {name: sum(item["label"] == label for item in datalist[part])
                           for label, name in enumerate(classes)} for part in SPLITS},
@@ -249,6 +248,7 @@ def build_datalist(fmt: str, root: Path | str, out: Path | str, *,
         "lesion_boxes": {"from_table": sum(records[i].bbox is not None for i in keep),
                          "from_masks": sum(records[i].bbox is None and boxes[i] is not None for i in keep),
                          "whole_image": [rel(records[i].image) for i in keep if boxes[i] is None]},
-        "skipped": sorted(bad.skipped, key=lambda entry: entry["file"]),
+        "skipped": sorted(({**entry, "file": entry["file"] if given_root.is_absolute() else
+                            os.path.relpath(entry["file"])} for entry in bad.skipped), key=lambda entry: entry["file"]),
     }
     return datalist, report

@@ -53,8 +53,14 @@ def _csv_rows(path: Path, columns: tuple[str, ...]):
             missing = [column for column in columns if column not in (reader.fieldnames or [])]
             if missing:
                 raise DatasetError(path, f"missing column(s) {', '.join(missing)} (found: {reader.fieldnames})")
+            repeated = sorted({name for name in reader.fieldnames if name and reader.fieldnames.count(name) > 1})
+            if repeated:
+                raise DatasetError(path, f"column(s) {', '.join(repeated)} appear more than once in the header")
             for row in reader:
-                yield reader.line_num, {key: (value or "").strip() for key, value in row.items() if key}
+                if None in row:  # DictReader's mark of more fields than the header names
+                    raise DatasetError(path, f"line {reader.line_num}: more fields than the header's "
+                                             f"{len(reader.fieldnames)}")
+                yield reader.line_num, {key: (value or "").strip() for key, value in row.items()}
         except UnicodeDecodeError as error:
             raise DatasetError(path, f"not UTF-8 text ({error.reason})") from None
 

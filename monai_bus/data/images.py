@@ -8,7 +8,7 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
 - an image of more than :data:`MAX_PIXELS` pixels, checked from the header before decoding;
 - an image whose sides are below :data:`MIN_SIDE` pixels, or differ more than :data:`MAX_ASPECT`-fold (a
   B-mode frame is near 4:3; such a strip would be squeezed out of shape to the network's square input),
-  checked from the header for files;
+  checked from the header for raster and DICOM files;
 - several frames (multi-frame DICOM, multi-page TIFF), unless ``frame`` chooses one;
 - CMYK and other colour spaces without a faithful grey conversion;
 - non-finite pixels (NaN, infinity);
@@ -87,7 +87,7 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
             frames = io.GetDimensions(2) if io.GetNumberOfDimensions() > 2 else 1
             _check_size(path, rows, columns, frames, frame)
             _check_aspect(path, rows, columns)
-            _check_pixel_bytes(path, io, rows * columns * frames)
+            _check_pixel_bytes(path)
             image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
         except RuntimeError as error:
             raise DatasetError(path, f"unreadable DICOM ({str(error).strip().splitlines()[-1]})") from None
@@ -95,19 +95,21 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
     return array[frame or 0] if image.GetImageDimension() == 3 else array
 
 
-def _check_pixel_bytes(path: Path, io, pixels: int) -> None:
-    """Refuse an uncompressed DICOM file smaller than its pixels' bytes (GDCM would read past the short pixel
-    data into memory it never filled, a different image at each read)."""
+def _check_pixel_bytes(path: Path) -> None:
+    """Refuse an uncompressed DICOM file smaller than its stored pixel data (GDCM would read past the short
+    pixel data into memory it never filled, a different image at each read)."""
     import pydicom
+    from pydicom.pixels.utils import get_expected_length
 
-    try:  # the transfer syntax, which ITK does not report
-        syntax = pydicom.dcmread(path, stop_before_pixels=True, force=True).file_meta.get("TransferSyntaxUID")
-    except Exception:  # a header pydicom cannot read, but GDCM did: compressed or not, unknown
+    try:  # the transfer syntax and the stored pixel layout, which ITK does not report
+        header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        syntax = header.file_meta.get("TransferSyntaxUID")
+        needed = get_expected_length(header, "bytes") if syntax in UNCOMPRESSED_DICOM else 0
+    except Exception:  # a header pydicom cannot read or measure, but GDCM did: its length is unknown
         return
-    needed = pixels * io.GetNumberOfComponents() * io.GetComponentSize()
-    if syntax in UNCOMPRESSED_DICOM and os.path.getsize(path) < needed:
-        raise DatasetError(path, f"truncated DICOM: its {pixels:,} pixels need {needed:,} bytes, and the file "
-                                 f"has {os.path.getsize(path):,}")
+    if os.path.getsize(path) < needed:
+        raise DatasetError(path, f"truncated DICOM: its pixel data need {needed:,} bytes, and the file has "
+                                 f"{os.path.getsize(path):,}")
 
 
 def _read_raster(path: Path, frame: int | None) -> np.ndarray:
