@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -270,3 +271,16 @@ def test_a_strip_is_refused_before_decoding_and_a_png_named_dcm_is_read(tmp_path
         read_image(RNG.integers(0, 256, (170, 16)).astype(np.uint8))
     Image.fromarray(GREY).save(tmp_path / "photo.dcm", format="PNG")
     np.testing.assert_array_equal(read_grey(tmp_path / "photo.dcm"), GREY)
+
+
+def test_a_dicom_listed_twice_in_labels_csv_is_left_out_and_named(tmp_path):
+    root = dicom_dataset(tmp_path / "dicom")
+    with open(root / "labels.csv", "a", newline="") as stream:
+        csv.writer(stream).writerow(["", "p2/IMG0001", "benign"])  # line 6, relabelling line 4's file
+    problem = "line 6: 'p2/IMG0001' is listed again (first on line 4); the file is left out"
+    with pytest.raises(DatasetError, match=f"^{root / 'labels.csv'}: {re.escape(problem)}$"):
+        read_dicom(root, BadFiles(skip=False))
+    bad = BadFiles(skip=True)
+    assert [r.image.relative_to(root).as_posix() for r in read_dicom(root, bad)] == ["p1/0.dcm", "p1/1.dcm",
+                                                                                     "p2/IMG0002"]
+    assert bad.skipped == [{"file": str(root / "labels.csv"), "reason": problem}]

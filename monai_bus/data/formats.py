@@ -257,7 +257,7 @@ def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
     without one is refused, as the bundle refuses it. ``PatientID``, where present, is the patient
     id. One item per file."""
     table = root / "labels.csv"
-    labels, frames, lines = {}, {}, {}
+    labels, frames, lines, repeated = {}, {}, {}, set()
     for line, row in _csv_rows(table, ("label",)):
         key = row.get("SOPInstanceUID") or row.get("file")
         label = _label(row["label"])
@@ -266,6 +266,10 @@ def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
             bad(table, f"line {line}: needs a SOPInstanceUID or file and a label "
                        f"(benign, malignant, normal or 0, 1, 2), and a frame number or none, got {key!r}, "
                        f"{row['label']!r} and {frame!r}")
+            continue
+        if key in lines:  # whatever its label: no row wins over another
+            bad(table, f"line {line}: {key!r} is listed again (first on line {lines[key]}); the file is left out")
+            repeated.add(key)
             continue
         labels[key], frames[key], lines[key] = label, int(frame) if frame else None, line
     records, used = [], set()
@@ -281,8 +285,9 @@ def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
             bad(path, f"no label: neither the file nor its SOPInstanceUID {header[0]!r} is in {table.name}")
         else:
             used.add(key)
-            records.append(Record(path, labels[key], patient=f"dicom:{header[1]}" if header[1] else None,
-                                  frame=frames[key]))
+            if key not in repeated:
+                records.append(Record(path, labels[key], patient=f"dicom:{header[1]}" if header[1] else None,
+                                      frame=frames[key]))
     for key in sorted(set(labels) - used, key=lines.get):
         bad(table, f"line {lines[key]}: {key!r} matches no DICOM file")
     return records
