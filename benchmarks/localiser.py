@@ -77,14 +77,11 @@ def measure(localiser: str, classifier: str | None, datalist: str, split: str = 
         given = model.predict_item(item)
         model.localiser = None
         whole = model.predict_item(image)
-        truth = mask_union(item["mask"], localised.lesion_mask.shape)
         p_localised = localised.malignancy_probability
-        rows.append({"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
-                     "found": int(localised.box is not None), "dice": round(dice(localised.lesion_mask, truth), 6),
-                     "box_iou": round(box_iou(localised.box, box_from_masks(truth)), 6),
-                     "p_dataset_box": round(given.malignancy_probability, 6),
-                     "p_localiser_box": "" if p_localised is None else round(p_localised, 6),
-                     "p_whole_image": round(whole.malignancy_probability, 6), "seconds": round(seconds, 4)})
+        rows.append(_row(entry, item, localised.lesion_mask, localised.box, seconds,
+                         p_dataset_box=round(given.malignancy_probability, 6),
+                         p_localiser_box="" if p_localised is None else round(p_localised, 6),
+                         p_whole_image=round(whole.malignancy_probability, 6)))
     return rows
 
 
@@ -97,12 +94,17 @@ def _measure_localiser(found_by: LesionLocaliser, datalist: str, split: str) -> 
         start = time.perf_counter()
         found = found_by.locate(item["image"], frame=item.get("frame"))
         seconds = time.perf_counter() - start
-        truth = mask_union(item["mask"], found.mask.shape)
-        rows.append({"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
-                     "found": int(found.found), "dice": round(dice(found.mask, truth), 6),
-                     "box_iou": round(box_iou(found.box, box_from_masks(truth)), 6),
-                     **{f"p_{box}": "" for box in BOXES}, "seconds": round(seconds, 4)})
+        rows.append(_row(entry, item, found.mask, found.box, seconds, **{f"p_{box}": "" for box in BOXES}))
     return rows
+
+
+def _row(entry: dict, item: dict, mask: np.ndarray, box, seconds: float, **p_malignant) -> dict:
+    """One row of COLUMNS: the item's lesion ``mask`` [H, W] and ``box`` (None when none was found) against the
+    union of its lesion masks, the ``p_`` columns as given, and the seconds."""
+    truth = mask_union(item["mask"], mask.shape)
+    return {"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
+            "found": int(box is not None), "dice": round(dice(mask, truth), 6),
+            "box_iou": round(box_iou(box, box_from_masks(truth)), 6), **p_malignant, "seconds": round(seconds, 4)}
 
 
 def _statistics(columns: dict[str, np.ndarray]) -> np.ndarray:

@@ -107,9 +107,9 @@ def _check_pixel_bytes(path: Path) -> None:
         needed = get_expected_length(header, "bytes") if syntax in UNCOMPRESSED_DICOM else 0
     except Exception:  # a header pydicom cannot read or measure, but GDCM did: its length is unknown
         return
-    if os.path.getsize(path) < needed:
-        raise DatasetError(path, f"truncated DICOM: its pixel data need {needed:,} bytes, and the file has "
-                                 f"{os.path.getsize(path):,}")
+    size = os.path.getsize(path)
+    if size < needed:
+        raise DatasetError(path, f"truncated DICOM: its pixel data need {needed:,} bytes, and the file has {size:,}")
 
 
 def _read_raster(path: Path, frame: int | None) -> np.ndarray:
