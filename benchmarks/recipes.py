@@ -76,8 +76,14 @@ VARIANTS = {
 }
 # intensity at 192 x 192 in place of 128 x 128 (2.25 times the pixels, and about as much more compute)
 VARIANTS["large_input"] = {**VARIANTS["intensity"], "image_size": 192}
+# intensity with its VGG16 features pretrained without labels (SimCLR) on the lesion regions of busi_busbra.json's
+# training and validation images: run `python benchmarks/pretrain.py --datalist docs/results/lists/busi_busbra.json
+# --out runs/self_supervised` first, from the repository's folder
+VARIANTS["self_supervised"] = {**VARIANTS["intensity"], "pretrained": True,
+                               "pretrained_path": "runs/self_supervised/features.pt"}
 BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head",
-         "intensity": "mask_loss", "large_input": "intensity"}
+         "intensity": "mask_loss", "large_input": "intensity",
+         "self_supervised": "intensity"}
 """The variant each one changes, which the table compares it with."""
 COLLAPSE = 0.1  # a seed collapses when its sensitivity or specificity at the argmax is below this
 
