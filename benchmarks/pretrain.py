@@ -102,6 +102,9 @@ def pretrain(datalist: Path, out: Path, epochs: int, batch_size: int = 64, image
     checkpoint_file, log = out / "checkpoint.pt", []
     if checkpoint_file.is_file():
         checkpoint = torch.load(checkpoint_file, weights_only=True)
+        if checkpoint["epochs"] != epochs:  # its learning-rate schedule is for that many
+            raise SystemExit(f"{checkpoint_file}: made for {checkpoint['epochs']} epochs, not {epochs}; run it with "
+                             f"--epochs {checkpoint['epochs']}, or give another --out.")
         for name, state in (("network", network), ("optimizer", optimizer), ("scheduler", scheduler)):
             state.load_state_dict(checkpoint[name])
         log = checkpoint["log"]
@@ -119,7 +122,7 @@ def pretrain(datalist: Path, out: Path, epochs: int, batch_size: int = 64, image
         print(json.dumps(log[-1]), flush=True)
         partial = checkpoint_file.with_name(".checkpoint.pt.partial")  # a stop while saving keeps the last one
         torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(), "log": log}, partial)
+                    "scheduler": scheduler.state_dict(), "log": log, "epochs": epochs}, partial)
         partial.replace(checkpoint_file)
         (out / "log.json").write_text(json.dumps(log, indent=1) + "\n")
     features_file = out / "features.pt"
