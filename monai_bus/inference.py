@@ -294,13 +294,17 @@ class BundleClassifier:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}).") \
                 from error
         operating_point = metadata.get("operating_point") or {}
-        try:
-            self.threshold = float(operating_point["threshold"]) if "threshold" in operating_point else None
-            self.temperature = float(operating_point.get("temperature", 1.0))
-            self.refer_above = float(operating_point["refer_above"]) if "refer_above" in operating_point else None
-        except (AttributeError, TypeError, ValueError) as error:
+        if not isinstance(operating_point, dict):
+            raise BundleError(f"{meta_file}: operating_point must be an object, got {operating_point!r}.")
+        numbers = {key: operating_point.get(key, default)
+                   for key, default in (("threshold", None), ("temperature", 1.0), ("refer_above", None))}
+        wrong = {key: value for key, value in numbers.items()  # JSON true and "0.3" are not numbers either
+                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)))}
+        if wrong:
             raise BundleError(f"{meta_file}: operating_point must map threshold, temperature and refer_above to "
-                              f"numbers ({one_line(error)}).") from error
+                              f"numbers, got {wrong}.")
+        self.threshold, self.temperature, self.refer_above = (
+            None if numbers[key] is None else float(numbers[key]) for key in ("threshold", "temperature", "refer_above"))
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
                 self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "

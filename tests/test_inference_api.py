@@ -114,6 +114,9 @@ def test_not_a_bundle(tmp_path):
     ("inference.json", "[]", "inference.json: holds a JSON list, not an object of ids"),
     ("metadata.json", {"operating_point": {"threshold": "abc"}},
      "metadata.json: operating_point must map threshold, temperature and refer_above to numbers"),
+    ("metadata.json", {"operating_point": {"threshold": True}},  # was read as a threshold of 1.0
+     r"metadata.json: operating_point must map .* to numbers, got \{'threshold': True\}"),
+    ("metadata.json", {"operating_point": [0.3]}, r"metadata.json: operating_point must be an object, got \[0.3\]"),
     ("metadata.json", {"model_settings": None}, "metadata.json: model_settings must be an object of settings"),
 ])
 def test_broken_bundle_files_are_named_in_one_line(tmp_path, name, content, problem):
