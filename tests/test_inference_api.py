@@ -140,8 +140,11 @@ def test_infer_command(trained_bundle, test_image, tmp_path, capsys):
     assert main(["infer", "--bundle", str(trained_bundle), "--device", "cpu", test_image]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["image"] == test_image and line["class_name"] in ("benign", "malignant")
-    assert main(["infer", "--bundle", str(trained_bundle), str(tmp_path / "missing.png")]) == 1
-    assert "missing.png: image file not found" in json.loads(capsys.readouterr().out)["error"]
+    assert main(["infer", "--bundle", str(trained_bundle), str(tmp_path / "missing.png"), test_image]) == 1
+    output = capsys.readouterr()
+    missing, classified = (json.loads(line) for line in output.out.splitlines())
+    assert "missing.png: image file not found" in missing["error"] and classified["image"] == test_image
+    assert output.err == f"monai-bus infer: error: {missing['error']}\n"  # seen when stdout goes to a file
     assert main(["infer", "--bundle", str(tmp_path), test_image]) == 2
     assert "inference.json: not found" in capsys.readouterr().err
 

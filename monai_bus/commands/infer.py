@@ -1,5 +1,8 @@
 """``monai-bus infer``: classify image files with a trained bundle; one JSON line per image.
 
+An image that cannot be classified gets a line with its ``error``, which also goes to stderr (a
+terminal shows it when stdout goes to a file); the others are still classified, and the exit status is 1.
+
 Without ``--box``, a bundle trained on lesion regions classifies the region around the lesion that the
 localiser bundle finds (``box_source`` ``"localiser"``); an image in which it finds none gets no class
 (``class_name`` null) and a note that says so.
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from monai_bus.errors import CommandError
 
@@ -60,5 +64,6 @@ def run(args: argparse.Namespace) -> int:
             result = {"image": image, **classifier.predict(image, box=args.box, frame=args.frame).to_dict()}
         except ValueError as error:
             result, failures = {"image": image, "error": str(error)}, failures + 1
+            print(f"monai-bus infer: error: {error}", file=sys.stderr)
         print(json.dumps(result, allow_nan=False))
     return 1 if failures else 0
