@@ -425,6 +425,8 @@ def test_a_repeated_row_is_named_and_a_datalist_of_nothing_refused(tmp_path):
 @pytest.mark.parametrize("rows, problem", [
     ([["image", "label", "label"], ["a.png", "benign", "malignant"]], "column(s) label appear more than once in the header"),
     ([["image", "label"], ["a.png", "benign", "extra"]], "line 2: more fields than the header's 2"),
+    # its missing group (patient) was read as none, and the patient's images could be split apart
+    ([["image", "label", "group"], ["a.png", "benign"]], "line 2: fewer fields than the header's 3"),
 ])
 def test_a_table_that_is_ambiguous_is_named(tmp_path, rows, problem):
     png(tmp_path / "a.png", seed=1)

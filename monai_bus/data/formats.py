@@ -57,10 +57,10 @@ def _csv_rows(path: Path, columns: tuple[str, ...]):
             if repeated:
                 raise DatasetError(path, f"column(s) {', '.join(repeated)} appear more than once in the header")
             for row in reader:
-                if None in row:  # DictReader's mark of more fields than the header names
-                    raise DatasetError(path, f"line {reader.line_num}: more fields than the header's "
-                                             f"{len(reader.fieldnames)}")
-                yield reader.line_num, {key: (value or "").strip() for key, value in row.items()}
+                if None in row or None in row.values():  # DictReader's marks of more or fewer fields than the header's
+                    raise DatasetError(path, f"line {reader.line_num}: {'more' if None in row else 'fewer'} fields "
+                                             f"than the header's {len(reader.fieldnames)}")
+                yield reader.line_num, {key: value.strip() for key, value in row.items()}
         except UnicodeDecodeError as error:
             raise DatasetError(path, f"not UTF-8 text ({error.reason})") from None
 
