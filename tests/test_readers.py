@@ -181,15 +181,17 @@ def test_dicom_reader_bad_files(tmp_path):
     root = dicom_dataset(tmp_path / "dicom")
     write_dicom(root / "p3" / "unlabelled.dcm", GREY[None])
     (root / "p3" / "notes.txt").write_text("not DICOM")
+    (root / "p3" / "broken.dcm").write_text("not DICOM either")
     with open(root / "labels.csv", "a") as stream:
-        stream.write(",p9/gone.dcm,benign\n")
-    with pytest.raises(DatasetError, match="notes.txt: not a readable DICOM file"):
+        stream.write(",p9/gone.dcm,benign\n,p3/broken.dcm,benign\n")  # broken.dcm: named once, as unreadable
+    with pytest.raises(DatasetError, match="broken.dcm: not a readable DICOM file"):
         read_dicom(root, BadFiles(skip=False))
     bad = BadFiles(skip=True)
     assert len(read_dicom(root, bad)) == 4
     assert [(Path(e["file"]).name, e["reason"].split(":")[0]) for e in bad.skipped] == [
-        ("notes.txt", "not a readable DICOM file"), ("unlabelled.dcm", "no label"), ("labels.csv", "line 6")]
-    assert bad.skipped[2]["reason"] == "line 6: 'p9/gone.dcm' matches no DICOM file"
+        ("broken.dcm", "not a readable DICOM file"), ("notes.txt", "not a readable DICOM file"),
+        ("unlabelled.dcm", "no label"), ("labels.csv", "line 6")]
+    assert bad.skipped[3]["reason"] == "line 6: 'p9/gone.dcm' matches no DICOM file"
 
 
 def test_datalist_refuses_a_multi_frame_dicom(tmp_path):

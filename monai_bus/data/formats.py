@@ -281,6 +281,7 @@ def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
         key = name if name in labels else header[0] if header and header[0] in labels else None
         if header is None:
             bad(path, "not a readable DICOM file")
+            used.add(name)  # reported once: its labels.csv row does match it
         elif key is None:
             bad(path, f"no label: neither the file nor its SOPInstanceUID {header[0]!r} is in {table.name}")
         else:
