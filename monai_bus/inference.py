@@ -21,6 +21,10 @@ at 0.5 without an operating point), and, unless turned off, an uncertainty: the 
 over test-time views (:mod:`monai_bus.uncertainty`), with a "refer" flag when it is above the operating
 point's ``refer_above``.
 
+An operating point fitted with feature statistics (its ``unfamiliar_above``, and
+``models/feature_statistics.npz``, :mod:`monai_bus.familiarity`) also measures how unlike the training
+images each image is: above the cut-off, the image gets no class, and its note says why.
+
 A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
 lesion box: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). The box is the caller's
 (``box_source`` ``"given"``), else, with a localiser (:class:`monai_bus.localiser.LesionLocaliser`), the
@@ -32,10 +36,11 @@ is unreliable; a bundle trained on whole images ignores a box, and says so too.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -49,6 +54,7 @@ from monai_bus.calibration import likelihood_category
 from monai_bus.data.boxes import check_box
 from monai_bus.data.roi import ROI_META_KEY
 from monai_bus.errors import InputError, find_monai_bus_error, one_line
+from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, PooledFeatures
 from monai_bus.inferers import FlipAveragingInferer
 from monai_bus.metrics import predicted_malignant
 from monai_bus.uncertainty import shifted_boxes, spread
@@ -64,6 +70,10 @@ NO_LESION_NOTE = ("no lesion found: the localiser found no lesion in this image,
                   "there is one, give its box")
 
 
+UNFAMILIAR_NOTE = ("unlike the training images (feature distance {distance:.1f}, above the cut-off {cutoff:.1f}): "
+                   "not an ultrasound image of a breast lesion like BUSI's and BUS-BRA's, so it was not classified")
+
+
 class BundleError(InputError):
     """The bundle folder, its configs or its checkpoint cannot be used."""
 
@@ -73,8 +83,8 @@ class Prediction:
     """Result for one image.
 
     Attributes:
-        class_index: predicted class (0 benign, 1 malignant); None when the localiser found no lesion
-            (then the image was not classified, and ``note`` says so).
+        class_index: predicted class (0 benign, 1 malignant); None when the localiser found no lesion, or
+            when the image is unlike the training images (then it was not classified, and ``note`` says so).
         class_name: its name from the bundle's metadata, or None as ``class_index``.
         probabilities: one probability per class, summing to 1, or None as ``class_index``.
         model_version: the version of the weights (:func:`monai_bus.weights.provenance`): the bundle's
@@ -106,6 +116,8 @@ class Prediction:
             input's size (all False when it found no lesion); else None.
         localiser_version: with ``box_source`` ``"localiser"``, the version of the localiser's weights.
         localiser_sha256: their SHA-256.
+        feature_distance: how unlike the training images the classified input is
+            (:mod:`monai_bus.familiarity`), when the operating point has feature statistics; else None.
     """
 
     class_index: int | None
@@ -126,6 +138,7 @@ class Prediction:
     lesion_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
     localiser_version: str | None = None
     localiser_sha256: str | None = None
+    feature_distance: float | None = None
 
     @property
     def malignancy_probability(self) -> float | None:
@@ -152,6 +165,7 @@ class Prediction:
             "box_source": self.box_source,
             "localiser_version": self.localiser_version,
             "localiser_sha256": self.localiser_sha256,
+            "feature_distance": self.feature_distance,
         }
 
 
@@ -237,6 +251,24 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     return parser
 
 
+def read_feature_statistics(path: Path, operating_point: dict, meta_file: Path) -> FeatureStatistics:
+    """The feature statistics that the operating point's ``unfamiliar_above`` is a cut-off for.
+
+    Raises:
+        BundleError: the file is missing, is not the one the operating point was fitted with (its
+            ``feature_statistics_sha256``), or cannot be read.
+    """
+    if not path.is_file():
+        raise BundleError(f"{path}: not found; {meta_file.name}'s operating point needs it (run monai-bus calibrate).")
+    if hashlib.sha256(path.read_bytes()).hexdigest() != operating_point.get("feature_statistics_sha256"):
+        raise BundleError(f"{path}: not the feature statistics that {meta_file.name}'s operating point was fitted "
+                          "with (its feature_statistics_sha256 differs); run monai-bus calibrate.")
+    try:
+        return FeatureStatistics.load(path)
+    except (OSError, ValueError, KeyError) as error:
+        raise BundleError(f"{path}: not readable feature statistics ({one_line(error)}).") from error
+
+
 def load_weights(network: torch.nn.Module, checkpoint_path: Path, metadata: dict) -> dict:
     """Load a weight file into ``network`` and put it in eval mode; returns the file's
     :func:`~monai_bus.weights.provenance`.
@@ -296,15 +328,15 @@ class BundleClassifier:
         operating_point = metadata.get("operating_point") or {}
         if not isinstance(operating_point, dict):
             raise BundleError(f"{meta_file}: operating_point must be an object, got {operating_point!r}.")
-        numbers = {key: operating_point.get(key, default)
-                   for key, default in (("threshold", None), ("temperature", 1.0), ("refer_above", None))}
+        numbers = {key: operating_point.get(key, default) for key, default in (
+            ("threshold", None), ("temperature", 1.0), ("refer_above", None), ("unfamiliar_above", None))}
         wrong = {key: value for key, value in numbers.items()  # JSON true and "0.3" are not numbers either
                  if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)))}
         if wrong:
-            raise BundleError(f"{meta_file}: operating_point must map threshold, temperature and refer_above to "
-                              f"numbers, got {wrong}.")
-        self.threshold, self.temperature, self.refer_above = (
-            None if numbers[key] is None else float(numbers[key]) for key in ("threshold", "temperature", "refer_above"))
+            raise BundleError(f"{meta_file}: operating_point must map threshold, temperature, refer_above and "
+                              f"unfamiliar_above to numbers, got {wrong}.")
+        self.threshold, self.temperature, self.refer_above, self.unfamiliar_above = (
+            None if value is None else float(value) for value in numbers.values())
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
                 self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "
@@ -316,10 +348,13 @@ class BundleClassifier:
         self.operating_point_note = None
         fitted_for = operating_point.get("weights_sha256")
         if fitted_for is not None and fitted_for != self.weights["sha256"]:
-            self.threshold, self.temperature, self.refer_above = None, 1.0, None
+            self.threshold, self.temperature, self.refer_above, self.unfamiliar_above = None, 1.0, None, None
             self.operating_point_note = (f"the bundle's operating point was fitted for other weights "
                                          f"({fitted_for[:12]}), so it was not applied (argmax); run monai-bus "
                                          "calibrate for these weights")
+        self.pooled_features = PooledFeatures(self.network)
+        self.feature_statistics = None if self.unfamiliar_above is None else \
+            read_feature_statistics(self.bundle_dir / "models" / STATISTICS_FILE, operating_point, meta_file)
 
     @property
     def has_attention(self) -> bool:
@@ -440,7 +475,9 @@ class BundleClassifier:
             refer = True  # a model trained on lesion regions classified the whole image
         source = {"box_source": None if roi is None else "given"} if localisation is None else \
             self._localiser_fields(localisation)
-        return Prediction(
+        distance = None if self.feature_statistics is None else \
+            float(self.feature_statistics.distance(self.pooled_features.last[None])[0])
+        prediction = Prediction(
             class_index=index,
             class_name=self.class_names[index],
             probabilities=tuple(float(p) for p in probabilities),
@@ -455,8 +492,15 @@ class BundleClassifier:
             weights_sha256=self.weights["sha256"],
             trained_on=self.weights["trained_on"],
             box=None if roi is None else tuple(int(v) for v in data["bbox"]),
+            feature_distance=distance,
             **source,
         )
+        if distance is None or distance <= self.unfamiliar_above:
+            return prediction
+        unfamiliar = UNFAMILIAR_NOTE.format(distance=distance, cutoff=self.unfamiliar_above)
+        return replace(prediction, class_index=None, class_name=None, probabilities=None, likelihood=None,
+                       uncertainty=None, refer=True, attention=None,
+                       note="; ".join(n for n in (unfamiliar, prediction.note) if n))
 
     def _localiser_fields(self, localisation) -> dict:
         """The fields of a prediction whose box the localiser looked for: its mask and its weights."""

@@ -113,7 +113,7 @@ def test_not_a_bundle(tmp_path):
     ("metadata.json", '{"version": "0.7.0", ', r"metadata.json: not readable JSON \(Expecting property name"),
     ("inference.json", "[]", "inference.json: holds a JSON list, not an object of ids"),
     ("metadata.json", {"operating_point": {"threshold": "abc"}},
-     "metadata.json: operating_point must map threshold, temperature and refer_above to numbers"),
+     "metadata.json: operating_point must map threshold, temperature, refer_above and unfamiliar_above to numbers"),
     ("metadata.json", {"operating_point": {"threshold": True}},  # was read as a threshold of 1.0
      r"metadata.json: operating_point must map .* to numbers, got \{'threshold': True\}"),
     ("metadata.json", {"operating_point": [0.3]}, r"metadata.json: operating_point must be an object, got \[0.3\]"),
@@ -262,10 +262,11 @@ def test_calibrate_refuses_what_it_cannot_fit_before_predicting(tiny_data, tmp_p
             "needs both classes.") in capsys.readouterr().err
 
 
-def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tiny_data, test_image, tmp_path):
+def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tiny_data, tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     shutil.copytree(trained_bundle / "models", bundle / "models")
-    raw = BundleClassifier(bundle, device="cpu").predict(test_image).malignancy_probability
+    image = load_split(str(tiny_data / "datalist.json"), "validation")[0]  # around its lesion, as in training
+    raw = BundleClassifier(bundle, device="cpu").predict_item(image).malignancy_probability
     assert main(["calibrate", "--bundle", str(bundle), "--datalist", str(tiny_data / "datalist.json"),
                  "--out", str(tmp_path / "report"), "--device", "cpu"]) == 0
     meta_file = bundle / "configs" / "metadata.json"
@@ -285,12 +286,27 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     assert report["test"]["referred"] == sum(int(row["refer"]) for row in tested)
     assert report["test"]["errors_referred"] == sum(int(row["refer"]) and row["label"] != row["predicted"]
                                                     for row in tested)
+    distances = [float(row["feature_distance"]) for _, row in
+                 read_rows(tmp_path / "report" / "validation_predictions.csv", ("feature_distance",))]
+    assert point["unfamiliar_above"] == pytest.approx(1.1 * max(distances), abs=1e-3) and report["training_images"] == 30
+    statistics_file = bundle / "models" / "feature_statistics.npz"
+    assert point["feature_statistics_sha256"] == hashlib.sha256(statistics_file.read_bytes()).hexdigest()
 
-    calibrated = BundleClassifier(bundle, device="cpu").predict(test_image)
+    classifier = BundleClassifier(bundle, device="cpu")
+    calibrated = classifier.predict_item(image)
     assert calibrated.malignancy_probability == pytest.approx(float(scale([raw], point["temperature"])[0]), abs=1e-5)
     assert calibrated.class_index == int(calibrated.malignancy_probability >= point["threshold"])
+    assert calibrated.feature_distance <= point["unfamiliar_above"]
+    noise = np.random.default_rng(0).integers(0, 256, (96, 96)).astype(np.uint8)  # no ultrasound image: no class
+    unfamiliar = classifier.predict(noise)
+    assert unfamiliar.feature_distance > point["unfamiliar_above"] and unfamiliar.class_name is None
+    assert unfamiliar.probabilities is None and unfamiliar.refer and unfamiliar.attention is None
+    assert unfamiliar.note.startswith(f"unlike the training images (feature distance {unfamiliar.feature_distance:.1f}")
+    statistics_file.write_bytes(statistics_file.read_bytes() + b"changed")
+    with pytest.raises(BundleError, match="feature_statistics.npz: not the feature statistics that metadata.json's"):
+        BundleClassifier(bundle, device="cpu")
 
     point["weights_sha256"] = "0" * 64  # fitted for other weights: not applied, and said so
     meta_file.write_text(json.dumps(meta))
-    stale = BundleClassifier(bundle, device="cpu").predict(test_image)
+    stale = BundleClassifier(bundle, device="cpu").predict_item(image)
     assert stale.malignancy_probability == pytest.approx(raw, abs=1e-6) and "fitted for other weights" in stale.note

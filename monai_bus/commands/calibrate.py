@@ -4,13 +4,16 @@ From the datalist's ``validation`` split only (:mod:`monai_bus.calibration`): th
 minimises the negative log-likelihood of the network's probabilities; then, from the inference API's
 predictions at that temperature, the largest threshold on P(malignant) that reaches the target
 sensitivity, and the uncertainty above which the most uncertain tenth of the images lie
-(:func:`monai_bus.uncertainty.refer_cutoff`). All three go into the bundle's ``configs/metadata.json``
+(:func:`monai_bus.uncertainty.refer_cutoff`). From the ``training`` split, the statistics of the network's
+features (:mod:`monai_bus.familiarity`), written to ``<bundle>/models/feature_statistics.npz``, and from
+the validation split the distance above which an image is unlike the training images
+(:func:`monai_bus.familiarity.unfamiliar_cutoff`). All go into the bundle's ``configs/metadata.json``
 as ``operating_point``, which the inference API (``monai-bus infer``, Slicer, MONAI Label) applies.
 
 On the ``test`` split it reports ECE (10 bins) before and after scaling, sensitivity and specificity
-at the threshold, and how many images are referred and how many errors at the threshold they hold.
-``--out`` receives ``calibration.json``, the calibrated per-image predictions of both splits, with
-their uncertainty and refer flag (``validation_predictions.csv``, ``test_predictions.csv``; image
+at the threshold, how many images are referred and how many errors at the threshold they hold, and how
+many are unlike the training images. ``--out`` receives ``calibration.json``, the calibrated per-image
+predictions of both splits, with their uncertainty, refer flag and feature distance (``validation_predictions.csv``, ``test_predictions.csv``; image
 paths as the datalist writes them) and the test split's reliability diagram (``reliability.png``, which
 needs the ``study`` extra's matplotlib).
 """
@@ -33,16 +36,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _predict(classifier, items: list[dict]):
     """The items' predictions through the inference API: P(malignant) [N], and, when the classifier
-    measures it, the uncertainty [N] and whether each was classified whole by a model trained on lesion
-    regions [N] (which the API always refers), as numpy arrays."""
+    measures it, the uncertainty [N], whether each was classified whole by a model trained on lesion
+    regions [N] (which the API always refers) and its pooled features [N, F], as numpy arrays."""
     import numpy as np
 
-    predictions = [classifier.predict_item(item) for item in items]
+    predictions, features = [], []
+    for item in items:
+        predictions.append(classifier.predict_item(item))
+        features.append(classifier.pooled_features.last)
     p_malignant = np.array([p.malignancy_probability for p in predictions])
     if not classifier.uncertainty:
         return p_malignant
     return (p_malignant, np.array([p.uncertainty for p in predictions]),
-            np.array([bool(classifier.roi) and p.roi is None for p in predictions]))
+            np.array([bool(classifier.roi) and p.roi is None for p in predictions]), np.stack(features))
+
+
+def _features(classifier, item: dict):
+    """The pooled features [F] of the item's network input, as the inference API classifies it."""
+    classifier.forward(item)
+    return classifier.pooled_features.last
 
 
 def run(args: argparse.Namespace) -> int:
@@ -52,11 +64,13 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("the reliability diagram needs matplotlib: pip install 'monai-bus[study]'")
     if not 0.0 < args.target_sensitivity <= 1.0:
         raise CommandError(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
+    import hashlib
     import json
 
     import numpy as np
 
     from monai_bus.calibration import expected_calibration_error, fit_temperature, threshold_for_sensitivity
+    from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, unfamiliar_cutoff
     from monai_bus.data.loading import load_split
     from monai_bus.inference import BundleClassifier
     from monai_bus.metrics import classification_metrics
@@ -72,12 +86,18 @@ def run(args: argparse.Namespace) -> int:
                            "the operating point needs both classes.")
     classifier = BundleClassifier(args.bundle, device=args.device, uncertainty=False)
     classifier.temperature, classifier.threshold = 1.0, None  # fit on the network's own probabilities
+    classifier.feature_statistics = None  # and classify every image, however unlike the training images
     raw = {name: _predict(classifier, items) for name, items in splits.items()}
     temperature = fit_temperature(labels["validation"], raw["validation"])
     classifier.temperature, classifier.uncertainty = temperature, True  # the API's answers at that temperature
-    calibrated, uncertainty, whole = {}, {}, {}
+    calibrated, uncertainty, whole, features = {}, {}, {}, {}
     for name, items in splits.items():
-        calibrated[name], uncertainty[name], whole[name] = _predict(classifier, items)
+        calibrated[name], uncertainty[name], whole[name], features[name] = _predict(classifier, items)
+    training = load_split(args.datalist, "training")
+    statistics = FeatureStatistics.fit(np.stack([_features(classifier, item) for item in training]),
+                                       np.array([item["label"] for item in training]))
+    distance = {name: statistics.distance(features[name]) for name in splits}
+    unfamiliar_above = unfamiliar_cutoff(distance["validation"])
     threshold = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
     around_a_box = uncertainty["validation"][~whole["validation"]]
     if not len(around_a_box):
@@ -89,12 +109,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     listed = json.loads(Path(args.datalist).read_text())  # the image paths as the datalist writes them
     rows = {name: [{"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold),
-                    "uncertainty": f"{u:.6f}", "refer": int(r)}
-                   for item, entry, p, u, r in zip(items, listed[name], calibrated[name], uncertainty[name],
-                                                   refer[name])]
+                    "uncertainty": f"{u:.6f}", "refer": int(r), "feature_distance": f"{d:.3f}",
+                    "unfamiliar": int(d > unfamiliar_above)}
+                   for item, entry, p, u, r, d in zip(items, listed[name], calibrated[name], uncertainty[name],
+                                                      refer[name], distance[name])]
             for name, items in splits.items()}
+    columns = ("group", *LABELLED_COLUMNS, "uncertainty", "refer", "feature_distance", "unfamiliar")
     for name in splits:
-        write_rows(out / f"{name}_predictions.csv", ("group", *LABELLED_COLUMNS, "uncertainty", "refer"), rows[name])
+        write_rows(out / f"{name}_predictions.csv", columns, rows[name])
     # the errors of the written rows, whose P(malignant) is rounded: the report counts what the file holds
     errors = np.array([row["predicted"] != row["label"] for row in rows["test"]])
     test = classification_metrics(labels["test"], np.stack([1 - calibrated["test"], calibrated["test"]], 1), threshold)
@@ -103,23 +125,30 @@ def run(args: argparse.Namespace) -> int:
         "validation_images": len(splits["validation"]), "test_images": len(splits["test"]),
         "temperature": temperature, "threshold": threshold, "target_sensitivity": args.target_sensitivity,
         "refer_above": refer_above, "validation_fraction_referred": REFER_FRACTION,
+        "training_images": len(training), "unfamiliar_above": unfamiliar_above,
         "test": {"ece_before": expected_calibration_error(labels["test"], raw["test"]),
                  "ece_after": expected_calibration_error(labels["test"], calibrated["test"]),
                  "sensitivity": test["sensitivity"], "specificity": test["specificity"], "auc": test["auc"],
                  "referred": int(refer["test"].sum()), "errors": int(errors.sum()),
-                 "errors_referred": int(errors[refer["test"]].sum())},
+                 "errors_referred": int(errors[refer["test"]].sum()),
+                 "unfamiliar": int((distance["test"] > unfamiliar_above).sum())},
     }
     (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
     reliability_diagram(labels["test"], raw["test"], calibrated["test"], out / "reliability.png")
 
+    statistics_file = Path(args.bundle) / "models" / STATISTICS_FILE
+    statistics.save(statistics_file)
     meta_file = Path(args.bundle) / "configs" / "metadata.json"
     metadata = json.loads(meta_file.read_text())
     metadata["operating_point"] = {
         "threshold": round(threshold, 6), "temperature": round(temperature, 6), "refer_above": round(refer_above, 6),
+        "unfamiliar_above": unfamiliar_above,  # not rounded: rounded down, it would turn away its own image
         "weights_sha256": classifier.weights["sha256"],
+        "feature_statistics_sha256": hashlib.sha256(statistics_file.read_bytes()).hexdigest(),
         "description": f"temperature scaling, the largest threshold reaching sensitivity {args.target_sensitivity} and "
                        f"the uncertainty of the most uncertain {REFER_FRACTION:.0%} on the validation split of "
-                       f"{args.datalist} ({len(splits['validation'])} images)"}
+                       f"{args.datalist} ({len(splits['validation'])} images); the feature statistics of its "
+                       f"{len(training)} training images, and their cut-off on the validation split"}
     meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
     print(json.dumps(report["test"] | {"temperature": temperature, "threshold": threshold, "refer_above": refer_above},
                      indent=1))
