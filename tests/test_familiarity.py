@@ -54,3 +54,13 @@ def test_the_cutoff_lies_beyond_every_validation_image():
     assert unfamiliar_cutoff([3.0, 7.5, 5.0]) == pytest.approx(8.25)
     with pytest.raises(ValueError, match="non-empty 1-D array of finite values"):
         unfamiliar_cutoff([3.0, float("nan")])
+
+
+def test_the_benchmarks_images_are_grey_and_the_same_each_run():
+    from conftest import benchmark
+
+    unfamiliar = benchmark("unfamiliar")
+    first, second = unfamiliar.images(), unfamiliar.images()
+    assert len(first) == len(unfamiliar.EXAMPLES) + unfamiliar.NOISE_IMAGES
+    assert all(image.dtype == np.uint8 and image.ndim == 2 and image.min() == 0 for image in first.values())
+    assert all(np.array_equal(first[name], second[name]) for name in first)

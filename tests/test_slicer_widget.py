@@ -8,6 +8,7 @@ same Apply -> poll path from a real Qt event loop (PyQt5, from the project's ``s
 
 from __future__ import annotations
 
+import hashlib
 import os
 import signal
 import subprocess
@@ -19,7 +20,8 @@ import numpy as np
 import pytest
 
 import test_slicer_logic
-from conftest import REPO
+from conftest import REPO, trained_copy, with_operating_point
+from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics
 from test_slicer_logic import MODULE_DIR, add_volume, roi_over_pixels, slicer
 
 module = test_slicer_logic.module  # the fixture: BUSClassifier.py with stand-ins for Slicer-only modules
@@ -152,6 +154,21 @@ def test_apply_poll_result(module, whole_bundle, scene, image, monkeypatch):
     apply(widget, volume, whole_bundle)
     poll_until_idle(widget)
     assert table.GetNumberOfRows() == 2 and module.attention_volumes(scene) == [attention]  # reused
+
+
+def test_an_image_unlike_the_training_images_is_not_classified(module, whole_bundle, scene, image, monkeypatch,
+                                                               tmp_path):
+    bundle = trained_copy(whole_bundle, tmp_path / "bundle", roi=False)
+    statistics_file = bundle / "models" / STATISTICS_FILE  # every image lies far from these means
+    FeatureStatistics(np.full((2, 512), 1e3), np.eye(512)).save(statistics_file)
+    with_operating_point(bundle, unfamiliar_above=1.0,
+                         feature_statistics_sha256=hashlib.sha256(statistics_file.read_bytes()).hexdigest())
+    widget = make_widget(module, monkeypatch)
+    apply(widget, add_volume(scene, image[np.newaxis]), bundle)
+    poll_until_idle(widget)
+    assert widget.ui.classLabel.text == "not classified" and widget.ui.probabilityLabel.text == "-"
+    assert widget.ui.statusLabel.text.startswith("Done: lesion was not classified: unlike the training images")
+    assert test_slicer_logic.row(widget.ui.resultsTableView.tableNode, 0)["Class"] == "not classified"
 
 
 def test_cancel(module, whole_bundle, scene, image, monkeypatch):
