@@ -57,8 +57,9 @@ class BundleClassifierInfer(InferTask):
     image: an 8-bit grey PNG (255 = attention 1) of the input image's size. The request parameter
     ``"box": [row_start, row_stop, col_start, col_stop]`` gives the lesion box in the image's pixels
     for a bundle trained on lesion regions (``roi`` true, the default); without it the localiser bundle
-    finds the box (``box_source`` ``"localiser"``), and an image in which it finds no lesion gets no
-    class: an empty ``prediction``, ``class_name`` null and a ``note`` that says so.
+    finds the box (``box_source`` ``"localiser"``). An image in which it finds no lesion, or one unlike the
+    training images (:mod:`monai_bus.familiarity`), gets no class: an empty ``prediction``, ``class_name``
+    null and a ``note`` that says why.
 
     The models are those of ``models`` (:class:`ServedModels`, reloaded when their files change), and
     ``/info/`` reports the version, SHA-256 and training data of the weights served. The task is valid, and
@@ -96,7 +97,7 @@ class BundleClassifierInfer(InferTask):
 
     def predict(self, request: dict):
         """The classifier's :class:`~monai_bus.inference.Prediction` for the request's image and box, and the
-        result JSON: MONAI Label's ``prediction`` (empty when no lesion was found) and ``Prediction.to_dict()``."""
+        result JSON: MONAI Label's ``prediction`` (empty when not classified) and ``Prediction.to_dict()``."""
         classifier = self.classifier()
         prediction = classifier.predict(request["image"], box=request.get("box"))
         result = {

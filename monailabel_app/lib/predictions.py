@@ -23,9 +23,10 @@ ATTENTION_TAG = "monai_bus_attention"
 
 def operating_point(classifier) -> dict:
     """The operating point that a :class:`monai_bus.inference.BundleClassifier` applies: its ``threshold``
-    (None: the argmax), ``temperature`` and ``refer_above`` (None: no referral by uncertainty)."""
+    (None: the argmax), ``temperature``, ``refer_above`` (None: no referral by uncertainty) and
+    ``unfamiliar_above`` (None: no image is turned away as unlike the training images)."""
     return {"threshold": classifier.threshold, "temperature": classifier.temperature,
-            "refer_above": classifier.refer_above}
+            "refer_above": classifier.refer_above, "unfamiliar_above": classifier.unfamiliar_above}
 
 
 def store_prediction(datastore, image_id: str, model: str, result: dict, attention_file: str | None = None) -> None:

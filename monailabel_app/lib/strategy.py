@@ -19,8 +19,8 @@ class LeastCertain(Strategy):
 
     It reuses the predictions stored in the datastore (:mod:`lib.predictions`) when they come from
     the weights now served (the classifier's and the localiser's SHA-256) at the operating point now
-    applied, and predicts and stores the others. An image that cannot be read, or in which the localiser
-    finds no lesion (no P(malignant)), is logged and left out.
+    applied, and predicts and stores the others. An image that cannot be read, or that gets no class (the
+    localiser finds no lesion, or it is unlike the training images: no P(malignant)), is logged and left out.
     """
 
     def __init__(self, infer_task: BundleClassifierInfer, model: str):
@@ -48,7 +48,7 @@ class LeastCertain(Strategy):
                 store_prediction(datastore, image_id, self.model, result)
                 predicted += 1
             probability = result["malignancy_probability"]
-            if probability is None:  # the localiser found no lesion
+            if probability is None:  # not classified: its note says why
                 logger.warning(f"uncertainty: image '{image_id}' left out: {result['note']}")
                 continue
             if best_id is None or abs(probability - threshold) < abs(best_probability - threshold):
