@@ -70,8 +70,9 @@ NO_LESION_NOTE = ("no lesion found: the localiser found no lesion in this image,
                   "there is one, give its box")
 
 
-UNFAMILIAR_NOTE = ("unlike the training images (feature distance {distance:.1f}, above the cut-off {cutoff:.1f}): "
-                   "not an ultrasound image of a breast lesion like BUSI's and BUS-BRA's, so it was not classified")
+UNFAMILIAR_NOTE = ("unlike the training images (feature distance {distance:.1f}, above the cut-off {cutoff:.1f}), "
+                   "the lesion regions of BUSI's and BUS-BRA's breast ultrasound images, so it was not classified; "
+                   "check that it is one and that the box holds the lesion")
 
 
 class BundleError(InputError):
@@ -337,11 +338,12 @@ class BundleClassifier:
                               f"unfamiliar_above to numbers, got {wrong}.")
         self.threshold, self.temperature, self.refer_above, self.unfamiliar_above = (
             None if value is None else float(value) for value in numbers.values())
+        cutoffs = (self.refer_above, self.unfamiliar_above)
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
-                self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
+                self.temperature > 0) or not all(value is None or 0.0 <= value < float("inf") for value in cutoffs):
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "
-                              f"> 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
-                              f"{self.temperature} and {self.refer_above}.")
+                              f"> 0 and a finite refer_above and unfamiliar_above >= 0, got {self.class_names}, "
+                              f"{self.threshold}, {self.temperature}, {self.refer_above} and {self.unfamiliar_above}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         self.weights = load_weights(self.network, self.checkpoint_path, metadata)
         self.version = self.weights["version"]

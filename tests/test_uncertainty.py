@@ -128,10 +128,11 @@ def test_an_operating_point_for_other_weights_refers_nothing(trained_bundle, ima
     assert result.uncertainty > 0.0 and result.refer is None and "fitted for other weights" in result.note
 
 
-@pytest.mark.parametrize("refer_above", [-0.1, float("nan"), float("inf")])
-def test_a_bad_refer_cutoff_is_refused(trained_bundle, tmp_path, refer_above):
-    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), refer_above=refer_above)
-    with pytest.raises(BundleError, match=r"metadata.json: .*a finite refer_above >= 0"):
+@pytest.mark.parametrize("cutoff", ["refer_above", "unfamiliar_above"])
+@pytest.mark.parametrize("value", [-0.1, float("nan"), float("inf")])
+def test_a_bad_cutoff_is_refused(trained_bundle, tmp_path, cutoff, value):
+    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), **{cutoff: value})
+    with pytest.raises(BundleError, match=r"metadata.json: .*a finite refer_above and unfamiliar_above >= 0"):
         BundleClassifier(bundle, device="cpu")
 
 
