@@ -63,7 +63,7 @@ def imagenet_state_dict(batch_norm: bool, weights_path: str | os.PathLike | None
             ) from error
         logger.info("loaded ImageNet weights downloaded from %s", url)
         return state
-    logger.info("loading ImageNet weights from %s", source)
+    logger.info("loading pretrained VGG16 weights from %s", source)  # ImageNet's, or benchmarks/pretrain.py's
     try:
         return torch.load(source, map_location="cpu", weights_only=True)
     except Exception as error:
