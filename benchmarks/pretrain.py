@@ -118,7 +118,8 @@ def pretrain(datalist: Path, out: Path, epochs: int, batch_size: int = 64, image
             optimizer.step()
             losses.append(loss.item())
         scheduler.step()
-        log.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses), "minutes": (time.perf_counter() - start) / 60})
+        log.append({"epoch": epoch + 1, "loss": sum(losses) / len(losses),
+                    "minutes": (time.perf_counter() - start) / 60})
         print(json.dumps(log[-1]), flush=True)
         partial = checkpoint_file.with_name(".checkpoint.pt.partial")  # a stop while saving keeps the last one
         torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),

@@ -288,7 +288,8 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
                                                     for row in tested)
     distances = [float(row["feature_distance"]) for _, row in
                  read_rows(tmp_path / "report" / "validation_predictions.csv", ("feature_distance",))]
-    assert point["unfamiliar_above"] == pytest.approx(1.1 * max(distances), abs=1e-3) and report["training_images"] == 30
+    assert point["unfamiliar_above"] == pytest.approx(1.1 * max(distances), abs=1e-3)
+    assert report["training_images"] == 30
     statistics_file = bundle / "models" / "feature_statistics.npz"
     assert point["feature_statistics_sha256"] == hashlib.sha256(statistics_file.read_bytes()).hexdigest()
 

@@ -13,9 +13,9 @@ as ``operating_point``, which the inference API (``monai-bus infer``, Slicer, MO
 On the ``test`` split it reports ECE (10 bins) before and after scaling, sensitivity and specificity
 at the threshold, how many images are referred and how many errors at the threshold they hold, and how
 many are unlike the training images. ``--out`` receives ``calibration.json``, the calibrated per-image
-predictions of both splits, with their uncertainty, refer flag and feature distance (``validation_predictions.csv``, ``test_predictions.csv``; image
-paths as the datalist writes them) and the test split's reliability diagram (``reliability.png``, which
-needs the ``study`` extra's matplotlib).
+predictions of both splits, with their uncertainty, refer flag and feature distance
+(``validation_predictions.csv``, ``test_predictions.csv``; image paths as the datalist writes them) and
+the test split's reliability diagram (``reliability.png``, which needs the ``study`` extra's matplotlib).
 """
 
 from __future__ import annotations
@@ -70,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from monai_bus.calibration import expected_calibration_error, fit_temperature, threshold_for_sensitivity
-    from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, unfamiliar_cutoff
     from monai_bus.data.loading import load_split
+    from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, unfamiliar_cutoff
     from monai_bus.inference import BundleClassifier
     from monai_bus.metrics import classification_metrics
     from monai_bus.prediction_files import LABELLED_COLUMNS, labelled_row, write_rows
