@@ -55,7 +55,7 @@ class FeatureStatistics:
     def distance(self, features: np.ndarray) -> np.ndarray:
         """Mahalanobis distance of each feature vector [N, F] to the nearest class mean [N]."""
         differences = np.asarray(features, dtype=np.float64)[:, None, :] - self.means[None]  # [N, C, F]
-        squared = np.einsum("ncf,fg,ncg->nc", differences, self.precision, differences)
+        squared = ((differences @ self.precision) * differences).sum(axis=-1)  # [N, C]
         return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
 
     def save(self, path: str | Path) -> None:
