@@ -37,7 +37,7 @@ INSTALLED_MODULES = "lib/Slicer-5.10/qt-scripted-modules"  # where an extension 
 def installed(tmp_path_factory) -> Path:
     """The module's folder in a built extension, outside the repository: the module's files (not its
     CMakeLists.txt), ``Resources/bundle`` and ``Resources/localiser`` (copies of the repository's bundles with
-    their shipped ``models/model.pt``), ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a
+    their shipped ``models/model.pt`` and, where there is one, ``models/feature_statistics.npz``), ``Resources/samples`` (the sample images) and ``Resources/wheels`` (a
     monai-bus wheel built from a copy of what setup.py packages)."""
     module_dir = tmp_path_factory.mktemp("extension") / INSTALLED_MODULES
     shutil.copytree(MODULE_DIR, module_dir, ignore=shutil.ignore_patterns("CMakeLists.txt", "__pycache__"))
@@ -45,7 +45,9 @@ def installed(tmp_path_factory) -> Path:
         bundle = module_dir / "Resources" / name
         shutil.copytree(REPO / name, bundle, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
         (bundle / "models").mkdir()
-        shutil.copy(REPO / name / "models" / "model.pt", bundle / "models" / "model.pt")
+        for shipped in (REPO / name / "models").glob("*"):  # as CMakeLists.txt copies them
+            if shipped.name in ("model.pt", "model.json", "feature_statistics.npz"):
+                shutil.copy(shipped, bundle / "models" / shipped.name)
     shutil.copytree(REPO / "monai_bus" / "samples", module_dir / "Resources" / "samples")
 
     source = tmp_path_factory.mktemp("source")  # a copy, so that the build writes nothing into the repository
