@@ -71,7 +71,8 @@ def test_cmake_ships_the_bundles_and_a_monai_bus_wheel():
     assert 'set(MODULE_BUILD_DIR "${CMAKE_BINARY_DIR}/${Slicer_QTSCRIPTEDMODULES_LIB_DIR}")' in cmake
     bundle_files = re.search(r"file\(GLOB_RECURSE BUNDLE_FILES .*?\)", cmake, re.DOTALL).group()
     assert re.findall(r'"\$\{BUNDLE_DIR\}/([^"]+)"', bundle_files) == [
-        "configs/*", "docs/*", "LICENSE", "models/model.pt", "models/model.json"]  # no checkpoints, eval, data
+        "configs/*", "docs/*", "LICENSE", "models/model.pt", "models/model.json",
+        "models/feature_statistics.npz"]  # no checkpoints, eval, data
     assert "foreach(bundle IN ITEMS bundle localiser)" in cmake
     assert 'set(BUNDLE_DIR "${MONAI_BUS_REPOSITORY}/${bundle}")' in cmake
     assert 'configure_file("${BUNDLE_DIR}/${file}" "${MODULE_BUILD_DIR}/Resources/${bundle}/${file}" COPYONLY)' in cmake
