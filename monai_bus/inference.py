@@ -36,7 +36,6 @@ is unreliable; a bundle trained on whole images ignores a box, and says so too.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -58,7 +57,7 @@ from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, PooledFeat
 from monai_bus.inferers import FlipAveragingInferer
 from monai_bus.metrics import predicted_malignant
 from monai_bus.uncertainty import shifted_boxes, spread
-from monai_bus.weights import provenance
+from monai_bus.weights import provenance, sha256
 
 if TYPE_CHECKING:
     from monai_bus.localiser import LesionLocaliser
@@ -261,7 +260,7 @@ def read_feature_statistics(path: Path, operating_point: dict, meta_file: Path) 
     """
     if not path.is_file():
         raise BundleError(f"{path}: not found; {meta_file.name}'s operating point needs it (run monai-bus calibrate).")
-    if hashlib.sha256(path.read_bytes()).hexdigest() != operating_point.get("feature_statistics_sha256"):
+    if sha256(path) != operating_point.get("feature_statistics_sha256"):
         raise BundleError(f"{path}: not the feature statistics that {meta_file.name}'s operating point was fitted "
                           "with (its feature_statistics_sha256 differs); run monai-bus calibrate.")
     try:

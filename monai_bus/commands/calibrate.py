@@ -64,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError("the reliability diagram needs matplotlib: pip install 'monai-bus[study]'")
     if not 0.0 < args.target_sensitivity <= 1.0:
         raise CommandError(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
-    import hashlib
     import json
 
     import numpy as np
@@ -77,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from monai_bus.prediction_files import LABELLED_COLUMNS, labelled_row, write_rows
     from monai_bus.study.figures import reliability_diagram
     from monai_bus.uncertainty import REFER_FRACTION, refer_cutoff
+    from monai_bus.weights import sha256
 
     splits = {name: load_split(args.datalist, name) for name in ("validation", "test")}
     labels = {name: np.array([item["label"] for item in items]) for name, items in splits.items()}
@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         "threshold": round(threshold, 6), "temperature": round(temperature, 6), "refer_above": round(refer_above, 6),
         "unfamiliar_above": unfamiliar_above,  # not rounded: rounded down, it would turn away its own image
         "weights_sha256": classifier.weights["sha256"],
-        "feature_statistics_sha256": hashlib.sha256(statistics_file.read_bytes()).hexdigest(),
+        "feature_statistics_sha256": sha256(statistics_file),
         "description": f"temperature scaling, the largest threshold reaching sensitivity {args.target_sensitivity} and "
                        f"the uncertainty of the most uncertain {REFER_FRACTION:.0%} on the validation split of "
                        f"{args.datalist} ({len(splits['validation'])} images); the feature statistics of its "
