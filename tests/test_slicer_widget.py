@@ -156,13 +156,18 @@ def test_apply_poll_result(module, whole_bundle, scene, image, monkeypatch):
     assert table.GetNumberOfRows() == 2 and module.attention_volumes(scene) == [attention]  # reused
 
 
-def test_an_image_unlike_the_training_images_is_not_classified(module, whole_bundle, scene, image, monkeypatch,
-                                                               tmp_path):
-    bundle = trained_copy(whole_bundle, tmp_path / "bundle", roi=False)
-    statistics_file = bundle / "models" / STATISTICS_FILE  # every image lies far from these means
+def unfamiliar_to_every_image(bundle):
+    """Give the bundle feature statistics and a cut-off that every image lies beyond."""
+    statistics_file = bundle / "models" / STATISTICS_FILE
     FeatureStatistics(np.full((2, 512), 1e3), np.eye(512)).save(statistics_file)
     with_operating_point(bundle, unfamiliar_above=1.0,
                          feature_statistics_sha256=hashlib.sha256(statistics_file.read_bytes()).hexdigest())
+    return bundle
+
+
+def test_an_image_unlike_the_training_images_is_not_classified(module, whole_bundle, scene, image, monkeypatch,
+                                                               tmp_path):
+    bundle = unfamiliar_to_every_image(trained_copy(whole_bundle, tmp_path / "bundle", roi=False))
     widget = make_widget(module, monkeypatch)
     apply(widget, add_volume(scene, image[np.newaxis]), bundle)
     poll_until_idle(widget)
@@ -284,6 +289,25 @@ def test_without_an_roi_the_localiser_finds_the_lesion_and_its_box_can_be_moved(
     poll_until_idle(widget)
     assert table.GetCellText(2, table.GetColumnIndex("Box source")) == "localiser"  # not the first image's box
     assert widget.ui.roiSelector.node.GetName() == "other lesion box"
+
+
+def test_not_classified_around_the_localisers_box_selects_its_roi_to_move(module, whole_bundle, scene, monkeypatch,
+                                                                          tmp_path):
+    """An image too unlike the training images, around the box the localiser found: no class, and that box's ROI is
+    selected, as after a classified answer, for the user to check and move."""
+    from PIL import Image
+
+    bundle = unfamiliar_to_every_image(trained_copy(whole_bundle, tmp_path / "bundle", roi=True))
+    widget = make_widget(module, monkeypatch)
+    pixels = np.asarray(Image.open(REPO / "monai_bus" / "samples" / "bus_0006-s.png").convert("L"))
+    apply(widget, add_volume(scene, pixels[np.newaxis]), bundle)
+    poll_until_idle(widget)
+    status = widget.ui.statusLabel.text
+    assert widget.ui.classLabel.text == "not classified"
+    assert status.startswith("Done: lesion was not classified: unlike the training images") and status.endswith(
+        "The box is the localiser's: move the ROI 'lesion lesion box' if it misses the lesion and click Apply again."
+    ), status
+    assert widget.ui.roiSelector.node.GetName() == "lesion lesion box"
 
 
 def test_real_qt_event_loop(module, whole_bundle, scene, image, monkeypatch):

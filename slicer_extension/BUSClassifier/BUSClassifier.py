@@ -164,8 +164,14 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
             self.showStatus(f"Done: the localiser found no lesion in {volumeNode.GetName()}, so it was not "
                             "classified. If there is a lesion, draw an ROI around it and click Apply again.")
             return
+        moveHint = ""
+        if result["box_source"] == "localiser":
+            roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")
+            self.ui.roiSelector.setCurrentNode(roiNode)
+            moveHint = (f" The box is the localiser's: move the ROI '{roiNode.GetName()}' if it misses the lesion "
+                        "and click Apply again.")
         if not classified:
-            self.showStatus(f"Done: {volumeNode.GetName()} was not classified: {result['note']}.")
+            self.showStatus(f"Done: {volumeNode.GetName()} was not classified: {result['note']}.{moveHint}")
             return
         note = f" Note: {result['note']}." if result["note"] else ""
         if result["refer"]:
@@ -173,13 +179,8 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
                 f" (uncertainty {result['uncertainty']:.3f}: the spread of P(malignant) over test-time views, the "
                 "image mirrored and, around a box, the box moved a little)")
             note = f" Refer: a reader should decide{spread}.{note}"
-        if result["box_source"] == "localiser":
-            roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")
-            self.ui.roiSelector.setCurrentNode(roiNode)
-            note += (f" The box is the localiser's: move the ROI '{roiNode.GetName()}' if it misses the lesion and "
-                     "click Apply again.")
         self.showStatus(f"Done: {volumeNode.GetName()} is {result['class_name']} "
-                        f"(P(malignant) {result['malignancy_probability']:.3f}).{note}")
+                        f"(P(malignant) {result['malignancy_probability']:.3f}).{note}{moveHint}")
 
     def onCancel(self):
         if self.job:
