@@ -41,7 +41,8 @@ def test_torchrun_two_processes_with_an_uneven_validation_split(tmp_path, tiny_d
         "--bundle_root", str(bundle), "--dataset_dir", str(tiny_data), "--datalist", str(datalist),
         "--image_size", "64", "--batch_size", "4", "--num_workers", "0", "--max_epochs", "1",
     ]
-    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    # PYTHONFAULTHANDLER: a rank that crashes prints every thread's Python stack
+    environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONFAULTHANDLER": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert (bundle / "models" / "model.pt").is_file()

@@ -39,7 +39,8 @@ META = json.loads((CONFIGS / "metadata.json").read_text())
 # training, evaluation, inference and the API all build the same network.
 TINY_SETTINGS = {"image_size": 64, "channels": [8, 16, 32], "num_res_units": 1}
 TINY_RUN = {"batch_size": 8, "num_workers": 0}
-ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+# PYTHONFAULTHANDLER: a process that crashes prints every thread's Python stack
+ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONFAULTHANDLER": "1"}
 
 
 def copy_localiser(destination, **settings):
