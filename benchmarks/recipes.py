@@ -81,9 +81,24 @@ VARIANTS["large_input"] = {**VARIANTS["intensity"], "image_size": 192}
 # --out runs/self_supervised` first, from the repository's folder
 VARIANTS["self_supervised"] = {**VARIANTS["intensity"], "pretrained": True,
                                "pretrained_path": "runs/self_supervised/features.pt"}
+# intensity with stochastic weight averaging (monai_bus.handlers.WeightAveraging): the learning rate falls linearly to
+# half over the first half of the epochs and stays there; the weights at the end of each epoch of the second half are
+# averaged (batch norm's running statistics too), and that average is what validation scores and model.pt keeps
+VARIANTS["swa"] = {
+    **VARIANTS["intensity"],
+    "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.LambdaLR", "optimizer": "@optimizer",
+                     "lr_lambda": "$lambda epoch: max(0.5, 1 - 0.5 * epoch / max(1, @max_epochs // 2))"},
+    "train#averaged": {"_target_": "torch.optim.swa_utils.AveragedModel", "model": "@network", "use_buffers": True},
+    "train#weight_averaging": {"_target_": "monai_bus.handlers.WeightAveraging", "averaged": "@train#averaged",
+                               "network": "@network", "start_epoch": "$@max_epochs // 2 + 1"},
+    "train#trainer#train_handlers": "$@train#handlers[:1] + [@train#weight_averaging] + @train#handlers[1:]",
+    "validate#evaluator#network": "$@train#averaged.module",
+    "best_model#network": "$@train#averaged.module",
+    "train#handlers#3#save_dict#averaged_model": "@train#averaged",
+}
 BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head",
          "intensity": "mask_loss", "large_input": "intensity",
-         "self_supervised": "intensity"}
+         "self_supervised": "intensity", "swa": "intensity"}
 """The variant each one changes, which the table compares it with."""
 COLLAPSE = 0.1  # a seed collapses when its sensitivity or specificity at the argmax is below this
 

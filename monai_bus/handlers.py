@@ -1,4 +1,5 @@
-"""Training handlers: the best model, resumable state, a stop on a non-finite loss, and an auxiliary mask loss.
+"""Training handlers: the best model, resumable state, a stop on a non-finite loss, an auxiliary mask loss and
+weight averaging.
 
 Every file is written atomically (a temporary file, then a rename), so a run killed while saving
 leaves the previous file whole.
@@ -283,3 +284,34 @@ class AttentionMaskLoss:
         target = F.adaptive_avg_pool2d(mask, logits.shape[-2:])
         loss = F.binary_cross_entropy_with_logits(logits, target)
         engine.state.output["loss"] = engine.state.output["loss"] + self.weight * loss
+
+
+class WeightAveraging:
+    """Stochastic weight averaging (Izmailov et al. 2018): at the end of every epoch from ``start_epoch`` on,
+    add the network's weights to an equal-weight running average (torch's ``AveragedModel``).
+
+    Attach it before the validation handler, so that each epoch's validation scores the average that includes
+    that epoch. Give ``averaged`` ``use_buffers=True`` to average batch norm's running statistics as well, in
+    place of recomputing them over the training data.
+
+    Args:
+        averaged: ``torch.optim.swa_utils.AveragedModel`` of the network; its ``module`` is the averaged network
+            to validate and save, and its state dict (``n_averaged`` included) is what a checkpoint must keep.
+        network: the trained network (may be wrapped in DDP).
+        start_epoch: the first epoch (from 1) whose weights join the average.
+    """
+
+    def __init__(self, averaged: torch.optim.swa_utils.AveragedModel, network: torch.nn.Module,
+                 start_epoch: int) -> None:
+        if not (isinstance(start_epoch, int) and start_epoch >= 1):
+            raise InputError(f"the weight averaging's start_epoch must be an integer >= 1, got {start_epoch!r}.")
+        self.averaged, self.network, self.start_epoch = averaged, _unwrap(network), start_epoch
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=self._averages), self)
+
+    def _averages(self, engine: Engine, epoch: int) -> bool:
+        return epoch >= self.start_epoch
+
+    def __call__(self, engine: Engine) -> None:
+        self.averaged.update_parameters(self.network)

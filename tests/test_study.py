@@ -281,6 +281,51 @@ def test_the_ema_variant_validates_and_keeps_the_averaged_weights(tmp_path, data
     assert train["intensity_transforms"] == runner.STUDY_INTENSITY_TRANSFORMS  # the milder one, as before 0.7.0
 
 
+def test_the_swa_variant_validates_and_keeps_the_averaged_weights(tmp_path, datalist):
+    from monai.bundle import ConfigParser
+
+    models = _train_variant("swa", datalist, tmp_path / "results")  # one epoch, so averaging starts at epoch 1
+    checkpoint = torch.load(models / "checkpoint_last.pt", weights_only=True)
+    averaged = checkpoint["averaged_model"]
+    assert averaged.pop("n_averaged") == 1
+    torch.testing.assert_close(torch.load(models / "model.pt", weights_only=True),
+                               {key.removeprefix("module."): value for key, value in averaged.items()})
+    assert checkpoint["optimizer"]["param_groups"][0]["lr"] == pytest.approx(0.5 * checkpoint["optimizer"][
+        "param_groups"][0]["initial_lr"])  # half the rate once the first half of the epochs is over
+    parser = ConfigParser()
+    parser.read_config(str(models.parent / "configs" / "train.json"))
+    parser.read_meta(str(models.parent / "configs" / "metadata.json"))
+    parser["bundle_root"] = str(models.parent)
+    averaged_network = parser.get_parsed_content("train#averaged").module
+    assert parser.get_parsed_content("validate#evaluator").network is averaged_network
+    assert parser.get_parsed_content("best_model").network is averaged_network
+
+
+def test_weight_averaging_averages_the_weights_of_each_epoch_from_its_start_on():
+    from ignite.engine import Engine, Events
+
+    from monai_bus.errors import InputError
+    from monai_bus.handlers import WeightAveraging
+
+    network = torch.nn.BatchNorm1d(2)  # a weight, and running statistics as buffers
+    averaged = torch.optim.swa_utils.AveragedModel(network, use_buffers=True)
+    engine = Engine(lambda engine, batch: None)
+    WeightAveraging(averaged, network, start_epoch=2).attach(engine)
+
+    @engine.on(Events.EPOCH_STARTED)
+    def train(engine):  # epoch e ends with weights e * e and running mean e
+        with torch.no_grad():
+            network.weight.fill_(engine.state.epoch ** 2)
+            network.running_mean.fill_(engine.state.epoch)
+
+    engine.run([0], max_epochs=3)
+    assert averaged.n_averaged.item() == 2  # epochs 2 and 3
+    torch.testing.assert_close(averaged.module.weight, torch.full((2,), (4 + 9) / 2))
+    torch.testing.assert_close(averaged.module.running_mean, torch.full((2,), (2 + 3) / 2))
+    with pytest.raises(InputError, match="start_epoch must be an integer >= 1, got 0"):
+        WeightAveraging(averaged, network, start_epoch=0)
+
+
 def test_the_intensity_variant_is_the_default_recipes_augmentation():
     bundle_train = json.loads((BUNDLE / "configs" / "train.json").read_text())["train"]
     assert bundle_train["random_transforms"] == "$@train#spatial_transforms + @train#intensity_transforms"
