@@ -79,6 +79,21 @@ def test_read_grey_supported_modes(tmp_path):
     np.testing.assert_allclose(read_grey(tmp_path / "palette.png"), expected, atol=1e-3)
 
 
+def test_an_image_mostly_in_colour_is_refused_and_colour_annotations_are_not(tmp_path):
+    """A grey image with 3 red rows of 20 (a caliper, text) is read; with 3 red rows more, 30% of it is in colour."""
+    annotated = np.stack([GREY] * 3, axis=-1)
+    annotated[:3] = (255, 0, 0)  # 15% of the pixels in colour
+    with pytest.raises(DatasetError, match=r"^image array: 15% of its pixels are in colour, as in a photograph"):
+        read_image(annotated)
+    annotated[:3] = np.stack([GREY[:3]] * 3, axis=-1)
+    annotated[:1] = (255, 0, 0)  # 5%
+    np.testing.assert_allclose(read_image(annotated)[0], annotated.astype(np.float32) @ [0.299, 0.587, 0.114],
+                               rtol=1e-6)
+    Image.fromarray(np.dstack([GREY, 255 - GREY, GREY])).save(tmp_path / "photo.png")
+    with pytest.raises(DatasetError, match=f"^{tmp_path}/photo.png: " + r"\d+% of its pixels are in colour"):
+        read_grey(tmp_path / "photo.png")
+
+
 @pytest.mark.parametrize("frames, frame, expected", [
     (GREY[None], None, GREY),
     (np.stack([GREY, 255 - GREY, GREY]), 1, 255 - GREY),

@@ -11,6 +11,9 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
   checked from the header for raster and DICOM files;
 - several frames (multi-frame DICOM, multi-page TIFF), unless ``frame`` chooses one;
 - CMYK and other colour spaces without a faithful grey conversion;
+- a colour image with more than :data:`MAX_COLOUR_FRACTION` of its pixels in colour (a photograph, or a
+  colour Doppler or elastography overlay): B-mode ultrasound is grey, and the training images carry
+  colour only in annotations (at most 2.6% of the pixels of BUSI's 15 RGB images; BUS-BRA is grey);
 - non-finite pixels (NaN, infinity);
 - an image without content: all, or all but 1%, of its pixels the same value.
 
@@ -36,6 +39,9 @@ MAX_ASPECT = 10
 # the share of pixels that must differ from the image's most common value
 MIN_CONTENT_FRACTION = 0.01
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+# a pixel is in colour when its channels differ by more than this share of the image's range of values
+COLOUR_SPREAD = 1 / 16
+MAX_COLOUR_FRACTION = 0.1
 # Pillow modes read as they are; palette and YCbCr images are converted to RGB first
 GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
 CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
@@ -156,10 +162,24 @@ def to_grey(array: np.ndarray, name: str) -> np.ndarray:
     if array.ndim == 3 and array.shape[-1] in (1, 2):
         array = array[..., 0]
     elif array.ndim == 3 and array.shape[-1] in (3, 4):
-        array = array[..., :3].astype(np.float32) @ LUMA_WEIGHTS
+        rgb = array[..., :3].astype(np.float32)
+        _check_colour(rgb, name)
+        array = rgb @ LUMA_WEIGHTS
     if array.ndim != 2:
         raise DatasetError(name, f"expected a 2D image (grey, RGB or RGBA), got an array of shape {list(array.shape)}")
     return array.astype(np.float32)
+
+
+def _check_colour(rgb: np.ndarray, name) -> None:
+    """Refuse ``rgb`` [H, W, 3] when more than :data:`MAX_COLOUR_FRACTION` of its pixels are in colour."""
+    value_range = float(rgb.max() - rgb.min())
+    if not 0 < value_range < np.inf:  # constant, or non-finite pixels, which check_pixels names
+        return
+    fraction = float(np.mean(np.ptp(rgb, axis=-1) > COLOUR_SPREAD * value_range))
+    if fraction > MAX_COLOUR_FRACTION:
+        raise DatasetError(name, f"{fraction:.0%} of its pixels are in colour, as in a photograph or a colour Doppler "
+                                 "or elastography overlay; the models read grey B-mode ultrasound (colour in at most "
+                                 f"{MAX_COLOUR_FRACTION:.0%} of the pixels, as in annotations)")
 
 
 def _check_aspect(name, rows: int, columns: int) -> None:
