@@ -1,10 +1,12 @@
 """What the shipped bundle answers for images that are not breast ultrasound: scikit-image's example
 images (photographs, microscopy, text, a phantom) and uniform noise.
 
-Each image is classified through the inference API twice: around a box over its central half, as if
-a user had drawn one, and with no box (the localiser's box). Per image and case, ``<out>/images.csv``
-holds the feature distance (:mod:`monai_bus.familiarity`) and the outcome: ``unlike the training
-images`` (no class), ``no lesion found`` (no class), or the class given. The summary counts them.
+Each image, in colour where it is, is classified through the inference API twice: around a box over
+its central half, as if a user had drawn one, and with no box (the localiser's box). Per image and case,
+``<out>/images.csv`` holds the feature distance (:mod:`monai_bus.familiarity`) and the outcome:
+``refused as a colour image`` (the image reader's error, :data:`monai_bus.data.images.MAX_COLOUR_FRACTION`),
+``unlike the training images`` (no class), ``no lesion found`` (no class), or the class given. The
+summary counts them.
 
     python benchmarks/unfamiliar.py --out docs/results/familiarity
 """
@@ -17,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import skimage.data
-from skimage.color import rgb2gray
 
+from monai_bus.data.records import DatasetError
 from monai_bus.inference import BundleClassifier
 from monai_bus.localiser import LesionLocaliser
 from monai_bus.prediction_files import write_rows
@@ -29,11 +31,11 @@ NOISE_IMAGES = 3  # uniform noise, 300 x 400 pixels
 
 
 def images() -> dict[str, np.ndarray]:
-    """The test images, grey, uint8 [H, W], by name."""
+    """The test images, uint8, grey [H, W] or RGB [H, W, 3] as scikit-image gives them, by name."""
     examples = {}
     for name in EXAMPLES:
         image = np.asarray(getattr(skimage.data, name)(), dtype=np.float64)
-        image = rgb2gray(image[..., :3]) if image.ndim == 3 else image
+        image = image[..., :3] if image.ndim == 3 else image
         examples[name] = np.round(255 * (image - image.min()) / np.ptp(image)).astype(np.uint8)
     rng = np.random.default_rng(0)
     examples |= {f"noise_{i}": rng.integers(0, 256, (300, 400), dtype=np.uint8) for i in range(NOISE_IMAGES)}
@@ -55,10 +57,17 @@ def main() -> None:
     classifier = BundleClassifier(args.bundle, localiser=LesionLocaliser(args.localiser))
     rows = []
     for name, image in images().items():
-        height, width = image.shape
+        height, width = image.shape[:2]
         central_half = (height // 4, height - height // 4, width // 4, width - width // 4)
         for case, box in (("central box", central_half), ("no box", None)):
-            prediction = classifier.predict(image, box=box)
+            try:
+                prediction = classifier.predict(image, box=box)
+            except DatasetError as error:
+                if "in colour" not in error.problem:
+                    raise
+                rows.append({"image": name, "case": case, "outcome": "refused as a colour image",
+                             "feature_distance": "", "p_malignant": ""})
+                continue
             distance = prediction.feature_distance
             rows.append({"image": name, "case": case, "outcome": outcome(prediction),
                          "feature_distance": "" if distance is None else f"{distance:.3f}",

@@ -40,6 +40,7 @@ def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
     inf[0, :3] = np.inf
     np.save(folder / "inf.npy", inf)
     Image.fromarray(SPECKLE).convert("CMYK").save(folder / "cmyk.jpg")
+    Image.fromarray(np.dstack([SPECKLE, 255 - SPECKLE, SPECKLE])).save(folder / "photograph.png")
     write_dicom(folder / "three_frames.dcm", np.stack([SPECKLE] * 3))
     write_dicom(folder / "four_frames.dcm", np.stack([SPECKLE] * 4))
     for value in (0, 128, 255):
@@ -58,6 +59,7 @@ def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
         "nan.tif": (folder / "nan.tif", "1 pixels are NaN or infinite"),
         "inf.npy": (folder / "inf.npy", "3 pixels are NaN or infinite"),
         "cmyk.jpg": (folder / "cmyk.jpg", "colour mode CMYK is not supported"),
+        "photograph.png": (folder / "photograph.png", "93% of its pixels are in colour"),
         "three_frames.dcm": (folder / "three_frames.dcm", "has 3 frames; choose one"),
         "four_frames.dcm": (folder / "four_frames.dcm", "has 4 frames; choose one"),
         "constant_0.png": (folder / "constant_0.png", "no image content: 100.0% of the pixels have the value 0"),
@@ -74,9 +76,9 @@ def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
     }
 
 
-BAD_FILES = ["nan.tif", "inf.npy", "cmyk.jpg", "three_frames.dcm", "four_frames.dcm", "constant_0.png",
-             "constant_128.png", "constant_255.png", "nearly_constant.png", "one_pixel.png", "truncated.png", "text.png",
-             "empty.png", "a_folder.png", "missing.png", "volume.npy"]
+BAD_FILES = ["nan.tif", "inf.npy", "cmyk.jpg", "photograph.png", "three_frames.dcm", "four_frames.dcm",
+             "constant_0.png", "constant_128.png", "constant_255.png", "nearly_constant.png", "one_pixel.png",
+             "truncated.png", "text.png", "empty.png", "a_folder.png", "missing.png", "volume.npy"]
 
 
 @pytest.fixture(scope="module")

@@ -56,11 +56,13 @@ def test_the_cutoff_lies_beyond_every_validation_image():
         unfamiliar_cutoff([3.0, float("nan")])
 
 
-def test_the_benchmarks_images_are_grey_and_the_same_each_run():
+def test_the_benchmarks_images_keep_their_colour_and_are_the_same_each_run():
     from conftest import benchmark
 
     unfamiliar = benchmark("unfamiliar")
     first, second = unfamiliar.images(), unfamiliar.images()
     assert len(first) == len(unfamiliar.EXAMPLES) + unfamiliar.NOISE_IMAGES
-    assert all(image.dtype == np.uint8 and image.ndim == 2 and image.min() == 0 for image in first.values())
+    assert all(image.dtype == np.uint8 and image.shape[2:] in ((), (3,)) and image.min() == 0
+               for image in first.values())
+    assert first["astronaut"].ndim == 3 and first["camera"].ndim == 2
     assert all(np.array_equal(first[name], second[name]) for name in first)
