@@ -83,15 +83,25 @@ def test_an_image_mostly_in_colour_is_refused_and_colour_annotations_are_not(tmp
     """A grey image with 3 red rows of 20 (a caliper, text) is read; with 3 red rows more, 30% of it is in colour."""
     annotated = np.stack([GREY] * 3, axis=-1)
     annotated[:3] = (255, 0, 0)  # 15% of the pixels in colour
-    with pytest.raises(DatasetError, match=r"^image array: 15% of its pixels are in colour, as in a photograph"):
+    with pytest.raises(DatasetError, match=r"^image array: 15.0% of its pixels are in colour, as in a photograph"):
         read_image(annotated)
     annotated[:3] = np.stack([GREY[:3]] * 3, axis=-1)
     annotated[:1] = (255, 0, 0)  # 5%
     np.testing.assert_allclose(read_image(annotated)[0], annotated.astype(np.float32) @ [0.299, 0.587, 0.114],
                                rtol=1e-6)
-    Image.fromarray(np.dstack([GREY, 255 - GREY, GREY])).save(tmp_path / "photo.png")
-    with pytest.raises(DatasetError, match=f"^{tmp_path}/photo.png: " + r"\d+% of its pixels are in colour"):
+    Image.fromarray(np.dstack([GREY, 255 - GREY, GREY])).save(tmp_path / "photo.png")  # a two-colour map
+    with pytest.raises(DatasetError, match=f"^{tmp_path}/photo.png: " + r"[\d.]+% of its pixels are in colour"):
         read_grey(tmp_path / "photo.png")
+
+
+@pytest.mark.parametrize("tint", [(1.0, 0.9, 0.75), (0.8, 0.9, 1.0)], ids=["sepia", "blue"])
+def test_a_grey_image_in_a_tint_is_read_as_grey(tint):
+    """A B-mode map in a tint puts every pixel's channels apart, in proportion to its grey: not colour."""
+    tinted = np.round(GREY[..., None] * np.array(tint)).astype(np.uint8)
+    np.testing.assert_allclose(read_image(tinted)[0], tinted.astype(np.float32) @ [0.299, 0.587, 0.114], rtol=1e-6)
+    dim = (tinted // 4).astype(np.uint8)  # a dim frame: the tint now a few grey levels
+    dim[..., 2] += 2  # and a slight cast
+    np.testing.assert_allclose(read_image(dim)[0], dim.astype(np.float32) @ [0.299, 0.587, 0.114], rtol=1e-6)
 
 
 @pytest.mark.parametrize("frames, frame, expected", [

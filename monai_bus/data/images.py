@@ -12,8 +12,9 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
 - several frames (multi-frame DICOM, multi-page TIFF), unless ``frame`` chooses one;
 - CMYK and other colour spaces without a faithful grey conversion;
 - a colour image with more than :data:`MAX_COLOUR_FRACTION` of its pixels in colour (a photograph, or a
-  colour Doppler or elastography overlay): B-mode ultrasound is grey, and the training images carry
-  colour only in annotations (at most 2.6% of the pixels of BUSI's 15 RGB images; BUS-BRA is grey);
+  colour Doppler or elastography overlay): B-mode ultrasound is grey, or grey in a tint, and the
+  training images carry colour only in annotations (at most 1.9% of the pixels of BUSI's 15 RGB images;
+  BUS-BRA is grey);
 - non-finite pixels (NaN, infinity);
 - an image without content: all, or all but 1%, of its pixels the same value.
 
@@ -39,8 +40,10 @@ MAX_ASPECT = 10
 # the share of pixels that must differ from the image's most common value
 MIN_CONTENT_FRACTION = 0.01
 LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-# a pixel is in colour when its channels differ by more than this share of the image's range of values
-COLOUR_SPREAD = 1 / 16
+# a pixel is in colour when a channel departs from the image's grey-to-channel line by more than this share of the
+# image's range of values (see colour_fraction)
+COLOUR_DEPARTURE = 1 / 16
+COLOUR_FITS = 2
 MAX_COLOUR_FRACTION = 0.1
 # Pillow modes read as they are; palette and YCbCr images are converted to RGB first
 GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
@@ -163,23 +166,46 @@ def to_grey(array: np.ndarray, name: str) -> np.ndarray:
         array = array[..., 0]
     elif array.ndim == 3 and array.shape[-1] in (3, 4):
         rgb = array[..., :3].astype(np.float32)
-        _check_colour(rgb, name)
+        fraction = colour_fraction(rgb)
+        if fraction > MAX_COLOUR_FRACTION:
+            raise DatasetError(name, f"{fraction:.1%} of its pixels are in colour, as in a photograph or a colour "
+                                     "Doppler or elastography overlay; the models read grey B-mode ultrasound (colour "
+                                     f"in at most {MAX_COLOUR_FRACTION:.0%} of the pixels, as in annotations)")
         array = rgb @ LUMA_WEIGHTS
     if array.ndim != 2:
         raise DatasetError(name, f"expected a 2D image (grey, RGB or RGBA), got an array of shape {list(array.shape)}")
     return array.astype(np.float32)
 
 
-def _check_colour(rgb: np.ndarray, name) -> None:
-    """Refuse ``rgb`` [H, W, 3] when more than :data:`MAX_COLOUR_FRACTION` of its pixels are in colour."""
+def colour_fraction(rgb: np.ndarray) -> float:
+    """The share of the pixels of ``rgb`` [H, W, 3] (float32) that are in colour, in [0, 1].
+
+    Each channel is fitted with a least-squares line against the grey (the luma), rising or flat (a falling
+    slope counts as 0). A pixel is in colour when one of its channels departs from its line by more than
+    :data:`COLOUR_DEPARTURE` of the image's range of values. The lines are fitted :data:`COLOUR_FITS` times,
+    each time over the pixels the previous fit found grey, so that colour on a minority of the pixels does
+    not pull them. So a grey image in a tint (a sepia or blue B-mode map, a dim frame with a slight cast)
+    is grey, and a photograph, a colour overlay or a two-colour map is not.
+    """
     value_range = float(rgb.max() - rgb.min())
     if not 0 < value_range < np.inf:  # constant, or non-finite pixels, which check_pixels names
-        return
-    fraction = float(np.mean(np.ptp(rgb, axis=-1) > COLOUR_SPREAD * value_range))
-    if fraction > MAX_COLOUR_FRACTION:
-        raise DatasetError(name, f"{fraction:.0%} of its pixels are in colour, as in a photograph or a colour Doppler "
-                                 "or elastography overlay; the models read grey B-mode ultrasound (colour in at most "
-                                 f"{MAX_COLOUR_FRACTION:.0%} of the pixels, as in annotations)")
+        return 0.0
+    channels = np.ascontiguousarray(np.moveaxis(rgb, -1, 0)).reshape(3, -1) / value_range  # [3, N]
+    grey = LUMA_WEIGHTS @ channels  # [N]
+    in_colour = np.zeros(grey.shape, dtype=bool)
+    for _ in range(COLOUR_FITS):
+        weights = (~in_colour).astype(np.float32)  # fit over the pixels found grey so far
+        count = weights.sum()
+        grey_mean = weights @ grey / max(count, 1)
+        centred = (grey - grey_mean) * weights
+        spread = centred @ grey  # the sum of squares of the fitted pixels' grey about their mean
+        if not spread > 0:  # fewer than two grey levels left to fit over
+            break
+        slopes = np.maximum(channels @ centred / spread, 0)  # [3]
+        intercepts = channels @ weights / count - slopes * grey_mean  # [3]
+        departure = np.abs(channels - intercepts[:, None] - slopes[:, None] * grey).max(axis=0)  # [N]
+        in_colour = departure > COLOUR_DEPARTURE
+    return float(in_colour.mean())
 
 
 def _check_aspect(name, rows: int, columns: int) -> None:
