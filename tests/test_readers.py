@@ -80,7 +80,7 @@ def test_read_grey_supported_modes(tmp_path):
 
 
 def test_an_image_mostly_in_colour_is_refused_and_colour_annotations_are_not(tmp_path):
-    """A grey image with 3 red rows of 20 (a caliper, text) is read; with 3 red rows more, 30% of it is in colour."""
+    """A grey image with 3 red rows of 20 (15%) is refused, at that share; with 1 (a caliper, text: 5%) it is read."""
     annotated = np.stack([GREY] * 3, axis=-1)
     annotated[:3] = (255, 0, 0)  # 15% of the pixels in colour
     with pytest.raises(DatasetError, match=r"^image array: 15.0% of its pixels are in colour, as in a photograph"):
