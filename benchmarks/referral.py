@@ -9,8 +9,9 @@ at the bundle's operating point, and measures the uncertainty over its test-time
 (:mod:`monai_bus.uncertainty`); ``--split validation`` measures the validation split instead.
 ``<out>/predictions.csv`` holds one row per image: the box's IoU with the dataset's
 (``benchmarks/localiser.py``'s measure), P(malignant), the class (empty when no lesion was found), the
-uncertainty and ``refer``. ``<out>/table.md`` and ``table.json``, per dataset: how many images are
-referred; the errors at the operating point, the missed cancers and false alarms among them, the
+uncertainty, the localiser's confidence, whether it asked to check its box (its confidence below the
+localiser's ``check_below``, docs/results/localiser/confidence/) and ``refer``. ``<out>/table.md`` and
+``table.json``, per dataset: how many images are referred, and how many of them for the box; the errors at the operating point, the missed cancers and false alarms among them, the
 localiser's misses (box IoU below :data:`MISS_IOU`, or no lesion) and the errors on them, each with
 how many are referred; and the AUC, sensitivity and specificity on the images not referred.
 """
@@ -31,7 +32,8 @@ from monai_bus.localiser import LesionLocaliser
 from monai_bus.metrics import roc_auc
 from monai_bus.prediction_files import read_rows
 
-COLUMNS = ("image", "group", "label", "box_iou", "p_malignant", "predicted", "uncertainty", "refer")
+COLUMNS = ("image", "group", "label", "box_iou", "p_malignant", "predicted", "uncertainty", "localiser_confidence",
+           "check_box", "refer")
 MISS_IOU = 0.5
 
 
@@ -53,6 +55,9 @@ def measure(localiser: str, classifier: str, datalist: str, split: str = "test")
                      "predicted": prediction.class_index if classified else "",
                      # unrounded: refer compares it with refer_above, and any rounding can tie the two
                      "uncertainty": prediction.uncertainty if classified else "",
+                     "localiser_confidence": "" if prediction.localiser_confidence is None else
+                     round(prediction.localiser_confidence, 6),
+                     "check_box": int(prediction.check_box),
                      "refer": int(prediction.refer)})
     return rows
 
@@ -66,7 +71,8 @@ def summarise(predictions: Path) -> dict:
         chosen = [row for row in rows if name in ("all", dataset_of(row["group"]))]
         referred = [row["refer"] == "1" for row in chosen]
         wrong = [row["predicted"] != row["label"] for row in chosen]  # no lesion found counts as wrong
-        kinds = {"errors": wrong, "missed_cancers": [w and row["label"] == "1" for w, row in zip(wrong, chosen)],
+        kinds = {"box_checks": [row["check_box"] == "1" for row in chosen], "errors": wrong,
+                 "missed_cancers": [w and row["label"] == "1" for w, row in zip(wrong, chosen)],
                  "false_alarms": [row["label"] == "0" and row["predicted"] == "1" for row in chosen],
                  "localiser_misses": [float(row["box_iou"]) < MISS_IOU for row in chosen]}
         kinds["errors_on_misses"] = [w and m for w, m in zip(wrong, kinds["localiser_misses"])]
@@ -85,14 +91,15 @@ def summarise(predictions: Path) -> dict:
 def write_table(summary: dict, out: Path, command: str) -> str:
     counted = ("errors", "missed_cancers", "false_alarms", "localiser_misses", "errors_on_misses")
     lines = [f"Command: `{command}`", "",
-             "| test set | images | referred | errors at the operating point | missed cancers | false alarms "
-             "| localiser misses | errors on them | not referred: AUC | sensitivity | specificity |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    lines += [f"| {name} | {row['images']} | {row['referred']} | "
+             "| test set | images | referred | asked to check the box | errors at the operating point | missed cancers "
+             "| false alarms | localiser misses | errors on them | not referred: AUC | sensitivity | specificity |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {name} | {row['images']} | {row['referred']} | {row['box_checks'][0]} | "
               + " | ".join(f"{row[key][0]} ({row[key][1]} referred)" for key in counted)
               + f" | {row['auc_kept']:.3f} | {row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |"
               for name, row in summary.items()]
-    lines += ["", "Counts with, in brackets, how many of them are referred. A missed cancer: a malignant lesion not "
+    lines += ["", "Counts with, in brackets, how many of them are referred. Asked to check the box: referred because "
+              "the localiser's confidence is below its cut-off (some also for their uncertainty). A missed cancer: a malignant lesion not "
               "called malignant (or not found); a false alarm: a benign one called malignant. A localiser miss: "
               f"its box's IoU with the dataset's below {MISS_IOU}, or no lesion found (IoU 0). An image without a "
               "lesion found is referred and counts as an error."]

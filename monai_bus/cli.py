@@ -21,6 +21,8 @@ COMMANDS = {
     "study": ("monai_bus.commands.study", "run the paper's Table 1 study (6 configurations x seeds) on a datalist"),
     "calibrate": ("monai_bus.commands.calibrate", "fit a trained bundle's temperature and operating point on "
                                                   "validation data"),
+    "calibrate-localiser": ("monai_bus.commands.calibrate_localiser", "fit a trained localiser's cut-off for "
+                                                                      "'check the box' on validation data"),
 }
 
 

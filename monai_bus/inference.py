@@ -28,7 +28,10 @@ images each image is: above the cut-off, the image gets no class, and its note s
 A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
 lesion box: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). The box is the caller's
 (``box_source`` ``"given"``), else, with a localiser (:class:`monai_bus.localiser.LesionLocaliser`), the
-box of the lesion it finds (``"localiser"``; the prediction also carries its mask). When the localiser
+box of the lesion it finds (``"localiser"``; the prediction also carries its mask and the localiser's
+confidence). When the localiser is unsure of the lesion it found (its confidence below the localiser's
+``check_below``, :mod:`monai_bus.localiser`), the answer is flagged "refer" and its note asks the user to
+check the box. When the localiser
 finds no lesion, the image is not classified: the prediction has no class and its note says so. With
 neither a box nor a localiser the whole image is classified, and the prediction's note says that this
 is unreliable; a bundle trained on whole images ignores a box, and says so too.
@@ -69,6 +72,8 @@ NO_LESION_NOTE = ("no lesion found: the localiser found no lesion in this image,
                   "there is one, give its box")
 
 
+CHECK_BOX_NOTE = ("the localiser is unsure of the lesion it found (confidence {confidence:.3f}, below "
+                  "{cutoff:.3f}): check that the box holds the lesion; if it does not, give the lesion's box")
 UNFAMILIAR_NOTE = ("unlike the training images (feature distance {distance:.1f}, above the cut-off {cutoff:.1f}), "
                    "the lesion regions of BUSI's and BUS-BRA's breast ultrasound images, so it was not classified; "
                    "check that it is one and that the box holds the lesion")
@@ -102,8 +107,8 @@ class Prediction:
         uncertainty: the standard deviation of P(malignant) over the test-time views
             (:mod:`monai_bus.uncertainty`); None when not measured, or not classified.
         refer: whether a reader should decide: True when ``uncertainty`` is above the operating point's
-            ``refer_above``, when the localiser found no lesion, or when a model trained on lesion regions
-            classified the whole image; None when neither applies and it could not be decided (no
+            ``refer_above``, when the localiser found no lesion or is unsure of the lesion it found, or when
+            a model trained on lesion regions classified the whole image; None when neither applies and it could not be decided (no
             uncertainty, or no ``refer_above``); else False.
         weights_file: the weight file that classified the image.
         weights_sha256: its SHA-256.
@@ -116,6 +121,10 @@ class Prediction:
             input's size (all False when it found no lesion); else None.
         localiser_version: with ``box_source`` ``"localiser"``, the version of the localiser's weights.
         localiser_sha256: their SHA-256.
+        localiser_confidence: with ``box_source`` ``"localiser"``, the localiser's confidence in the lesion
+            it found (:class:`monai_bus.localiser.Localisation`); None when it found none.
+        check_box: whether the localiser is unsure of the lesion it found (its confidence below its
+            ``check_below``): then ``refer`` is True and ``note`` asks the user to check the box.
         feature_distance: how unlike the training images the classified input is
             (:mod:`monai_bus.familiarity`), when the operating point has feature statistics; else None.
     """
@@ -138,6 +147,8 @@ class Prediction:
     lesion_mask: np.ndarray | None = field(default=None, repr=False, compare=False)
     localiser_version: str | None = None
     localiser_sha256: str | None = None
+    localiser_confidence: float | None = None
+    check_box: bool = False
     feature_distance: float | None = None
 
     @property
@@ -165,6 +176,8 @@ class Prediction:
             "box_source": self.box_source,
             "localiser_version": self.localiser_version,
             "localiser_sha256": self.localiser_sha256,
+            "localiser_confidence": self.localiser_confidence,
+            "check_box": self.check_box,
             "feature_distance": self.feature_distance,
         }
 
@@ -472,8 +485,8 @@ class BundleClassifier:
         index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
         uncertainty = spread(view_probabilities) if self.uncertainty else None
         refer = None if uncertainty is None or self.refer_above is None else uncertainty > self.refer_above
-        if note == NO_BOX_NOTE:
-            refer = True  # a model trained on lesion regions classified the whole image
+        if note == NO_BOX_NOTE or localisation is not None and localisation.check_box:
+            refer = True  # a model trained on lesion regions classified the whole image, or the box is in doubt
         source = {"box_source": None if roi is None else "given"} if localisation is None else \
             self._localiser_fields(localisation)
         distance = None if self.feature_statistics is None else \
@@ -485,7 +498,8 @@ class BundleClassifier:
             model_version=self.version,
             attention=attention,
             roi=roi,
-            note="; ".join(n for n in (note, self.operating_point_note) if n) or None,
+            note="; ".join(n for n in (note, *self._localiser_notes(localisation), self.operating_point_note)
+                           if n) or None,
             likelihood=likelihood_category(float(probabilities[1]), 0.5 if self.threshold is None else self.threshold),
             uncertainty=uncertainty,
             refer=refer,
@@ -504,14 +518,24 @@ class BundleClassifier:
                        note="; ".join(n for n in (unfamiliar, prediction.note) if n))
 
     def _localiser_fields(self, localisation) -> dict:
-        """The fields of a prediction whose box the localiser looked for: its mask and its weights."""
+        """The fields of a prediction whose box the localiser looked for: its mask, confidence and weights."""
         return {"box_source": "localiser", "lesion_mask": localisation.mask,
+                "localiser_confidence": localisation.confidence, "check_box": localisation.check_box,
                 "localiser_version": self.localiser.weights["version"],
                 "localiser_sha256": self.localiser.weights["sha256"]}
+
+    def _localiser_notes(self, localisation) -> tuple[str | None, str | None]:
+        """What a prediction's note says of the localiser (None for each that does not apply): that the
+        user should check its box, and that its cut-off was not applied."""
+        if localisation is None:
+            return None, None
+        check = CHECK_BOX_NOTE.format(confidence=localisation.confidence, cutoff=self.localiser.check_below) \
+            if localisation.check_box else None
+        return check, self.localiser.operating_point_note
 
     def _unclassified(self, localisation) -> Prediction:
         """The answer for an image in which the localiser found no lesion: no class, and a note that says so."""
         return Prediction(
             class_index=None, class_name=None, probabilities=None, model_version=self.version,
-            note=NO_LESION_NOTE, refer=True, weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
+            note="; ".join(n for n in (NO_LESION_NOTE, *self._localiser_notes(localisation)) if n), refer=True, weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
             trained_on=self.weights["trained_on"], **self._localiser_fields(localisation))

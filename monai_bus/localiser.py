@@ -11,6 +11,12 @@ probability in the shipped bundle (:class:`monai_bus.data.masks.LesionComponentd
 ``lesion_component``). The lesion box is that component's bounding box
 (:class:`monai.transforms.BoundingRect`), in the input's pixels, half-open, rows first, as
 everywhere in the project (:mod:`monai_bus.data.boxes`).
+
+The localiser's confidence in the lesion is the component's mean lesion probability. The bundle's
+``metadata.json`` may hold an ``operating_point``: ``{"check_below": c, "weights_sha256": ...,
+"description": "..."}``, fitted on validation data by ``monai-bus calibrate-localiser``; a lesion found
+with a confidence below ``c`` is one whose box the user should check (``Localisation.check_box``). A cut-off
+fitted for other weights is not applied, and :attr:`LesionLocaliser.operating_point_note` says so.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from monai_bus.errors import find_monai_bus_error, one_line
 from monai_bus.inference import BundleError, load_weights, read_bundle
 
 LESION_CLASSES = {"0": "background", "1": "lesion"}
+CONFIDENCE_KEY = "lesion_confidence"  # where the bundle's lesion_mask puts the kept component's confidence
 
 
 @dataclass(frozen=True)
@@ -39,10 +46,15 @@ class Localisation:
             component of the predicted lesion that the bundle keeps; all False when no lesion was found.
         box: the mask's bounding box ``(row_start, row_stop, col_start, col_stop)`` in the input's
             pixels (half-open, rows first); None when no lesion was found.
+        confidence: the mean lesion probability over ``mask``, above 0.5; None when no lesion was found.
+        check_box: whether the confidence is below the operating point's ``check_below``, so that the
+            user should check that the box holds the lesion.
     """
 
     mask: np.ndarray = field(repr=False, compare=False)
     box: Box | None
+    confidence: float | None = None
+    check_box: bool = False
 
     @property
     def found(self) -> bool:
@@ -86,6 +98,20 @@ class LesionLocaliser:
             raise BundleError(f"{meta_file}: a localiser's output channels are {LESION_CLASSES}, got {classes}.")
         self.checkpoint_path = self.bundle_dir / "models" / "model.pt"
         self.weights = load_weights(self.network, self.checkpoint_path, metadata)
+        operating_point = metadata.get("operating_point") or {}
+        self.check_below = operating_point.get("check_below") if isinstance(operating_point, dict) else None
+        if not isinstance(operating_point, dict) or self.check_below is not None and (
+                isinstance(self.check_below, bool) or not isinstance(self.check_below, (int, float))
+                or not 0.0 <= self.check_below <= 1.0):
+            raise BundleError(f"{meta_file}: operating_point must be an object whose check_below is a number in "
+                              f"[0, 1], got {operating_point!r}.")
+        self.operating_point_note = None
+        fitted_for = operating_point.get("weights_sha256")
+        if self.check_below is not None and fitted_for is not None and fitted_for != self.weights["sha256"]:
+            self.check_below = None
+            self.operating_point_note = (f"the localiser's cut-off for checking its box was fitted for other weights "
+                                         f"({fitted_for[:12]}), so it was not applied; run monai-bus "
+                                         "calibrate-localiser for these weights")
 
     @torch.no_grad()
     def locate(self, image: str | os.PathLike | np.ndarray, frame: int | None = None) -> Localisation:
@@ -99,12 +125,13 @@ class LesionLocaliser:
             frame: the frame of a multi-frame file (counting from 0).
 
         Returns:
-            the lesion's mask [H, W] at the input's size and its box.
+            the lesion's mask [H, W] at the input's size, its box, the confidence and whether to check the box.
 
         Raises:
             InputError: a ``ValueError`` naming the file, for every image that
                 :func:`monai_bus.data.images.read_image` refuses.
-            BundleError: when the network's output is not finite (corrupt weights).
+            BundleError: when the network's output is not finite (corrupt weights), or the bundle's
+                ``lesion_mask`` gives no confidence while its operating point has a ``check_below``.
         """
         try:
             data = self.preprocessing({"image": image, "frame": frame})
@@ -114,9 +141,15 @@ class LesionLocaliser:
         if not torch.isfinite(logits).all():
             raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
                               f"weights of {self.checkpoint_path} are corrupt.")
-        lesion = self.lesion_mask({"pred": logits[0].cpu(), "image": data["image"]})["pred"]  # [1, H, W]
-        mask = lesion[0].numpy() > 0
+        found = self.lesion_mask({"pred": logits[0].cpu(), "image": data["image"]})
+        mask = found["pred"][0].numpy() > 0  # [H, W]
         row_start, row_stop, col_start, col_stop = (int(v) for v in BoundingRect()(mask[None])[0])
         if min(row_stop - row_start, col_stop - col_start) < MIN_BOX_SIDE:
             return Localisation(mask=np.zeros_like(mask), box=None)
-        return Localisation(mask=mask, box=(row_start, row_stop, col_start, col_stop))
+        confidence = found.get(CONFIDENCE_KEY)
+        if confidence is None and self.check_below is not None:
+            raise BundleError(f"{self.bundle_dir / 'configs' / 'inference.json'}: its lesion_mask gives no "
+                              f"{CONFIDENCE_KEY} (LesionComponentd's confidence_key), which the operating point's "
+                              "check_below needs.")
+        return Localisation(mask=mask, box=(row_start, row_stop, col_start, col_stop), confidence=confidence,
+                            check_box=self.check_below is not None and confidence < self.check_below)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from conftest import REPO
 from monai_bus.cli import main
-from monai_bus.inference import NO_LESION_NOTE, BundleClassifier
+from monai_bus.inference import CHECK_BOX_NOTE, NO_LESION_NOTE, BundleClassifier
 from monai_bus.localiser import LesionLocaliser, Localisation
 
 SAMPLE = REPO / "monai_bus" / "samples" / "bus_0006-s.png"
@@ -32,20 +32,23 @@ def classifier(localiser):
     return BundleClassifier(REPO / "bundle", device="cpu", localiser=localiser)
 
 
-class NothingFound:
-    """A stand-in localiser that finds no lesion."""
+class StandIn:
+    """What the inference API reads of a localiser besides ``locate``: its weights and operating point."""
 
     weights = STAND_IN_WEIGHTS
+    check_below, operating_point_note = None, None
+
+
+class NothingFound(StandIn):
+    """A stand-in localiser that finds no lesion."""
 
     def locate(self, image, frame=None):
         rows, columns = np.asarray(Image.open(image)).shape[:2]
         return Localisation(mask=np.zeros((rows, columns), bool), box=None)
 
 
-class NeverAsked:
+class NeverAsked(StandIn):
     """A stand-in localiser that fails the test when asked."""
-
-    weights = STAND_IN_WEIGHTS
 
     def locate(self, image, frame=None):
         raise AssertionError("the localiser was asked although a box was given")
@@ -63,8 +66,35 @@ def test_without_a_box_the_localisers_box_is_classified(classifier, localiser):
     assert given.box_source == "given" and given.lesion_mask is None and given.localiser_version is None
     assert result.probabilities == given.probabilities and result.roi == given.roi
     assert result.class_name in ("benign", "malignant") and result.note is None
+    assert result.localiser_confidence == found.confidence and 0.5 < found.confidence <= 1.0
+    assert result.check_box is found.check_box is False  # above the shipped cut-off
     summary = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert summary["box"] == list(found.box) and summary["box_source"] == "localiser"
+
+
+class UnsureOfItsBox(StandIn):
+    """A stand-in localiser that finds the dataset's box with a confidence below its cut-off."""
+
+    check_below = 0.8
+
+    def locate(self, image, frame=None):
+        mask = np.zeros(np.asarray(Image.open(image)).shape[:2], bool)
+        mask[SAMPLE_BOX[0]:SAMPLE_BOX[1], SAMPLE_BOX[2]:SAMPLE_BOX[3]] = True
+        return Localisation(mask=mask, box=SAMPLE_BOX, confidence=0.7, check_box=True)
+
+
+def test_a_box_the_localiser_is_unsure_of_is_classified_referred_and_to_be_checked(classifier):
+    result = BundleClassifier(REPO / "bundle", device="cpu", localiser=UnsureOfItsBox()).predict(SAMPLE)
+    given = classifier.predict(SAMPLE, box=SAMPLE_BOX)
+    assert result.probabilities == given.probabilities and result.class_name == given.class_name
+    assert result.box_source == "localiser" and result.box == SAMPLE_BOX
+    assert result.refer is True and result.check_box is True and result.localiser_confidence == 0.7
+    assert result.note == CHECK_BOX_NOTE.format(confidence=0.7, cutoff=0.8)
+    assert result.note.startswith("the localiser is unsure of the lesion it found (confidence 0.700, below 0.800): "
+                                  "check that the box holds the lesion")
+    summary = json.loads(json.dumps(result.to_dict(), allow_nan=False))
+    assert summary["check_box"] is True and summary["localiser_confidence"] == 0.7 and summary["refer"] is True
+    assert given.check_box is False and given.localiser_confidence is None
 
 
 def test_a_given_box_or_the_items_masks_are_used_and_the_localiser_is_not_asked(tmp_path):

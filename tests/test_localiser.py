@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from PIL import Image
 from scipy import ndimage
 
 from conftest import REPO, benchmark, trained_copy, with_operating_point
+from monai_bus.cli import main
 from monai_bus.commands.demo import read_metrics
 from monai_bus.data.boxes import MIN_BOX_SIDE, box_iou
 from monai_bus.data.loading import load_split
@@ -30,7 +32,8 @@ from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.inferers import FlipAveragingInferer
 from monai_bus.metrics import roc_auc
 from monai_bus.localiser import LesionLocaliser
-from monai_bus.prediction_files import write_rows
+from monai_bus.prediction_files import read_rows, write_rows
+from monai_bus.weights import sha256
 
 LOCALISER = REPO / "localiser"
 CONFIGS = LOCALISER / "configs"
@@ -44,10 +47,12 @@ ENVIRONMENT = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
 
 
 def copy_localiser(destination, **settings):
-    """A copy of the localiser bundle (configs, docs, LICENSE) with tiny model settings."""
+    """A copy of the localiser bundle (configs, docs, LICENSE) with tiny model settings, without the shipped
+    weights' operating point."""
     shutil.copytree(LOCALISER, destination, ignore=shutil.ignore_patterns("models", "eval", "demo_data"))
     meta_file = destination / "configs" / "metadata.json"
     metadata = json.loads(meta_file.read_text())
+    metadata.pop("operating_point", None)
     metadata["model_settings"].update(TINY_SETTINGS, **settings)
     meta_file.write_text(json.dumps(metadata, indent=4))
     return destination
@@ -66,6 +71,17 @@ def run_to_end(flow: ConfigWorkflow) -> None:
     assert flow.check_properties() == []
     flow.run()
     flow.finalize()
+
+
+def with_check_below(bundle, check_below, weights_sha256=None):
+    """The localiser bundle with an operating point: ``check_below``, fitted for its weights unless another
+    ``weights_sha256`` is given."""
+    meta_file = bundle / "configs" / "metadata.json"
+    metadata = json.loads(meta_file.read_text())
+    metadata["operating_point"] = {"check_below": check_below,
+                                   "weights_sha256": weights_sha256 or sha256(bundle / "models" / "model.pt")}
+    meta_file.write_text(json.dumps(metadata, indent=4))
+    return bundle
 
 
 def save_weights(bundle, change) -> None:
@@ -344,6 +360,66 @@ def test_an_unknown_lesion_component_is_refused():
         LesionComponentd("pred", "biggest")
 
 
+def test_the_confidence_is_the_mean_lesion_probability_of_the_kept_component():
+    lesion = np.zeros((40, 60))
+    lesion[2:20, 2:30] = 0.8  # the largest component, 504 pixels
+    lesion[2:4, 2:30] = 0.6  # 56 of them less probable
+    lesion[25:30, 40:45] = 0.95  # the most probable component
+    for component, expected in (("largest", (56 * 0.6 + 448 * 0.8) / 504), ("most_probable", 0.95)):
+        found = LesionComponentd("pred", component, confidence_key="confidence")({"pred": two_channels(lesion)})
+        assert found["confidence"] == pytest.approx(expected), component
+    nothing = LesionComponentd("pred", "largest", confidence_key="confidence")({"pred": two_channels(lesion * 0)})
+    assert nothing["confidence"] is None and not nothing["pred"].any()
+    assert "confidence" not in LesionComponentd("pred", "largest")({"pred": two_channels(lesion)})
+    with pytest.raises(ValueError, match=r"a confidence_key needs exactly one prediction key, got \['a', 'b'\]"):
+        LesionComponentd(["a", "b"], "largest", confidence_key="confidence")
+
+
+def test_a_lesion_found_with_little_confidence_asks_to_check_its_box(tmp_path):
+    bundle = copy_localiser(tmp_path / "localiser", image_size=64)
+    save_weights(bundle, lambda state: None)
+    image = np.full((120, 200), 40, np.uint8)
+    image[30:70, 100:180] = 220
+
+    def located(check_below=None, weights_sha256=None):
+        if check_below is not None:
+            with_check_below(bundle, check_below, weights_sha256)
+        localiser = LesionLocaliser(bundle, device="cpu")
+        localiser.network = BrightIsLesion()
+        return localiser, localiser.locate(image)
+
+    localiser, plain = located()
+    assert plain.found and 0.5 < plain.confidence <= 1.0 and not plain.check_box
+    assert localiser.check_below is None and localiser.operating_point_note is None
+    assert located(plain.confidence + 0.01)[1].check_box
+    assert not located(plain.confidence - 0.01)[1].check_box
+    localiser, other = located(1.0, weights_sha256="f" * 64)
+    assert not other.check_box and localiser.check_below is None
+    assert localiser.operating_point_note.startswith("the localiser's cut-off for checking its box was fitted for "
+                                                     "other weights (ffffffffffff), so it was not applied")
+    meta_file = bundle / "configs" / "metadata.json"
+    for wrong in (1.5, "0.9", True):
+        with pytest.raises(BundleError, match=f"^{meta_file}: operating_point must be an object whose check_below "
+                                              r"is a number in \[0, 1\]"):
+            located(wrong)
+
+
+def test_a_cut_off_without_a_confidence_in_the_configs_is_named(tmp_path):
+    """Configs of before the confidence (no confidence_key) beside a metadata.json with a cut-off: one line."""
+    bundle = copy_localiser(tmp_path / "localiser", image_size=64)
+    save_weights(bundle, lambda state: None)
+    config_file = bundle / "configs" / "inference.json"
+    config = json.loads(config_file.read_text())
+    del config["lesion_mask"][-1]["confidence_key"]
+    config_file.write_text(json.dumps(config))
+    localiser = LesionLocaliser(with_check_below(bundle, 0.9), device="cpu")
+    localiser.network = BrightIsLesion()
+    image = np.full((120, 200), 40, np.uint8)
+    image[30:70, 100:180] = 220
+    with pytest.raises(BundleError, match=f"^{config_file}: its lesion_mask gives no lesion_confidence"):
+        localiser.locate(image)
+
+
 @pytest.mark.parametrize("component", LESION_COMPONENTS)
 def test_validation_evaluation_and_inference_keep_the_settings_component(tmp_path, component):
     bundle = copy_localiser(tmp_path / "localiser", lesion_component=component)
@@ -357,14 +433,16 @@ def test_validation_evaluation_and_inference_keep_the_settings_component(tmp_pat
         assert [t.component for t in kept] == [component], configs
 
 
-def test_nothing_found_is_said_plainly(tmp_path, held_out_images):
-    def background_everywhere(state):
-        for value in state.values():
-            value.zero_()
-        last_bias = [key for key in state if key.endswith("bias")][-1]
-        assert state[last_bias].shape == (2,)
-        state[last_bias][0] = 1.0  # background logit 1, lesion logit 0, at every pixel
+def background_everywhere(state):
+    """Weights whose network answers background logit 1, lesion logit 0, at every pixel."""
+    for value in state.values():
+        value.zero_()
+    last_bias = [key for key in state if key.endswith("bias")][-1]
+    assert state[last_bias].shape == (2,)
+    state[last_bias][0] = 1.0
 
+
+def test_nothing_found_is_said_plainly(tmp_path, held_out_images):
     bundle = copy_localiser(tmp_path / "localiser")
     save_weights(bundle, background_everywhere)
     result = LesionLocaliser(bundle, device="cpu").locate(held_out_images[0])
@@ -512,6 +590,33 @@ def test_the_benchmark_without_a_classifier_measures_the_localiser_alone(trained
     assert "| test set | images | no lesion found | Dice [95% CI] | box IoU [95% CI] |" in table and "AUC" not in table
 
 
+def test_calibrate_localiser_fits_the_least_confident_tenth_for_its_weights(trained_localiser, tiny_data, tmp_path,
+                                                                           capsys):
+    bundle, out, datalist = tmp_path / "localiser", tmp_path / "out", str(tiny_data / "datalist.json")
+    shutil.copytree(trained_localiser, bundle)
+    assert main(["calibrate-localiser", "--localiser", str(bundle), "--datalist", datalist, "--out", str(out),
+                 "--device", "cpu"]) == 0
+    rows = [row for _, row in read_rows(out / "validation_confidence.csv", ("image", "found", "confidence"))]
+    assert [row["image"] for row in rows] == [entry["image"] for entry in json.loads(Path(datalist).read_text())[
+        "validation"]]
+    confidences = [float(row["confidence"]) for row in rows if row["found"] == "1"]
+    point = json.loads((bundle / "configs" / "metadata.json").read_text())["operating_point"]
+    assert point["check_below"] == pytest.approx(np.quantile(confidences, 0.1), abs=1e-6)
+    assert point["weights_sha256"] == sha256(bundle / "models" / "model.pt")
+    report = json.loads((out / "localiser_calibration.json").read_text())
+    assert report["not_found"] == len(rows) - len(confidences) and report["check_below"] == point["check_below"]
+    localiser = LesionLocaliser(bundle, device="cpu")
+    assert localiser.check_below == point["check_below"] and localiser.operating_point_note is None
+    flagged = [localiser.locate(item["image"]).check_box for item in load_split(datalist, "validation")]
+    assert sum(flagged) == report["checked"] >= 1  # the API flags what the fit counted
+
+    save_weights(nothing := copy_localiser(tmp_path / "nothing"), background_everywhere)
+    assert main(["calibrate-localiser", "--localiser", str(nothing), "--datalist", datalist, "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert f"{datalist}: the localiser found no lesion in any of the 6 validation images" in error
+    assert error.count("\n") == 1
+
+
 def test_the_referral_benchmark_counts_the_referred_errors_and_localiser_misses(trained_localiser, trained_bundle,
                                                                                tiny_data, tmp_path):
     referral = benchmark("referral")
@@ -540,3 +645,17 @@ def test_the_referral_benchmark_counts_the_referred_errors_and_localiser_misses(
     malignant = [row for row in kept if row["label"] == 1]
     if malignant:
         assert summary["sensitivity_kept"] == pytest.approx(np.mean([row["predicted"] == 1 for row in malignant]))
+    assert summary["box_checks"] == [0, 0]  # a localiser without a cut-off asks for no check
+
+    confidences = sorted(row["localiser_confidence"] for row in rows if row["localiser_confidence"] != "")
+    half = len(confidences) // 2
+    check_below = (confidences[half - 1] + confidences[half]) / 2  # between two rounded values: no ties
+    assert confidences[half - 1] < check_below < confidences[half]
+    unsure = with_check_below(shutil.copytree(trained_localiser, tmp_path / "localiser"), check_below)
+    checked = referral.measure(str(unsure), str(with_operating_point(bundle, refer_above=refer_above)), datalist)
+    assert [row["check_box"] for row in checked] == [int(row["localiser_confidence"] != "" and
+                                                         row["localiser_confidence"] < check_below) for row in rows]
+    assert [row["refer"] for row in checked] == [max(row["refer"], box["check_box"]) for row, box in zip(rows, checked)]
+    write_rows(tmp_path / "checked.csv", referral.COLUMNS, checked)
+    assert referral.summarise(tmp_path / "checked.csv")["all"]["box_checks"] == [sum(row["check_box"] for row in
+                                                                                     checked)] * 2

@@ -71,11 +71,13 @@ def test_the_readme_main_command_uses_the_shipped_weights_and_prints_the_readme_
     assert f"threshold: {metadata['operating_point']['threshold']:g} (operating point)" in printed
     localiser = json.loads((REPO / "localiser" / "configs" / "metadata.json").read_text())
     assert f"localiser: localiser/models/model.pt (version {localiser['version']}, SHA-256 " \
-        f"{localiser['weights']['models/model.pt']['sha256'][:12]}...)" in printed
+        f"{localiser['weights']['models/model.pt']['sha256'][:12]}...); check the box below confidence " \
+        f"{localiser['operating_point']['check_below']:.3f}" in printed
     readme = [line.split(" | ") for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| bus_")]
     rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| bus_")]
     assert [(r[0], r[2]) for r in rows] == [(r[0], r[2]) for r in readme] and len(rows) == 8
     tolerance = 0.005 if bf16_supported(torch.device("cpu")) else 0.02
     assert all(abs(float(a[3]) - float(b[3])) <= tolerance for a, b in zip(rows, readme))
-    assert [r[5].split()[0] for r in rows] == [r[5].split()[0] for r in readme]  # refer: yes or no
-    assert [r[6] for r in rows[4:]] == [r[6] for r in readme[4:]]  # the localiser's box IoU
+    assert [r[5].split(" (")[0] for r in rows] == [r[5].split(" (")[0] for r in readme]  # refer: yes, or no
+    assert all(abs(float(a[6]) - float(b[6])) <= tolerance for a, b in zip(rows[4:], readme[4:]))  # localiser confidence
+    assert [r[7] for r in rows[4:]] == [r[7] for r in readme[4:]]  # the localiser's box IoU

@@ -4,8 +4,8 @@ The samples are real BUS-BRA images (CC BY 4.0, ``monai_bus/samples/CREDITS.md``
 no training split holds, each with the dataset's lesion box. Each is classified twice with the
 bundles' weights through the inference API: around the dataset's box, and without a box, around the
 box that the localiser finds. The command prints a table for each (the dataset's pathology beside
-the model's answer and its refer flag; for the localiser, the IoU of its box with the dataset's) and
-the weights used, and writes ``<out>/<image>_overlay.png`` and ``<out>/<image>_localiser_overlay.png``:
+the model's answer and its refer flag; for the localiser, its confidence and the IoU of its box with
+the dataset's) and the weights used, and writes ``<out>/<image>_overlay.png`` and ``<out>/<image>_localiser_overlay.png``:
 the attention map, the lesion box (green) and the classified region (blue).
 """
 
@@ -26,8 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _referral(prediction) -> str:
-    """The refer flag and the uncertainty, as ``yes (0.129)``."""
-    flag = {True: "yes", False: "no", None: "-"}[prediction.refer]
+    """The refer flag and the uncertainty, as ``yes (0.129)``, or ``yes, check the box (0.038)`` when the
+    localiser is unsure of its box."""
+    flag = "yes, check the box" if prediction.check_box else {True: "yes", False: "no", None: "-"}[prediction.refer]
     return flag if prediction.uncertainty is None else f"{flag} ({prediction.uncertainty:.3f})"
 
 
@@ -55,9 +56,9 @@ def run(args: argparse.Namespace) -> int:
               f"{prediction.malignancy_probability:.3f} | {prediction.likelihood} | {_referral(prediction)} "
               f"| {overlay} |")
     print("\nWithout a box, around the localiser's box:\n")
-    print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | refer (uncertainty) | box IoU with the "
-          "dataset's | overlay |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | refer (uncertainty) | localiser "
+          "confidence | box IoU with the dataset's | overlay |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for sample in samples:
         image = SAMPLES / sample["image"]
         prediction = classifier.predict(image)
@@ -65,12 +66,15 @@ def run(args: argparse.Namespace) -> int:
         write_overlay(read_image(image)[0], prediction.attention, prediction.box, prediction.roi, overlay)
         answer = ("no lesion found | - | -" if prediction.class_name is None else
                   f"{prediction.class_name} | {prediction.malignancy_probability:.3f} | {prediction.likelihood}")
-        answer += f" | {_referral(prediction)}"
+        confidence = "-" if prediction.localiser_confidence is None else f"{prediction.localiser_confidence:.3f}"
+        answer += f" | {_referral(prediction)} | {confidence}"
         print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {answer} | "
               f"{box_iou(prediction.box, tuple(sample['box'])):.2f} | {overlay} |")
     weights, located_by = classifier.weights, classifier.localiser.weights
     print(f"\nweights: {weights['file']} (version {weights['version']}, SHA-256 {weights['sha256'][:12]}...), "
           f"trained on {weights['trained_on']}")
-    print(f"localiser: {located_by['file']} (version {located_by['version']}, SHA-256 {located_by['sha256'][:12]}...)")
+    check_below = classifier.localiser.check_below
+    print(f"localiser: {located_by['file']} (version {located_by['version']}, SHA-256 {located_by['sha256'][:12]}...)"
+          + ("" if check_below is None else f"; check the box below confidence {check_below:.3f}"))
     print("threshold: " + ("argmax" if classifier.threshold is None else f"{classifier.threshold:g} (operating point)"))
     return 0

@@ -98,17 +98,22 @@ class LesionComponentd(MapTransform):
     Args:
         keys: the prediction key(s); each value is the softmax [2, H, W] (background, lesion).
         component: one of :data:`LESION_COMPONENTS`, the localiser bundle's ``lesion_component`` setting.
+        confidence_key: with one key, where to put the localiser's confidence in the kept component: its
+            mean lesion probability, a float above 0.5 (None when no pixel is lesion); not written when
+            None (docs/results/localiser/confidence/ of the monai-bus repository).
 
     Returns:
         the mask [1, H, W] under each key, 1 on the kept component, 0 elsewhere (all 0 when no pixel is
         lesion), in the prediction's type and dtype (a ``MetaTensor`` keeps its meta data).
     """
 
-    def __init__(self, keys: KeysCollection, component: str) -> None:
+    def __init__(self, keys: KeysCollection, component: str, confidence_key: str | None = None) -> None:
         if component not in LESION_COMPONENTS:
             raise ValueError(f"lesion_component must be one of {', '.join(LESION_COMPONENTS)}, got {component!r}.")
         super().__init__(keys)
-        self.component = component
+        if confidence_key is not None and len(self.keys) != 1:
+            raise ValueError(f"a confidence_key needs exactly one prediction key, got {list(self.keys)}.")
+        self.component, self.confidence_key = component, confidence_key
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
@@ -124,5 +129,7 @@ class LesionComponentd(MapTransform):
                 areas = np.bincount(components.ravel(), minlength=count + 1)[candidates]
                 kept = candidates[np.argmax(areas)]  # the largest candidate; between equal ones, the first
                 lesion = lesion & torch.from_numpy(components == kept).to(lesion.device)[None]
+            if self.confidence_key is not None:
+                d[self.confidence_key] = float(probabilities[1:][lesion].float().mean()) if count else None
             d[key] = lesion.to(probabilities.dtype)
         return d
