@@ -65,9 +65,10 @@ def test_without_a_box_the_localisers_box_is_classified(classifier, localiser):
     given = classifier.predict(SAMPLE, box=found.box)  # the same box, given by hand
     assert given.box_source == "given" and given.lesion_mask is None and given.localiser_version is None
     assert result.probabilities == given.probabilities and result.roi == given.roi
-    assert result.class_name in ("benign", "malignant") and result.note is None
-    assert result.localiser_confidence == found.confidence and 0.5 < found.confidence <= 1.0
-    assert result.check_box is found.check_box is False  # above the shipped cut-off
+    assert result.class_name in ("benign", "malignant") and given.note is None
+    assert result.localiser_confidence == found.confidence and 0.5 < found.confidence < localiser.check_below
+    assert result.check_box is found.check_box is True and result.refer is True  # its box is right, but in doubt
+    assert result.note == CHECK_BOX_NOTE.format(confidence=found.confidence, cutoff=localiser.check_below)
     summary = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert summary["box"] == list(found.box) and summary["box_source"] == "localiser"
 

@@ -129,8 +129,8 @@ def test_end_to_end(module, api, whole_bundle, scene, image):
     assert table.GetName() == "BUSClassifier results"
     assert [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())] == [
         "Volume", "Class", "P(malignant)", "Likelihood", "Uncertainty", "Refer", "Threshold", "Model version",
-        "Weights SHA-256", "Trained on", "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID",
-        "SeriesInstanceUID", "SOPInstanceUID", "Time"]
+        "Weights SHA-256", "Trained on", "Region", "Box source", "Localiser version", "Localiser confidence", "Note",
+        "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time"]
     assert table.GetNumberOfRows() == 1
     values = row(table)
     assert values["Volume"] == "lesion" and values["Class"] == expected.class_name
@@ -186,8 +186,8 @@ def test_row_threshold_note_and_dicom_uids(module, scene, image, monkeypatch):
     volume = add_volume(scene, image[np.newaxis])
     result = {"class_name": "benign", "malignancy_probability": 0.25, "threshold": 0.35, "model_version": "0.3.0",
               "weights_sha256": "ab" * 32, "roi": None, "note": BOX_IGNORED_NOTE, "likelihood": "probably benign",
-              "trained_on": "the test's data", "box_source": None, "localiser_version": None, "uncertainty": 0.01234,
-              "refer": False}
+              "trained_on": "the test's data", "box_source": None, "localiser_version": None,
+              "localiser_confidence": None, "uncertainty": 0.01234, "refer": False}
     logic = module.BUSClassifierLogic()
     values = logic.rowValues(volume, result)
     assert values["Threshold"] == "0.35" and values["Note"] == BOX_IGNORED_NOTE and values["Box source"] == "none"
@@ -270,6 +270,9 @@ def test_the_localisers_lesion_becomes_a_segmentation_and_a_movable_roi(module, 
     expected = BundleClassifier(REPO / "bundle", localiser=LesionLocaliser(REPO / "localiser")).predict(pixels)
     assert {key: result[key] for key in expected.to_dict()} == expected.to_dict()
     assert result["box_source"] == "localiser" and result["box"] == list(expected.box)
+    first = row(logic.resultsTable(scene), 0)  # the localiser is unsure of this (right) box: check it
+    assert expected.check_box and first["Refer"] == "yes" and "check that the box holds the lesion" in first["Note"]
+    assert float(first["Localiser confidence"]) == pytest.approx(expected.localiser_confidence, abs=1e-4)
     segmentation = module.lesion_node(volume, "vtkMRMLSegmentationNode")
     assert segmentation.GetName() == "lesion lesion" and segmentation.GetSegmentation().GetNumberOfSegments() == 1
     segment = segmentation.GetSegmentation().GetNthSegment(0)

@@ -224,8 +224,8 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
 
     RESULTS_TABLE_NAME = "BUSClassifier results"
     COLUMNS = ("Volume", "Class", "P(malignant)", "Likelihood", "Uncertainty", "Refer", "Threshold", "Model version",
-               "Weights SHA-256", "Trained on", "Region", "Box source", "Localiser version", "Note", "StudyInstanceUID",
-               "SeriesInstanceUID", "SOPInstanceUID", "Time")
+               "Weights SHA-256", "Trained on", "Region", "Box source", "Localiser version", "Localiser confidence",
+               "Note", "StudyInstanceUID", "SeriesInstanceUID", "SOPInstanceUID", "Time")
 
     @staticmethod
     def defaultBundlePath() -> str:
@@ -304,6 +304,8 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
             "Region": self.regionLabel(result["roi"]) if classified else "not classified",
             "Box source": result["box_source"] or "none",
             "Localiser version": result["localiser_version"] or "",
+            "Localiser confidence": "" if result["localiser_confidence"] is None else
+            f"{result['localiser_confidence']:.4f}",
             "Note": result["note"] or "",
             "StudyInstanceUID": study,
             "SeriesInstanceUID": series,
