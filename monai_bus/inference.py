@@ -108,8 +108,8 @@ class Prediction:
             (:mod:`monai_bus.uncertainty`); None when not measured, or not classified.
         refer: whether a reader should decide: True when ``uncertainty`` is above the operating point's
             ``refer_above``, when the localiser found no lesion or is unsure of the lesion it found, or when
-            a model trained on lesion regions classified the whole image; None when neither applies and it could not be decided (no
-            uncertainty, or no ``refer_above``); else False.
+            a model trained on lesion regions classified the whole image; None when none applies and it
+            could not be decided (no uncertainty, or no ``refer_above``); else False.
         weights_file: the weight file that classified the image.
         weights_sha256: its SHA-256.
         trained_on: the data that trained it, in words.
@@ -537,5 +537,6 @@ class BundleClassifier:
         """The answer for an image in which the localiser found no lesion: no class, and a note that says so."""
         return Prediction(
             class_index=None, class_name=None, probabilities=None, model_version=self.version,
-            note="; ".join(n for n in (NO_LESION_NOTE, *self._localiser_notes(localisation)) if n), refer=True, weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
+            note="; ".join(n for n in (NO_LESION_NOTE, *self._localiser_notes(localisation)) if n), refer=True,
+            weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
             trained_on=self.weights["trained_on"], **self._localiser_fields(localisation))
