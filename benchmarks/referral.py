@@ -11,9 +11,9 @@ at the bundle's operating point, and measures the uncertainty over its test-time
 (``benchmarks/localiser.py``'s measure), P(malignant), the class (empty when no lesion was found), the
 uncertainty, the localiser's confidence, whether it asked to check its box (its confidence below the
 localiser's ``check_below``, docs/results/localiser/confidence/) and ``refer``. ``<out>/table.md`` and
-``table.json``, per dataset: how many images are referred, and how many of them for the box; the errors at the operating point, the missed cancers and false alarms among them, the
-localiser's misses (box IoU below :data:`MISS_IOU`, or no lesion) and the errors on them, each with
-how many are referred; and the AUC, sensitivity and specificity on the images not referred.
+``table.json``, per dataset: how many images are referred, and how many of them for the box; the errors
+at the operating point, the missed cancers and false alarms among them, the localiser's misses (box
+IoU below :data:`MISS_IOU`, or no lesion) and the errors on them, each with how many are referred; and the AUC, sensitivity and specificity on the images not referred.
 """
 
 from __future__ import annotations
@@ -99,8 +99,8 @@ def write_table(summary: dict, out: Path, command: str) -> str:
               + f" | {row['auc_kept']:.3f} | {row['sensitivity_kept']:.3f} | {row['specificity_kept']:.3f} |"
               for name, row in summary.items()]
     lines += ["", "Counts with, in brackets, how many of them are referred. Asked to check the box: referred because "
-              "the localiser's confidence is below its cut-off (some also for their uncertainty). A missed cancer: a malignant lesion not "
-              "called malignant (or not found); a false alarm: a benign one called malignant. A localiser miss: "
+              "the localiser's confidence is below its cut-off (some also for their uncertainty). "
+              "A missed cancer: a malignant lesion not called malignant (or not found); a false alarm: a benign one called malignant. A localiser miss: "
               f"its box's IoU with the dataset's below {MISS_IOU}, or no lesion found (IoU 0). An image without a "
               "lesion found is referred and counts as an error."]
     table = "\n".join(lines) + "\n"

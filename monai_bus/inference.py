@@ -122,7 +122,7 @@ class Prediction:
         localiser_version: with ``box_source`` ``"localiser"``, the version of the localiser's weights.
         localiser_sha256: their SHA-256.
         localiser_confidence: with ``box_source`` ``"localiser"``, the localiser's confidence in the lesion
-            it found (:class:`monai_bus.localiser.Localisation`); None when it found none.
+            it found (:class:`monai_bus.localiser.Localisation`); None when it found none, or gives none.
         check_box: whether the localiser is unsure of the lesion it found (its confidence below its
             ``check_below``): then ``refer`` is True and ``note`` asks the user to check the box.
         feature_distance: how unlike the training images the classified input is

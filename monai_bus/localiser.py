@@ -30,6 +30,7 @@ import torch
 from monai.transforms import BoundingRect, Compose
 
 from monai_bus.data.boxes import MIN_BOX_SIDE, Box
+from monai_bus.data.masks import LesionComponentd
 from monai_bus.errors import find_monai_bus_error, one_line
 from monai_bus.inference import BundleError, load_weights, read_bundle
 
@@ -46,7 +47,8 @@ class Localisation:
             component of the predicted lesion that the bundle keeps; all False when no lesion was found.
         box: the mask's bounding box ``(row_start, row_stop, col_start, col_stop)`` in the input's
             pixels (half-open, rows first); None when no lesion was found.
-        confidence: the mean lesion probability over ``mask``, above 0.5; None when no lesion was found.
+        confidence: the mean lesion probability over ``mask``, above 0.5; None when no lesion was found, or
+            when the bundle's ``lesion_mask`` gives no confidence (configs of before version 0.5.0).
         check_box: whether the confidence is below the operating point's ``check_below``, so that the
             user should check that the box holds the lesion.
     """
@@ -75,8 +77,15 @@ class LesionLocaliser:
             ``models/model.pt``.
         device: torch device name; default as in the bundle's config (CUDA when available).
 
+    Attributes:
+        gives_confidence: whether the bundle's ``lesion_mask`` gives the confidence
+            (:class:`~monai_bus.data.masks.LesionComponentd`'s ``confidence_key``, since version 0.5.0).
+        check_below: the operating point's cut-off, None when there is none or it was fitted for other
+            weights (then ``operating_point_note`` says so).
+
     Raises:
-        BundleError: a missing file, or a bundle whose configs or checkpoint do not fit together.
+        BundleError: a missing file, a bundle whose configs or checkpoint do not fit together, a malformed
+            ``operating_point``, or one with a ``check_below`` beside configs that give no confidence.
     """
 
     def __init__(self, bundle_dir: str | os.PathLike, device: str | None = None) -> None:
@@ -105,6 +114,11 @@ class LesionLocaliser:
                 or not 0.0 <= self.check_below <= 1.0):
             raise BundleError(f"{meta_file}: operating_point must be an object whose check_below is a number in "
                               f"[0, 1], got {operating_point!r}.")
+        self.gives_confidence = any(isinstance(t, LesionComponentd) and t.confidence_key == CONFIDENCE_KEY
+                                    for t in self.lesion_mask.transforms)
+        if self.check_below is not None and not self.gives_confidence:
+            raise BundleError(f"{config_file}: its lesion_mask gives no {CONFIDENCE_KEY} (LesionComponentd's "
+                              f"confidence_key), which the operating point's check_below in {meta_file} needs.")
         self.operating_point_note = None
         fitted_for = operating_point.get("weights_sha256")
         if self.check_below is not None and fitted_for is not None and fitted_for != self.weights["sha256"]:
@@ -130,8 +144,7 @@ class LesionLocaliser:
         Raises:
             InputError: a ``ValueError`` naming the file, for every image that
                 :func:`monai_bus.data.images.read_image` refuses.
-            BundleError: when the network's output is not finite (corrupt weights), or the bundle's
-                ``lesion_mask`` gives no confidence while its operating point has a ``check_below``.
+            BundleError: when the network's output is not finite (corrupt weights).
         """
         try:
             data = self.preprocessing({"image": image, "frame": frame})
@@ -147,9 +160,5 @@ class LesionLocaliser:
         if min(row_stop - row_start, col_stop - col_start) < MIN_BOX_SIDE:
             return Localisation(mask=np.zeros_like(mask), box=None)
         confidence = found.get(CONFIDENCE_KEY)
-        if confidence is None and self.check_below is not None:
-            raise BundleError(f"{self.bundle_dir / 'configs' / 'inference.json'}: its lesion_mask gives no "
-                              f"{CONFIDENCE_KEY} (LesionComponentd's confidence_key), which the operating point's "
-                              "check_below needs.")
         return Localisation(mask=mask, box=(row_start, row_stop, col_start, col_stop), confidence=confidence,
                             check_box=self.check_below is not None and confidence < self.check_below)

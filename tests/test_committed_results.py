@@ -7,6 +7,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import benchmark
@@ -79,14 +80,29 @@ def test_the_bundle_eval_metrics_are_the_model_card_figures():
         "test_ece": round(internal["both"]["ece"], 3)}
 
 
-def test_referral_table_recomputes_identically(tmp_path):
+@pytest.mark.parametrize("folder", ["referral", "localiser/confidence/validation"])
+def test_referral_table_recomputes_identically(tmp_path, folder):
     referral = benchmark("referral")
-    committed = RESULTS / "referral"
+    committed = RESULTS / folder
     command = (committed / "table.md").read_text().splitlines()[0].removeprefix("Command: `").removesuffix("`")
     referral.write_table(referral.summarise(committed / "predictions.csv"), tmp_path, command)
     for name in ("table.md", "table.json"):
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
-    assert (committed / "table.md").read_text().split("\n", 2)[2] in (committed / "README.md").read_text()
+    if folder == "referral":
+        assert (committed / "table.md").read_text().split("\n", 2)[2] in (committed / "README.md").read_text()
+
+
+def test_the_localisers_cut_off_is_the_committed_fit():
+    """The shipped check_below and weights are those of the committed fit, whose confidences give that cut-off."""
+    fitted = RESULTS / "localiser" / "confidence" / "calibration"
+    report = json.loads((fitted / "localiser_calibration.json").read_text())
+    point = json.loads((RESULTS.parents[1] / "localiser" / "configs" / "metadata.json").read_text())["operating_point"]
+    assert (point["check_below"], point["weights_sha256"]) == (report["check_below"], report["weights"]["sha256"])
+    with open(fitted / "validation_confidence.csv", newline="") as f:
+        confidences = [float(row["confidence"]) for row in csv.DictReader(f) if row["found"] == "1"]
+    assert len(confidences) == report["validation_images"] - report["not_found"]
+    assert np.quantile(confidences, report["fraction_checked"]) == pytest.approx(point["check_below"], abs=1e-6)
+    assert sum(c < point["check_below"] for c in confidences) == report["checked"]
 
 
 @pytest.mark.parametrize("test_set", ["internal", "busbra_to_busi", "busi_to_busbra", "internal_seed_1",

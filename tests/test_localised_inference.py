@@ -7,6 +7,7 @@ localisers for the cases the shipped one does not show on demand (no lesion foun
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -96,6 +97,29 @@ def test_a_box_the_localiser_is_unsure_of_is_classified_referred_and_to_be_check
     summary = json.loads(json.dumps(result.to_dict(), allow_nan=False))
     assert summary["check_box"] is True and summary["localiser_confidence"] == 0.7 and summary["refer"] is True
     assert given.check_box is False and given.localiser_confidence is None
+
+
+class FittedForOtherWeights(UnsureOfItsBox):
+    """A stand-in localiser whose cut-off was fitted for other weights: no check, and a note that says so."""
+
+    check_below, operating_point_note = None, "the localiser's cut-off ... was not applied"
+
+    def locate(self, image, frame=None):
+        return replace(super().locate(image), check_box=False)
+
+
+class FittedForOtherWeightsFindsNothing(FittedForOtherWeights):
+    def locate(self, image, frame=None):
+        return NothingFound().locate(image)
+
+
+def test_a_localisers_cut_off_for_other_weights_is_said_in_every_answer_around_its_boxes():
+    found = BundleClassifier(REPO / "bundle", device="cpu", localiser=FittedForOtherWeights()).predict(SAMPLE)
+    note = FittedForOtherWeights.operating_point_note
+    assert found.class_name is not None and not found.check_box and found.note == note
+    nothing = BundleClassifier(REPO / "bundle", device="cpu", localiser=FittedForOtherWeightsFindsNothing()).predict(
+        SAMPLE)
+    assert nothing.class_name is None and nothing.note == f"{NO_LESION_NOTE}; {note}"
 
 
 def test_a_given_box_or_the_items_masks_are_used_and_the_localiser_is_not_asked(tmp_path):

@@ -404,20 +404,29 @@ def test_a_lesion_found_with_little_confidence_asks_to_check_its_box(tmp_path):
             located(wrong)
 
 
-def test_a_cut_off_without_a_confidence_in_the_configs_is_named(tmp_path):
-    """Configs of before the confidence (no confidence_key) beside a metadata.json with a cut-off: one line."""
+def test_configs_without_the_confidence_work_alone_and_a_cut_off_beside_them_is_named(tmp_path, tiny_data, capsys):
+    """Configs of before the confidence (no confidence_key): the localiser finds lesions without one, the fitting
+    command stops, and a metadata.json with a cut-off beside them is refused, each in one line naming the file."""
     bundle = copy_localiser(tmp_path / "localiser", image_size=64)
     save_weights(bundle, lambda state: None)
     config_file = bundle / "configs" / "inference.json"
     config = json.loads(config_file.read_text())
     del config["lesion_mask"][-1]["confidence_key"]
     config_file.write_text(json.dumps(config))
-    localiser = LesionLocaliser(with_check_below(bundle, 0.9), device="cpu")
+    localiser = LesionLocaliser(bundle, device="cpu")
     localiser.network = BrightIsLesion()
     image = np.full((120, 200), 40, np.uint8)
     image[30:70, 100:180] = 220
-    with pytest.raises(BundleError, match=f"^{config_file}: its lesion_mask gives no lesion_confidence"):
-        localiser.locate(image)
+    found = localiser.locate(image)
+    assert not localiser.gives_confidence and found.found and found.confidence is None and not found.check_box
+    assert main(["calibrate-localiser", "--localiser", str(bundle), "--datalist", str(tiny_data / "datalist.json"),
+                 "--out", str(tmp_path / "out")]) == 2
+    error = capsys.readouterr().err
+    assert f"{config_file}: its lesion_mask gives no confidence" in error and error.count("\n") == 1
+    with pytest.raises(BundleError, match=f"^{config_file}: its lesion_mask gives no lesion_confidence .* check_below "
+                                          f"in {bundle / 'configs' / 'metadata.json'} needs") as raised:
+        LesionLocaliser(with_check_below(bundle, 0.9), device="cpu")
+    assert "\n" not in str(raised.value)
 
 
 @pytest.mark.parametrize("component", LESION_COMPONENTS)

@@ -79,5 +79,6 @@ def test_the_readme_main_command_uses_the_shipped_weights_and_prints_the_readme_
     tolerance = 0.005 if bf16_supported(torch.device("cpu")) else 0.02
     assert all(abs(float(a[3]) - float(b[3])) <= tolerance for a, b in zip(rows, readme))
     assert [r[5].split(" (")[0] for r in rows] == [r[5].split(" (")[0] for r in readme]  # refer: yes, or no
-    assert all(abs(float(a[6]) - float(b[6])) <= tolerance for a, b in zip(rows[4:], readme[4:]))  # localiser confidence
+    # the localiser's confidence
+    assert all(abs(float(a[6]) - float(b[6])) <= tolerance for a, b in zip(rows[4:], readme[4:]))
     assert [r[7] for r in rows[4:]] == [r[7] for r in readme[4:]]  # the localiser's box IoU

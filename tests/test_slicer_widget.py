@@ -270,6 +270,7 @@ def test_without_an_roi_the_localiser_finds_the_lesion_and_its_box_can_be_moved(
     status = widget.ui.statusLabel.text
     assert status.startswith("Done: lesion is ") and "The box is the localiser's: move the ROI 'lesion lesion box'" \
         in status, status
+    assert " Refer: check the box first. Note: the localiser is unsure of the lesion it found" in status, status
     roi = widget.ui.roiSelector.node
     assert roi is not None and roi.GetName() == "lesion lesion box"
     segmentation = scene.GetFirstNodeByName("lesion lesion")

@@ -42,6 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     items = load_split(args.datalist, "validation")
     localiser = LesionLocaliser(args.localiser, device=args.device)
+    if not localiser.gives_confidence:
+        raise CommandError(f"{Path(args.localiser) / 'configs' / 'inference.json'}: its lesion_mask gives no "
+                           "confidence (LesionComponentd's confidence_key, since localiser 0.5.0), so there is "
+                           "nothing to fit the cut-off on.")
     localiser.check_below = None  # fit on what the localiser finds, before any cut-off
     found = [localiser.locate(item["image"], frame=item.get("frame")) for item in items]
     confidences = np.array([f.confidence for f in found if f.found])

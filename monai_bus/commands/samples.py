@@ -5,8 +5,8 @@ no training split holds, each with the dataset's lesion box. Each is classified 
 bundles' weights through the inference API: around the dataset's box, and without a box, around the
 box that the localiser finds. The command prints a table for each (the dataset's pathology beside
 the model's answer and its refer flag; for the localiser, its confidence and the IoU of its box with
-the dataset's) and the weights used, and writes ``<out>/<image>_overlay.png`` and ``<out>/<image>_localiser_overlay.png``:
-the attention map, the lesion box (green) and the classified region (blue).
+the dataset's) and the weights used, and writes ``<out>/<image>_overlay.png`` and
+``<out>/<image>_localiser_overlay.png``: the attention map, the lesion box (green) and the classified region (blue).
 """
 
 from __future__ import annotations

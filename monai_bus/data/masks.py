@@ -130,7 +130,7 @@ class LesionComponentd(MapTransform):
                 kept = candidates[np.argmax(areas)]  # the largest candidate; between equal ones, the first
                 lesion = lesion & torch.from_numpy(components == kept).to(lesion.device)[None]
             if self.confidence_key is not None:  # as plain tensors, a masked sum: a third of indexing's time
-                values, kept = (t.as_subclass(torch.Tensor) for t in (probabilities[1:].float(), lesion))
-                d[self.confidence_key] = float((values * kept).sum() / kept.sum()) if count else None
+                values, on_lesion = (t.as_subclass(torch.Tensor) for t in (probabilities[1:].float(), lesion))
+                d[self.confidence_key] = float((values * on_lesion).sum() / on_lesion.sum()) if count else None
             d[key] = lesion.to(probabilities.dtype)
         return d

@@ -23,10 +23,14 @@ ATTENTION_TAG = "monai_bus_attention"
 
 def operating_point(classifier) -> dict:
     """The operating point that a :class:`monai_bus.inference.BundleClassifier` applies: its ``threshold``
-    (None: the argmax), ``temperature``, ``refer_above`` (None: no referral by uncertainty) and
-    ``unfamiliar_above`` (None: no image is turned away as unlike the training images)."""
+    (None: the argmax), ``temperature``, ``refer_above`` (None: no referral by uncertainty),
+    ``unfamiliar_above`` (None: no image is turned away as unlike the training images) and its localiser's
+    ``check_below`` as ``localiser_check_below`` (None: no localiser, or no cut-off for its weights, so no
+    box is to be checked)."""
+    localiser = classifier.localiser
     return {"threshold": classifier.threshold, "temperature": classifier.temperature,
-            "refer_above": classifier.refer_above, "unfamiliar_above": classifier.unfamiliar_above}
+            "refer_above": classifier.refer_above, "unfamiliar_above": classifier.unfamiliar_above,
+            "localiser_check_below": None if localiser is None else localiser.check_below}
 
 
 def store_prediction(datastore, image_id: str, model: str, result: dict, attention_file: str | None = None) -> None:
@@ -49,7 +53,7 @@ def stored_result(datastore, image_id: str, served: dict) -> dict | None:
     Args:
         served: the served weights' ``weights_sha256`` and ``localiser_sha256`` (the localiser's box
             decides what was classified) and the :func:`operating_point` applied (a recalibration changes
-            the probabilities and the classes); a stored result matches when all three are equal.
+            the probabilities and the classes, the localiser's the box checks); a stored result matches when all three are equal.
     """
     info = datastore.get_label_info(image_id, PREDICTION_TAG) or {}
     return info if all(info.get(key) == value for key, value in served.items()) else None

@@ -174,7 +174,9 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
             self.showStatus(f"Done: {volumeNode.GetName()} was not classified: {result['note']}.{moveHint}")
             return
         note = f" Note: {result['note']}." if result["note"] else ""
-        if result["refer"]:
+        if result["check_box"]:
+            note = f" Refer: check the box first.{note}"  # the note says why
+        elif result["refer"]:
             spread = "" if result["uncertainty"] is None else (
                 f" (uncertainty {result['uncertainty']:.3f}: the spread of P(malignant) over test-time views, the "
                 "image mirrored and, around a box, the box moved a little)")
