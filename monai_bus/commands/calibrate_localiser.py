@@ -46,7 +46,6 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"{Path(args.localiser) / 'configs' / 'inference.json'}: its lesion_mask gives no "
                            "confidence (LesionComponentd's confidence_key, since localiser 0.5.0), so there is "
                            "nothing to fit the cut-off on.")
-    localiser.check_below = None  # fit on what the localiser finds, before any cut-off
     found = [localiser.locate(item["image"], frame=item.get("frame")) for item in items]
     confidences = np.array([f.confidence for f in found if f.found])
     if not len(confidences):
