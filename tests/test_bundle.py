@@ -12,7 +12,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 
-from conftest import bundle_overrides, copy_bundle
+from conftest import TRAINED_EPOCHS, bundle_overrides, copy_bundle
 from monai_bus.commands.demo import read_metrics
 from monai_bus.data.loading import load_split
 from monai_bus.errors import find_monai_bus_error
@@ -47,8 +47,8 @@ def test_training_outputs(trained_bundle):
     assert list((trained_bundle / "eval").glob("events.out.tfevents.*"))
     state = torch.load(models / "checkpoint_last.pt", weights_only=True)
     assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "fingerprint", "random"}
-    assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"]
-    assert 0.0 <= state["best_model"]["best_score"] <= 1.0 and state["best_model"]["best_epoch"] in (1, 2)
+    assert state["trainer"]["iteration"] == TRAINED_EPOCHS * state["trainer"]["epoch_length"]
+    assert 0.0 <= state["best_model"]["best_score"] <= 1.0 and 1 <= state["best_model"]["best_epoch"] <= TRAINED_EPOCHS
     assert set(state["random"]) == {"torch", "cuda", "numpy", "python"}
 
 
@@ -59,16 +59,17 @@ def kill_at(iteration: int):
 
 
 def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(trained_bundle, tiny_data, tmp_path):
-    """``trained_bundle`` ran 2 epochs of 4 iterations without a stop; this copy is killed in epoch 2."""
+    """``trained_bundle`` ran ``TRAINED_EPOCHS`` epochs of 4 iterations without a stop; this copy is killed in epoch 2."""
     bundle = copy_bundle(tmp_path / "bundle")
-    flow = workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=2, mask_loss_weight=0)  # as trained_bundle
+    run = {"max_epochs": TRAINED_EPOCHS, "mask_loss_weight": 0}  # as trained_bundle
+    flow = workflow(bundle, tiny_data, ["train.json"], "train", **run)
     flow.initialize()
     flow.parser.get_parsed_content("train#trainer").add_event_handler(*kill_at(6))
     with pytest.raises(KeyboardInterrupt):
         flow.run()
     saved = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)["trainer"]
     assert saved["iteration"] == saved["epoch_length"]  # the end of epoch 1
-    run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", max_epochs=2, mask_loss_weight=0), check=False)
+    run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", **run), check=False)
     for name, key in (("checkpoint_last.pt", "model"), ("model.pt", None)):
         resumed, uninterrupted = (torch.load(b / "models" / name, weights_only=True) for b in (bundle, trained_bundle))
         resumed, uninterrupted = (resumed[key], uninterrupted[key]) if key else (resumed, uninterrupted)

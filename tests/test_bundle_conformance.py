@@ -19,7 +19,7 @@ import torch
 from monai.bundle import ConfigParser, ConfigWorkflow, ckpt_export, download, load, verify_net_in_out
 from packaging.version import Version
 
-from conftest import CONFIGS, REPO, bundle_overrides, copy_bundle
+from conftest import CONFIGS, REPO, TINY, bundle_overrides, copy_bundle
 from monai_bus.bundle_options import flag
 from monai_bus.networks import vgg16_features
 from monai_bus.prediction_files import read_predictions
@@ -151,9 +151,9 @@ def test_bundle_zip_loads_with_monai_bundle_load(tmp_path, trained_bundle):
     name = "monai_bus_classification"
     archive = tmp_path / f"{name}.zip"
     with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(CONFIGS.parent.rglob("*")):
-            if path.is_file() and path.relative_to(CONFIGS.parent).parts[0] in ("configs", "docs", "LICENSE"):
-                zf.write(path, f"{name}/{path.relative_to(CONFIGS.parent)}")
+        for path in sorted(trained_bundle.rglob("*")):
+            if path.is_file() and path.relative_to(trained_bundle).parts[0] in ("configs", "docs", "LICENSE"):
+                zf.write(path, f"{name}/{path.relative_to(trained_bundle)}")
         zf.write(trained_bundle / "models" / "model.pt", f"{name}/models/model.pt")
     download(name=name, bundle_dir=str(tmp_path / "bundles"), url=archive.as_uri(), progress=False)
     network = load(name=name, bundle_dir=str(tmp_path / "bundles"), device="cpu", progress=False)
@@ -190,7 +190,7 @@ def probe(bundle, config_name: str, probe_id: str, **overrides) -> dict:
 def test_every_boolean_id_of_train_json_both_ways(tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     weights = {f"features.{key}": torch.full_like(value, 0.25)
-               for key, value in vgg16_features(3, batch_norm=True).state_dict().items()}
+               for key, value in vgg16_features(3, batch_norm=True, width=TINY["width"]).state_dict().items()}
     torch.save(weights, tmp_path / "vgg16_bn.pth")
     off = probe(bundle, "train.json", "probe_train", roi="false", attention="False", batch_norm=0,
                 pretrained="false", amp="False", channels_last=0, resume="false", mask_loss_weight=0, flip_tta="false")

@@ -21,6 +21,21 @@ def test_torchvision_key_layout():
     assert "features.0.weight" in VGG16Classifier().state_dict()
 
 
+def test_width_scales_every_conv_and_keeps_the_layout():
+    """VGG16's own channels at width 64 (the gate's intermediate map: 256), an eighth of them at width 8."""
+    vgg16 = AttentionVGG16(batch_norm=True)
+    convs = [layer.out_channels for layer in vgg16.features if isinstance(layer, torch.nn.Conv2d)]
+    assert convs == [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    assert vgg16.gate.theta.out_channels == 256 and vgg16.head[0].in_features == 1024
+    narrow = AttentionVGG16(batch_norm=True, width=8).eval()
+    assert [layer.out_channels for layer in narrow.features if isinstance(layer, torch.nn.Conv2d)] == [
+        channels // 8 for channels in convs]
+    assert narrow.gate.theta.out_channels == 32 and narrow.head[0].in_features == 128
+    assert list(narrow.state_dict()) == list(vgg16.state_dict())  # the same keys: one layout
+    logits, alpha = narrow.logits_and_attention_map(torch.randn(2, 1, 64, 96))
+    assert logits.shape == (2, 2) and alpha.shape == (2, 1, 64, 96)
+
+
 def test_attention_map_range_and_size():
     network = AttentionVGG16(batch_norm=True).eval()
     alpha = network.attention_map(torch.randn(2, 1, 96, 64))
@@ -52,7 +67,8 @@ def test_create_network_switch():
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"in_channels": 2}, "in_channels"), ({"hidden": 0}, "hidden"), ({"dropout": 1.0}, "dropout"),
-     ({"num_classes": 1}, "num_classes")],
+     ({"num_classes": 1}, "num_classes"), ({"width": 0}, "width must be a positive integer, got 0"),
+     ({"width": 8.0}, "width must be a positive integer, got 8.0")],
 )
 def test_invalid_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import test_slicer_logic
-from conftest import REPO, trained_copy, with_operating_point
+from conftest import REPO, TINY, trained_copy, with_operating_point
 from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics
 from test_slicer_logic import MODULE_DIR, add_volume, roi_over_pixels, slicer
 
@@ -159,7 +159,8 @@ def test_apply_poll_result(module, whole_bundle, scene, image, monkeypatch):
 def unfamiliar_to_every_image(bundle):
     """Give the bundle feature statistics and a cut-off that every image lies beyond."""
     statistics_file = bundle / "models" / STATISTICS_FILE
-    FeatureStatistics(np.full((2, 512), 1e3), np.eye(512)).save(statistics_file)
+    features = 8 * TINY["width"]  # of pool5
+    FeatureStatistics(np.full((2, features), 1e3), np.eye(features)).save(statistics_file)
     with_operating_point(bundle, unfamiliar_above=1.0,
                          feature_statistics_sha256=hashlib.sha256(statistics_file.read_bytes()).hexdigest())
     return bundle

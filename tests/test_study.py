@@ -194,7 +194,7 @@ def test_study_writes_every_output(study):
         assert (run / "models" / "model.pt").is_file()
         model_settings = json.loads((run / "configs" / "metadata.json").read_text())["model_settings"]
         assert model_settings["attention"] == name.startswith("attention")
-        assert model_settings["image_size"] == TINY["image_size"]
+        assert model_settings["image_size"] == TINY["image_size"] and model_settings["width"] == TINY["width"]
     comparisons = json.loads((study / "comparisons.json").read_text())["comparisons"]
     assert [c["title"] for c in comparisons] == ["Attention-VGG16 vs VGG16 (CE-logcosh)"]
 
@@ -251,7 +251,8 @@ def test_paper_recipe_starts_from_the_imagenet_weights_in_the_hub_cache(tmp_path
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     torch.manual_seed(0)
-    imagenet = {f"features.{k}": v for k, v in vgg16_features(3, batch_norm=False).state_dict().items()}
+    features = vgg16_features(3, batch_norm=False, width=TINY["width"])  # the study's narrow VGG16
+    imagenet = {f"features.{k}": v for k, v in features.state_dict().items()}
     hub_cache_path(batch_norm=False).parent.mkdir(parents=True)
     torch.save(imagenet, hub_cache_path(batch_norm=False))
     out = tmp_path / "results"

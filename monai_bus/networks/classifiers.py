@@ -14,8 +14,6 @@ from monai_bus.networks.attention import GridAttentionGate
 from monai_bus.networks.pretrained import load_imagenet_features
 from monai_bus.networks.vgg import pool4_index, vgg16_features
 
-FEATURE_CHANNELS = 512  # channels of conv4_3 and pool5
-
 
 def classifier_head(in_features: int, hidden: int, num_classes: int, dropout: float) -> nn.Sequential:
     """Linear(in_features, hidden) -> ReLU -> Dropout -> Linear(hidden, num_classes)."""
@@ -40,6 +38,8 @@ class VGG16Classifier(nn.Module):
         pretrained: initialise ``features`` from ImageNet weights (see ``pretrained_path``).
         pretrained_path: a local torchvision VGG16 state-dict file; when None, the torch hub cache,
             then a download with hash check, are tried.
+        width: channels of VGG16's first conv (64; ImageNet's weights need it); conv4_3 and pool5
+            have ``feature_channels = 8 * width``.
 
     Shapes:
         input [B, in_channels, H, W] with H, W multiples of 32; output logits [B, num_classes].
@@ -54,19 +54,21 @@ class VGG16Classifier(nn.Module):
         batch_norm: bool = False,
         pretrained: bool = False,
         pretrained_path: str | None = None,
+        width: int = 64,
     ) -> None:
         super().__init__()
-        self.features = vgg16_features(in_channels, batch_norm)
+        self.features = vgg16_features(in_channels, batch_norm, width)
+        self.feature_channels = 8 * width
         self.pool4 = pool4_index(self.features)
         if pretrained:
             load_imagenet_features(self.features, batch_norm=batch_norm, weights_path=pretrained_path)
         self.head = classifier_head(self._head_inputs(), hidden, num_classes, dropout)
 
     def _head_inputs(self) -> int:
-        return FEATURE_CHANNELS
+        return self.feature_channels
 
     def _backbone(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return (conv4_3 features [B, 512, H/8, W/8], pool5 features [B, 512, H/32, W/32])."""
+        """Return (conv4_3 features [B, F, H/8, W/8], pool5 features [B, F, H/32, W/32]), F = ``feature_channels``."""
         if x.shape[-1] % 32 or x.shape[-2] % 32:
             raise ValueError(f"input height and width must be multiples of 32, got {list(x.shape[-2:])}.")
         conv4_3 = x
@@ -85,8 +87,9 @@ class AttentionVGG16(VGG16Classifier):
     """The paper's Attention-VGG16: a grid attention gate on conv4_3, gated by pool5.
 
     The attended conv4_3 features and the pool5 (gating) features are each averaged over space and
-    concatenated (1024 values) before the fully connected head. Arguments as for
-    :class:`VGG16Classifier`, plus ``inter_channels`` of the gate (default 256).
+    concatenated (``2 * feature_channels`` values, 1024 for VGG16) before the fully connected head.
+    Arguments as for :class:`VGG16Classifier`, plus ``inter_channels`` of the gate (default
+    ``feature_channels // 2``, 256 for VGG16).
 
     Shapes:
         input [B, in_channels, H, W] with H, W multiples of 32; ``forward`` returns logits
@@ -102,13 +105,14 @@ class AttentionVGG16(VGG16Classifier):
         batch_norm: bool = False,
         pretrained: bool = False,
         pretrained_path: str | None = None,
-        inter_channels: int = 256,
+        width: int = 64,
+        inter_channels: int | None = None,
     ) -> None:
-        super().__init__(in_channels, num_classes, hidden, dropout, batch_norm, pretrained, pretrained_path)
-        self.gate = GridAttentionGate(FEATURE_CHANNELS, FEATURE_CHANNELS, inter_channels)
+        super().__init__(in_channels, num_classes, hidden, dropout, batch_norm, pretrained, pretrained_path, width)
+        self.gate = GridAttentionGate(self.feature_channels, self.feature_channels, inter_channels)
 
     def _head_inputs(self) -> int:
-        return 2 * FEATURE_CHANNELS
+        return 2 * self.feature_channels
 
     def _logits_and_attention(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         conv4_3, pool5 = self._backbone(x)

@@ -78,7 +78,8 @@ def load_imagenet_features(
     Raises:
         PretrainedWeightsUnavailable: see :func:`imagenet_state_dict`.
         ValueError: the file's ``features.*`` tensors do not match the layout (e.g. a vgg16_bn file
-            given for a network without batch norm).
+            given for a network without batch norm, or ImageNet's weights for a network narrower than
+            VGG16's width 64).
     """
     state = imagenet_state_dict(batch_norm, weights_path)
     prefix = "features."
@@ -90,4 +91,8 @@ def load_imagenet_features(
         features.load_state_dict(weights, strict=True)
     except RuntimeError as error:
         layout = "vgg16_bn" if batch_norm else "vgg16"
-        raise ValueError(f"{weights_path or 'ImageNet weights'}: not a torchvision {layout} state dict ({error}).") from error
+        width = "" if first.shape[0] == 64 else f" of width {first.shape[0]}"
+        problem = str(error).splitlines()[-1].strip().rstrip(".")  # torch lists a problem a line: one says enough
+        raise ValueError(
+            f"{weights_path or 'ImageNet weights'}: not a torchvision {layout} state dict{width} ({problem})."
+        ) from error
