@@ -39,6 +39,13 @@ def bundle_overrides(bundle_root: Path, data_dir: Path, **extra) -> dict:
     return {"bundle_root": str(bundle_root), "dataset_dir": str(data_dir), **TINY, **extra}
 
 
+def torchrun_failure(result) -> str:
+    """What a failed torchrun run printed: its last lines and, where a rank crashed (PYTHONFAULTHANDLER), the
+    crash's Python stacks, which the last lines of a long log would leave out."""
+    crash = result.stderr.find("Fatal Python error")
+    return result.stdout[-3000:] + (result.stderr[crash:crash + 6000] if crash >= 0 else "") + result.stderr[-3000:]
+
+
 def copy_bundle(destination: Path) -> Path:
     """A copy of the repository's bundle folder (configs, docs, LICENSE) without models or data, and without
     the metadata of the shipped weights (``weights``, ``operating_point``), as before they were shipped; its

@@ -12,7 +12,7 @@ import pytest
 import torch
 from monai.bundle import ConfigWorkflow
 
-from conftest import bundle_overrides, copy_bundle
+from conftest import bundle_overrides, copy_bundle, torchrun_failure
 from monai_bus.commands.demo import read_metrics
 from monai_bus.metrics import METRIC_NAMES
 
@@ -44,7 +44,7 @@ def test_torchrun_two_processes_with_an_uneven_validation_split(tmp_path, tiny_d
     # PYTHONFAULTHANDLER: a rank that crashes prints every thread's Python stack
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "PYTHONFAULTHANDLER": "1"}
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=environment)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, torchrun_failure(result)
     assert (bundle / "models" / "model.pt").is_file()
     state = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
     # 30 training images over 2 ranks with batch 4: ceil(15 / 4) = 4 iterations per epoch and rank

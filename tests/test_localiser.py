@@ -20,7 +20,7 @@ from packaging.version import Version
 from PIL import Image
 from scipy import ndimage
 
-from conftest import REPO, benchmark, trained_copy, with_operating_point
+from conftest import REPO, benchmark, torchrun_failure, trained_copy, with_operating_point
 from monai_bus.cli import main
 from monai_bus.commands.demo import read_metrics
 from monai_bus.data.boxes import MIN_BOX_SIDE, box_iou
@@ -236,7 +236,7 @@ def test_torchrun_two_processes(tmp_path, tiny_data):
                "--bundle_root", str(bundle), "--dataset_dir", str(tiny_data), "--batch_size", "4",
                "--num_workers", "0", "--max_epochs", "1"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=ENVIRONMENT)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == 0, torchrun_failure(result)
     state = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
     assert state["trainer"]["epoch_length"] == 4  # 30 training images over 2 ranks with batch 4
     assert not any(key.startswith("module.") for key in state["model"])
