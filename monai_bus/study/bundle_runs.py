@@ -5,7 +5,7 @@ A run folder is a copy of the source bundle (configs, docs, LICENSE; no models o
 carry the run's settings, so it is a complete bundle:
 
 - ``configs/metadata.json``'s ``model_settings`` (``attention``, ``batch_norm``, ``flip_tta``, ``hidden``,
-  ``image_size``, ``roi``, ``roi_margin``), which ``train.json`` and ``inference.json`` both read, hold
+  ``image_size``, ``roi``, ``roi_margin``, ``width``), which ``train.json`` and ``inference.json`` both read, hold
   the run's values (and a recipe's own, such as the paper recipe's ``batch_norm`` false), so that
   training, the bundle's inference workflow and :class:`~monai_bus.inference.BundleClassifier` build
   the same network and preprocessing;
