@@ -195,7 +195,7 @@ def test_demo_command(tmp_path, tiny_data, capsys):
     labels, probabilities = read_labelled_predictions(predictions)
     cancers, benign = (probabilities[np.array(labels) == label, 1] for label in (1, 0))
     close_pairs = (np.abs(cancers[:, None] - benign[None, :]) <= 2e-6).sum()  # rounding moves a pair by <= 1e-6
-    tolerance = close_pairs / (len(cancers) * len(benign)) + 0.0005 + 1e-9  # and the 3 decimals of each table
+    tolerance = close_pairs / (len(cancers) * len(benign)) + 0.001 + 1e-9  # and each table rounding to 3 decimals
     assert abs(float(table.pop("val_auc")) - float(recomputed.pop("auc"))) <= tolerance
     assert table == recomputed
 
