@@ -5,4 +5,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 "${PYTHON:-python3}" -m venv .venv
 .venv/bin/python -m pip install --quiet --disable-pip-version-check torch==2.13.0
-.venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,slicer,study]"
+# flock: scripts/install_monailabel_env.sh may be writing the package's metadata (monai_bus.egg-info) here too
+flock . .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,slicer,study]"

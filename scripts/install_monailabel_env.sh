@@ -10,5 +10,5 @@ pip=(.venv-monailabel/bin/python -m pip install --quiet --disable-pip-version-ch
 "${pip[@]}" torch==2.14.1 torchvision==0.29.1
 # MONAI Label's own pins of its DICOM stack: pydicom-seg 0.4.1 fails to import with pydicom 3.
 "${pip[@]}" monailabel==0.8.5 pydicom==2.4.4 pydicom-seg==0.4.1 pynetdicom==2.0.2 "dicomweb-client[gcp]==0.59.1"
-"${pip[@]}" -e .
+flock . "${pip[@]}" -e .  # scripts/install.sh may be writing the package's metadata here too
 .venv-monailabel/bin/python -m pip check

@@ -79,16 +79,19 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(trained_bundle, tiny
     assert best == torch.load(trained_bundle / "models" / "checkpoint_last.pt", weights_only=True)["best_model"]
 
 
-@pytest.mark.parametrize("change", [{"max_epochs": 1}, {"learning_rate": 1e-3}, {"roi": False}, {"datalist": "other"}])
+@pytest.mark.parametrize("change", [{"max_epochs": 1}, {"learning_rate": 1e-3}, {"roi": False}, {"datalist": "other"},
+                                    {"width": 16}])
 def test_a_checkpoint_of_another_run_is_not_resumed(trained_bundle, tiny_data, tmp_path, change):
     bundle = shutil.copytree(trained_bundle, tmp_path / "bundle")
+    same = {"max_epochs": TRAINED_EPOCHS, "mask_loss_weight": 0}  # as trained_bundle, which has nothing left to do
+    assert epochs_trained(workflow(bundle, tiny_data, ["train.json"], "train", **same)) == []
     if change.get("datalist") == "other":  # the README's order: the demo first, then other data
         datalist = json.loads((tiny_data / "datalist.json").read_text())
         datalist["training"] = datalist["training"][1:]
         (tmp_path / "other.json").write_text(json.dumps(datalist))
         change = {"datalist": str(tmp_path / "other.json")}
     before = (bundle / "models" / "checkpoint_last.pt").read_bytes()
-    change = {"max_epochs": 2, **change}
+    change = {**same, **change}
     with pytest.raises(RuntimeError) as error:
         run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", **change), check=False)
     assert "was saved by another run" in str(find_monai_bus_error(error.value))

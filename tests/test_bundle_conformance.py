@@ -150,10 +150,14 @@ def test_bundle_zip_loads_with_monai_bundle_load(tmp_path, trained_bundle):
     """Packaged as the zoo packages bundles: a zip of the bundle folder, then ``monai.bundle.load``."""
     name = "monai_bus_classification"
     archive = tmp_path / f"{name}.zip"
+    metadata = dict(META, model_settings={**META["model_settings"], "width": TINY["width"]})  # the model's width
     with zipfile.ZipFile(archive, "w") as zf:
-        for path in sorted(trained_bundle.rglob("*")):
-            if path.is_file() and path.relative_to(trained_bundle).parts[0] in ("configs", "docs", "LICENSE"):
-                zf.write(path, f"{name}/{path.relative_to(trained_bundle)}")
+        for path in sorted(CONFIGS.parent.rglob("*")):
+            if path.is_file() and path.relative_to(CONFIGS.parent).parts[0] in ("configs", "docs", "LICENSE"):
+                if path == CONFIGS / "metadata.json":
+                    zf.writestr(f"{name}/configs/metadata.json", json.dumps(metadata, indent=4))
+                else:
+                    zf.write(path, f"{name}/{path.relative_to(CONFIGS.parent)}")
         zf.write(trained_bundle / "models" / "model.pt", f"{name}/models/model.pt")
     download(name=name, bundle_dir=str(tmp_path / "bundles"), url=archive.as_uri(), progress=False)
     network = load(name=name, bundle_dir=str(tmp_path / "bundles"), device="cpu", progress=False)

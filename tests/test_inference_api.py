@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONFIGS, copy_bundle
+from conftest import CONFIGS, TINY, copy_bundle
 from monai_bus.calibration import scale
 from monai_bus.cli import main
 from monai_bus.data.loading import load_split
@@ -117,7 +117,7 @@ def test_missing_model_file(tmp_path):
 def test_incompatible_checkpoint(tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     (bundle / "models").mkdir()
-    torch.save(VGG16Classifier(batch_norm=False).state_dict(), bundle / "models" / "model.pt")
+    torch.save(VGG16Classifier(batch_norm=False, width=TINY["width"]).state_dict(), bundle / "models" / "model.pt")
     with pytest.raises(BundleError, match="does not match the bundle's network_def") as raised:
         BundleClassifier(bundle)
     assert "\n" not in str(raised.value)  # torch's list of the keys, on one line

@@ -73,7 +73,7 @@ def test_wrong_layout_is_reported(tmp_path):
 
 def test_imagenet_weights_for_a_narrow_network_are_refused(tmp_path):
     torch.save(torchvision_state_dict(batch_norm=True), tmp_path / "vgg16_bn.pth")
-    message = "vgg16_bn.pth: not a torchvision vgg16_bn state dict of width 8 .*size mismatch"
+    message = r"vgg16_bn.pth: not a torchvision vgg16_bn state dict for width 8 \(ImageNet's VGG16 has width 64\) \(size"
     with pytest.raises(ValueError, match=message) as error:
         AttentionVGG16(batch_norm=True, width=8, pretrained=True, pretrained_path=tmp_path / "vgg16_bn.pth")
     assert "\n" not in str(error.value)  # one line

@@ -91,7 +91,7 @@ def load_imagenet_features(
         features.load_state_dict(weights, strict=True)
     except RuntimeError as error:
         layout = "vgg16_bn" if batch_norm else "vgg16"
-        width = "" if first.shape[0] == 64 else f" of width {first.shape[0]}"
+        width = "" if first.shape[0] == 64 else f" for width {first.shape[0]} (ImageNet's VGG16 has width 64)"
         problem = str(error).splitlines()[-1].strip().rstrip(".")  # torch lists a problem a line: one says enough
         raise ValueError(
             f"{weights_path or 'ImageNet weights'}: not a torchvision {layout} state dict{width} ({problem})."
