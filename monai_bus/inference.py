@@ -264,12 +264,14 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
     return parser
 
 
-def read_feature_statistics(path: Path, operating_point: dict, meta_file: Path) -> FeatureStatistics:
+def read_feature_statistics(path: Path, operating_point: dict, meta_file: Path,
+                            feature_count: int) -> FeatureStatistics:
     """The feature statistics that the operating point's ``unfamiliar_above`` is a cut-off for.
 
     Raises:
         BundleError: the file is missing, is not the one the operating point was fitted with (its
-            ``feature_statistics_sha256``), or cannot be read.
+            ``feature_statistics_sha256``), cannot be read, or models another number of features than the
+            network's ``feature_count`` (a network of another ``width``).
     """
     if not path.is_file():
         raise BundleError(f"{path}: not found; {meta_file.name}'s operating point needs it (run monai-bus calibrate).")
@@ -277,9 +279,13 @@ def read_feature_statistics(path: Path, operating_point: dict, meta_file: Path) 
         raise BundleError(f"{path}: not the feature statistics that {meta_file.name}'s operating point was fitted "
                           "with (its feature_statistics_sha256 differs); run monai-bus calibrate.")
     try:
-        return FeatureStatistics.load(path)
+        statistics = FeatureStatistics.load(path)
     except (OSError, ValueError, KeyError) as error:
         raise BundleError(f"{path}: not readable feature statistics ({one_line(error)}).") from error
+    if statistics.means.shape[1] != feature_count:
+        raise BundleError(f"{path}: feature statistics of {statistics.means.shape[1]} features, but the network's "
+                          f"pool5 gives {feature_count} (another width); run monai-bus calibrate.")
+    return statistics
 
 
 def load_weights(network: torch.nn.Module, checkpoint_path: Path, metadata: dict) -> dict:
@@ -368,7 +374,8 @@ class BundleClassifier:
                                          "calibrate for these weights")
         self.pooled_features = PooledFeatures(self.network)
         self.feature_statistics = None if self.unfamiliar_above is None else \
-            read_feature_statistics(self.bundle_dir / "models" / STATISTICS_FILE, operating_point, meta_file)
+            read_feature_statistics(self.bundle_dir / "models" / STATISTICS_FILE, operating_point, meta_file,
+                                    self.network.feature_channels)
 
     @property
     def has_attention(self) -> bool:

@@ -16,6 +16,7 @@ from conftest import CONFIGS, TINY, copy_bundle
 from monai_bus.calibration import scale
 from monai_bus.cli import main
 from monai_bus.data.loading import load_split
+from monai_bus.familiarity import FeatureStatistics
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.networks import VGG16Classifier
 from monai_bus.prediction_files import read_labelled_predictions, read_rows
@@ -331,6 +332,13 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     assert unfamiliar.note.startswith(f"unlike the training images (feature distance {unfamiliar.feature_distance:.1f}")
     statistics_file.write_bytes(statistics_file.read_bytes() + b"changed")
     with pytest.raises(BundleError, match="feature_statistics.npz: not the feature statistics that metadata.json's"):
+        BundleClassifier(bundle, device="cpu")
+    features = 8 * TINY["width"]  # statistics of a network twice as wide, recorded as the operating point's own
+    FeatureStatistics(np.zeros((2, 2 * features)), np.eye(2 * features)).save(statistics_file)
+    point["feature_statistics_sha256"] = hashlib.sha256(statistics_file.read_bytes()).hexdigest()
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=rf"feature_statistics.npz: feature statistics of {2 * features} features, "
+                                          rf"but the network's pool5 gives {features} \(another width\)"):
         BundleClassifier(bundle, device="cpu")
 
     point["weights_sha256"] = "0" * 64  # fitted for other weights: not applied, and said so
