@@ -18,8 +18,9 @@ Every test image goes through the inference API three times, with the classifier
 - ``dataset box``: the datalist's box (its ``bbox``, else the box of its masks);
 - ``whole image``: no box and no localiser.
 
-An image in which the localiser finds no lesion gets no class from the API; its ``p_localiser_box`` is
-left empty, and the AUC counts it as 0.5 (undecided). ``<out>/predictions.csv`` holds one row per image;
+An image to which the API gives no class (the localiser found no lesion in it, or it is unlike the
+classifier's training images, :mod:`monai_bus.familiarity`) has that ``p_`` column left empty, and
+the AUC counts it as 0.5 (undecided). ``<out>/predictions.csv`` holds one row per image;
 ``<out>/table.md`` and ``table.json`` per dataset (:func:`dataset_of`): the mean Dice and box
 IoU, and the AUC of each box with the paired differences from the dataset box, with 95% percentile
 intervals of 2000 bootstrap resamples of the test groups (seed 0). ``seconds`` is the wall time of the
@@ -77,12 +78,15 @@ def measure(localiser: str, classifier: str | None, datalist: str, split: str = 
         given = model.predict_item(item)
         model.localiser = None
         whole = model.predict_item(image)
-        p_localised = localised.malignancy_probability
-        rows.append(_row(entry, item, localised.lesion_mask, localised.box, seconds,
-                         p_dataset_box=round(given.malignancy_probability, 6),
-                         p_localiser_box="" if p_localised is None else round(p_localised, 6),
-                         p_whole_image=round(whole.malignancy_probability, 6)))
+        rows.append(_row(entry, item, localised.lesion_mask, localised.box, seconds, p_dataset_box=_score(given),
+                         p_localiser_box=_score(localised), p_whole_image=_score(whole)))
     return rows
+
+
+def _score(prediction) -> float | str:
+    """A prediction's P(malignant) rounded to 6 decimals; empty when the API gave it no class."""
+    p_malignant = prediction.malignancy_probability
+    return "" if p_malignant is None else round(p_malignant, 6)
 
 
 def _measure_localiser(found_by: LesionLocaliser, datalist: str, split: str) -> list[dict]:
@@ -120,7 +124,7 @@ def _statistics(columns: dict[str, np.ndarray]) -> np.ndarray:
 
 def _columns(rows: list[dict]) -> dict[str, np.ndarray]:
     """The prediction rows' label, Dice, box IoU and, when a classifier was measured, P(malignant) of each of
-    BOXES (NOT_FOUND_SCORE where the localiser found no lesion), as arrays [N]."""
+    BOXES (NOT_FOUND_SCORE where the API gave no class), as arrays [N]."""
     columns = {"label": np.array([int(row["label"]) for row in rows]),
                **{name: np.array([float(row[name]) for row in rows]) for name in ("dice", "box_iou")}}
     if all(row["p_dataset_box"] == "" for row in rows):

@@ -131,3 +131,17 @@ def with_operating_point(bundle, **point):
                                "description": "the test's", **point}
     meta_file.write_text(json.dumps(meta))
     return bundle
+
+
+def unfamiliar_to_every_image(bundle):
+    """Give the bundle feature statistics and a cut-off that every image lies beyond."""
+    import numpy as np
+
+    from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics
+
+    statistics_file = bundle / "models" / STATISTICS_FILE
+    features = 8 * TINY["width"]  # of pool5
+    FeatureStatistics(np.full((2, features), 1e3), np.eye(features)).save(statistics_file)
+    with_operating_point(bundle, unfamiliar_above=1.0,
+                         feature_statistics_sha256=hashlib.sha256(statistics_file.read_bytes()).hexdigest())
+    return bundle

@@ -20,7 +20,7 @@ from packaging.version import Version
 from PIL import Image
 from scipy import ndimage
 
-from conftest import REPO, benchmark, torchrun_failure, trained_copy, with_operating_point
+from conftest import REPO, benchmark, torchrun_failure, trained_copy, unfamiliar_to_every_image, with_operating_point
 from monai_bus.cli import main
 from monai_bus.commands.demo import read_metrics
 from monai_bus.data.boxes import MIN_BOX_SIDE, box_iou
@@ -580,6 +580,17 @@ def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(
     labels = [int(item["label"]) for item in listed]
     p_whole = [float(row["p_whole_image"]) for row in rows]
     assert summary["test"]["auc_whole_image"][0] == pytest.approx(roc_auc(labels, p_whole))
+
+
+def test_the_benchmark_leaves_the_score_of_an_image_given_no_class_empty(trained_localiser, roi_bundle, tiny_data,
+                                                                          tmp_path):
+    """An image that the inference API turns away (here: every image, as unlike the training images) has no
+    P(malignant) in any column; the benchmark does not stop at it."""
+    bundle = unfamiliar_to_every_image(trained_copy(roi_bundle, tmp_path / "bundle", roi=True))
+    rows = benchmark("localiser").measure(str(trained_localiser), str(bundle), str(tiny_data / "datalist.json"))
+    assert len(rows) == len(json.loads((tiny_data / "datalist.json").read_text())["test"])
+    assert all(row[f"p_{box}"] == "" for row in rows for box in ("dataset_box", "localiser_box", "whole_image"))
+    assert any(row["found"] for row in rows)  # the localiser's part is still measured
 
 
 def test_the_benchmark_without_a_classifier_measures_the_localiser_alone(trained_localiser, roi_bundle, tiny_data,

@@ -8,7 +8,6 @@ same Apply -> poll path from a real Qt event loop (PyQt5, from the project's ``s
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -20,8 +19,7 @@ import numpy as np
 import pytest
 
 import test_slicer_logic
-from conftest import REPO, TINY, trained_copy, with_operating_point
-from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics
+from conftest import REPO, trained_copy, unfamiliar_to_every_image
 from test_slicer_logic import MODULE_DIR, add_volume, roi_over_pixels, slicer
 
 module = test_slicer_logic.module  # the fixture: BUSClassifier.py with stand-ins for Slicer-only modules
@@ -154,16 +152,6 @@ def test_apply_poll_result(module, whole_bundle, scene, image, monkeypatch):
     apply(widget, volume, whole_bundle)
     poll_until_idle(widget)
     assert table.GetNumberOfRows() == 2 and module.attention_volumes(scene) == [attention]  # reused
-
-
-def unfamiliar_to_every_image(bundle):
-    """Give the bundle feature statistics and a cut-off that every image lies beyond."""
-    statistics_file = bundle / "models" / STATISTICS_FILE
-    features = 8 * TINY["width"]  # of pool5
-    FeatureStatistics(np.full((2, features), 1e3), np.eye(features)).save(statistics_file)
-    with_operating_point(bundle, unfamiliar_above=1.0,
-                         feature_statistics_sha256=hashlib.sha256(statistics_file.read_bytes()).hexdigest())
-    return bundle
 
 
 def test_an_image_unlike_the_training_images_is_not_classified(module, whole_bundle, scene, image, monkeypatch,
