@@ -97,12 +97,13 @@ VARIANTS["swa"] = {
     "best_model#network": "$@train#averaged.module",
     "train#handlers#3#save_dict#averaged_model": "@train#averaged",
 }
-# intensity trained around the localiser's boxes of the training images in place of the datasets' boxes (the datalist's
-# copy <name>_localiser_boxes.json, written by benchmarks/localiser_boxes.py); validated and tested with the datasets' boxes
+# intensity trained around the localiser's boxes of the training images in place of the datasets' boxes (the
+# datalist's copy <name>_localiser_boxes.json, written by benchmarks/localiser_boxes.py); validated and tested with the
+# datasets' boxes
 VARIANTS["localiser_boxes"] = {
     **VARIANTS["intensity"],
-    "train#dataset#data": "$monai_bus.data.loading.load_split(@datalist_file[:-len('.json')] + '_localiser_boxes.json', "
-                          "'training', @dataset_dir)",
+    "train#dataset#data": "$monai_bus.data.loading.load_split("
+                          "@datalist_file[:-len('.json')] + '_localiser_boxes.json', 'training', @dataset_dir)",
 }
 BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head",
          "intensity": "mask_loss", "large_input": "intensity",

@@ -23,7 +23,7 @@ from scipy import ndimage
 from conftest import REPO, benchmark, torchrun_failure, trained_copy, unfamiliar_to_every_image, with_operating_point
 from monai_bus.cli import main
 from monai_bus.commands.demo import read_metrics
-from monai_bus.data.boxes import MIN_BOX_SIDE, box_iou
+from monai_bus.data.boxes import MIN_BOX_SIDE, box_from_masks, box_iou, mask_union
 from monai_bus.data.loading import load_split
 from monai_bus.data.masks import LESION_COMPONENTS, LesionComponentd, LoadLesionMaskd, localiser_transforms
 from monai_bus.data.transforms import LoadUltrasoundImaged
@@ -580,6 +580,21 @@ def test_the_benchmark_measures_dice_box_iou_and_the_classification_of_each_box(
     labels = [int(item["label"]) for item in listed]
     p_whole = [float(row["p_whole_image"]) for row in rows]
     assert summary["test"]["auc_whole_image"][0] == pytest.approx(roc_auc(labels, p_whole))
+
+
+def test_localiser_boxes_replace_the_training_boxes_only(trained_localiser, tiny_data):
+    datalist = str(tiny_data / "datalist.json")
+    boxed, ious = benchmark("localiser_boxes").localiser_boxes(str(trained_localiser), datalist)
+    listed = json.loads(Path(datalist).read_text())
+    assert {key: boxed[key] for key in ("validation", "test")} == {key: listed[key] for key in ("validation", "test")}
+    localiser = LesionLocaliser(trained_localiser, device="cpu")
+    for entry, item, written, iou in zip(listed["training"], load_split(datalist, "training"), boxed["training"], ious,
+                                         strict=True):
+        found = localiser.locate(item["image"])
+        assert written == ({**entry, "bbox": list(found.box)} if found.found else entry)
+        truth = box_from_masks(mask_union(item["mask"], found.mask.shape))
+        assert iou == (box_iou(found.box, truth) if found.found else None)
+    assert any(iou is not None for iou in ious)
 
 
 def test_the_benchmark_leaves_the_score_of_an_image_given_no_class_empty(trained_localiser, roi_bundle, tiny_data,

@@ -327,6 +327,29 @@ def test_weight_averaging_averages_the_weights_of_each_epoch_from_its_start_on()
         WeightAveraging(averaged, network, start_epoch=0)
 
 
+def test_the_localiser_boxes_variant_trains_around_the_boxes_of_the_datalists_copy(tmp_path, datalist):
+    from monai.bundle import ConfigParser
+
+    content = json.loads(datalist.read_text())
+    for items in (content[split] for split in ("training", "validation", "test")):
+        for item in items:  # absolute paths, so that both copies can lie in tmp_path
+            item.update({key: str(datalist.parent / item[key]) for key in ("image", "mask")})
+    (tmp_path / "list.json").write_text(json.dumps(content))
+    boxed = {**content, "training": [{**item, "bbox": [1, 9, 2 + i % 5, 12]}
+                                     for i, item in enumerate(content["training"])]}
+    (tmp_path / "list_localiser_boxes.json").write_text(json.dumps(boxed))
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "train.json"))
+    parser.read_meta(str(BUNDLE / "configs" / "metadata.json"))
+    parser.update({"bundle_root": str(BUNDLE), "datalist": str(tmp_path / "list.json"),
+                   **benchmark("recipes").VARIANTS["localiser_boxes"]})
+    assert [item["bbox"] for item in parser.get_parsed_content("train#dataset#data")] == \
+        [item["bbox"] for item in boxed["training"]]
+    validated = parser.get_parsed_content("validate#dataset#data")
+    assert [item["image"] for item in validated] == [item["image"] for item in content["validation"]]
+    assert not any("bbox" in item for item in validated)  # the datasets' own: here, the boxes of the masks
+
+
 def test_the_intensity_variant_is_the_default_recipes_augmentation():
     bundle_train = json.loads((BUNDLE / "configs" / "train.json").read_text())["train"]
     assert bundle_train["random_transforms"] == "$@train#spatial_transforms + @train#intensity_transforms"
