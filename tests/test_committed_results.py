@@ -18,6 +18,7 @@ RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 ABLATIONS = sorted(path.parent for path in (RESULTS / "recipe").rglob("ablation.md"))
 STUDIES = sorted(path.parent for path in RESULTS.rglob("table1.md"))
 TTA = sorted(path.parent for path in (RESULTS / "tta").rglob("table.md"))
+LOCALISER_BOX_RUNS = sorted(path.parent for path in (RESULTS / "recipe").rglob("*_seed_*/table.md"))  # ninth round
 TABLES = ("table1.md", "table1.csv", "table1.json", "comparisons.md", "comparisons.json")
 
 
@@ -103,6 +104,15 @@ def test_the_localisers_cut_off_is_the_committed_fit():
     assert len(confidences) == report["validation_images"] - report["not_found"]
     assert np.quantile(confidences, report["fraction_checked"]) == pytest.approx(point["check_below"], abs=1e-6)
     assert sum(c < point["check_below"] for c in confidences) == report["checked"]
+
+
+@pytest.mark.parametrize("run", LOCALISER_BOX_RUNS, ids=[str(path.relative_to(RESULTS)) for path in LOCALISER_BOX_RUNS])
+def test_recipe_runs_localiser_box_tables_recompute_identically(tmp_path, run):
+    localiser = benchmark("localiser")
+    command = (run / "table.md").read_text().splitlines()[0].removeprefix("Command: `").removesuffix("`")
+    localiser.write_table(localiser.summarise(run / "predictions.csv"), tmp_path, command)
+    for name in ("table.md", "table.json"):
+        assert (tmp_path / name).read_bytes() == (run / name).read_bytes(), name
 
 
 @pytest.mark.parametrize("test_set", ["internal", "busbra_to_busi", "busi_to_busbra", "internal_seed_1",
