@@ -34,9 +34,12 @@ def localiser_boxes(localiser: str, datalist: str) -> tuple[dict, list[float | N
     training, ious = [], []
     for entry, item in zip(listed["training"], load_split(datalist, "training"), strict=True):
         found = found_by.locate(item["image"], frame=item.get("frame"))
-        truth = box_from_masks(mask_union(item["mask"], found.mask.shape))
-        ious.append(box_iou(found.box, truth) if found.found else None)
-        training.append({**entry, "bbox": list(found.box)} if found.found else entry)
+        if found.found:
+            ious.append(box_iou(found.box, box_from_masks(mask_union(item["mask"], found.mask.shape))))
+            entry = {**entry, "bbox": list(found.box)}
+        else:
+            ious.append(None)
+        training.append(entry)
     return {**listed, "training": training}, ious
 
 

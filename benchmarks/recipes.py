@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from localiser_boxes import SUFFIX as LOCALISER_BOXES_SUFFIX
 from monai_bus.metrics import classification_metrics, roc_auc
 from monai_bus.study.predictions import read_predictions
 from monai_bus.study.runner import run_study
@@ -102,8 +103,8 @@ VARIANTS["swa"] = {
 # datasets' boxes
 VARIANTS["localiser_boxes"] = {
     **VARIANTS["intensity"],
-    "train#dataset#data": "$monai_bus.data.loading.load_split("
-                          "@datalist_file[:-len('.json')] + '_localiser_boxes.json', 'training', @dataset_dir)",
+    "train#dataset#data": "$monai_bus.data.loading.load_split(@datalist_file[:-len('.json')] + "
+                          f"'{LOCALISER_BOXES_SUFFIX}.json', 'training', @dataset_dir)",
 }
 BASES = {"wide_head": "default", "balanced_sampling": "default", "ema": "wide_head", "mask_loss": "wide_head",
          "intensity": "mask_loss", "large_input": "intensity",
