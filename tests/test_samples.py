@@ -9,9 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from conftest import trained_copy, unfamiliar_to_every_image
 from monai_bus.cli import main
 from monai_bus.data.images import read_image
+from monai_bus.inference import NO_LESION_NOTE
 from monai_bus.inferers import bf16_supported
+from monai_bus.localiser import Localisation
 from monai_bus.overlay import write_overlay
 
 REPO = Path(__file__).resolve().parents[1]
@@ -54,6 +57,33 @@ def test_samples_command_classifies_every_sample_with_and_without_its_box(traine
         name = row.split(" | ")[0][2:]
         overlay = Image.open(tmp_path / f"{Path(name).stem}{suffix}")
         assert overlay.size[::-1] == read_image(SAMPLES / name)[0].shape
+
+
+class FindsNothing:
+    """A stand-in localiser bundle that finds no lesion in any image."""
+
+    weights = {"file": "stand-in/models/model.pt", "version": "stand-in", "sha256": "0" * 64}
+    check_below, operating_point_note = None, None
+
+    def __init__(self, bundle_dir, device=None):
+        pass
+
+    def locate(self, image, frame=None):
+        return Localisation(mask=np.zeros(read_image(image)[0].shape, bool), box=None)
+
+
+def test_samples_command_says_why_a_sample_is_not_classified(roi_bundle, tmp_path, capsys, monkeypatch):
+    """Every sample unlike the training images (with its box) and no lesion found (without): each row says so,
+    and each one's note follows its table, in place of a crash at the missing P(malignant)."""
+    bundle = unfamiliar_to_every_image(trained_copy(roi_bundle, tmp_path / "bundle", roi=True))
+    monkeypatch.setattr("monai_bus.localiser.LesionLocaliser", FindsNothing)
+    assert main(["samples", "--bundle", str(bundle), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
+    printed = capsys.readouterr().out
+    rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| bus_")]
+    assert [row[2:5] for row in rows] == [["not classified", "-", "-"]] * 4 + [["no lesion found", "-", "-"]] * 4
+    notes = [line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("bus_")]
+    assert len(notes) == 8 and all(note.startswith("unlike the training images") for note in notes[:4])
+    assert notes[4:] == [NO_LESION_NOTE] * 4
 
 
 def test_the_readme_main_command_uses_the_shipped_weights_and_prints_the_readme_table(tmp_path, capsys, monkeypatch):

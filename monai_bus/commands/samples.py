@@ -5,7 +5,8 @@ no training split holds, each with the dataset's lesion box. Each is classified 
 bundles' weights through the inference API: around the dataset's box, and without a box, around the
 box that the localiser finds. The command prints a table for each (the dataset's pathology beside
 the model's answer and its refer flag; for the localiser, its confidence and the IoU of its box with
-the dataset's) and the weights used, and writes ``<out>/<image>_overlay.png`` and
+the dataset's), below each table the note of every sample not classified (no lesion found, or unlike
+the training images), and the weights used, and writes ``<out>/<image>_overlay.png`` and
 ``<out>/<image>_localiser_overlay.png``: the attention map, the lesion box (green) and the classified region (blue).
 """
 
@@ -32,6 +33,21 @@ def _referral(prediction) -> str:
     return flag if prediction.uncertainty is None else f"{flag} ({prediction.uncertainty:.3f})"
 
 
+def _answer(prediction) -> str:
+    """The class, P(malignant) and likelihood columns; for an image not classified, why, as the Slicer module
+    says it: ``no lesion found`` when the localiser found none, else ``not classified`` (the note says why)."""
+    if prediction.class_name is None:
+        found_none = prediction.box_source == "localiser" and prediction.box is None
+        return ("no lesion found" if found_none else "not classified") + " | - | -"
+    return f"{prediction.class_name} | {prediction.malignancy_probability:.3f} | {prediction.likelihood}"
+
+
+def _print_notes(notes: dict[str, str]) -> None:
+    """The note of each sample not classified, by image name, below its table."""
+    for name, note in notes.items():
+        print(f"\n{name}: {note}")
+
+
 def run(args: argparse.Namespace) -> int:
     from monai_bus.data.boxes import box_iou
     from monai_bus.data.images import read_image
@@ -47,29 +63,34 @@ def run(args: argparse.Namespace) -> int:
     print("With the dataset's lesion box:\n")
     print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | refer (uncertainty) | overlay |")
     print("|---|---|---|---|---|---|---|")
+    notes = {}
     for sample in samples:
         image = SAMPLES / sample["image"]
         prediction = classifier.predict(image, box=tuple(sample["box"]))
         overlay = out / f"{image.stem}_overlay.png"
         write_overlay(read_image(image)[0], prediction.attention, sample["box"], prediction.roi, overlay)
-        print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {prediction.class_name} | "
-              f"{prediction.malignancy_probability:.3f} | {prediction.likelihood} | {_referral(prediction)} "
-              f"| {overlay} |")
+        print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {_answer(prediction)} | "
+              f"{_referral(prediction)} | {overlay} |")
+        if prediction.class_name is None:
+            notes[image.name] = prediction.note
+    _print_notes(notes)
     print("\nWithout a box, around the localiser's box:\n")
     print("| image | pathology (BUS-BRA) | class | P(malignant) | likelihood | refer (uncertainty) | localiser "
           "confidence | box IoU with the dataset's | overlay |")
     print("|---|---|---|---|---|---|---|---|---|")
+    notes = {}
     for sample in samples:
         image = SAMPLES / sample["image"]
         prediction = classifier.predict(image)
         overlay = out / f"{image.stem}_localiser_overlay.png"
         write_overlay(read_image(image)[0], prediction.attention, prediction.box, prediction.roi, overlay)
-        answer = ("no lesion found | - | -" if prediction.class_name is None else
-                  f"{prediction.class_name} | {prediction.malignancy_probability:.3f} | {prediction.likelihood}")
         confidence = "-" if prediction.localiser_confidence is None else f"{prediction.localiser_confidence:.3f}"
-        answer += f" | {_referral(prediction)} | {confidence}"
-        print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {answer} | "
-              f"{box_iou(prediction.box, tuple(sample['box'])):.2f} | {overlay} |")
+        print(f"| {image.name} | {sample['pathology']} ({sample['histology']}) | {_answer(prediction)} | "
+              f"{_referral(prediction)} | {confidence} | {box_iou(prediction.box, tuple(sample['box'])):.2f} "
+              f"| {overlay} |")
+        if prediction.class_name is None:
+            notes[image.name] = prediction.note
+    _print_notes(notes)
     weights, located_by = classifier.weights, classifier.localiser.weights
     print(f"\nweights: {weights['file']} (version {weights['version']}, SHA-256 {weights['sha256'][:12]}...), "
           f"trained on {weights['trained_on']}")
