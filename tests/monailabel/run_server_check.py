@@ -335,10 +335,15 @@ def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: 
           tuned["trained_on"].startswith(f"MONAI Label fine-tuning of {shipped['version']} on the final lesion masks")
           and tuned["sha256"] == tuned["file_sha256"], tuned)
     model = requests.get(f"{url}/info/", timeout=30).json()["models"].get(SEGMENTATION_MODEL, {})
+    result = requests.post(f"{url}/infer/{SEGMENTATION_MODEL}", params={"image": image_id(items[0]), "output": "json"},
+                           timeout=TIMEOUT_S).json()
     check("/info/ and /infer/ serve the fine-tuned localiser",
           (model.get("localiser_version"), model.get("localiser_sha256")) == (tuned["version"], tuned["sha256"])
-          and requests.post(f"{url}/infer/{SEGMENTATION_MODEL}", params={"image": image_id(items[0]), "output": "json"},
-                            timeout=TIMEOUT_S).json().get("localiser_sha256") == tuned["sha256"], model)
+          and result.get("localiser_sha256") == tuned["sha256"], (model, result))
+    check("its answer says that the shipped localiser's cut-off for checking the box was not applied to it",
+          f"the localiser's cut-off for checking its box was fitted for other weights "
+          f"({shipped['operating_point']['weights_sha256'][:12]}), so it was not applied" in (result.get("note") or ""),
+          result)
 
 
 def check_server(url: str, bundle: Path, items: list[dict], generic_scores: dict | None, log: Path) -> None:
