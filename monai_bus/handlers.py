@@ -74,7 +74,9 @@ class BestModelSaver:
     Attach it to the evaluator. A score that ties the best replaces it (the later model is kept). A
     non-finite score (NaN AUC of a single-class validation set) is never the best: it is logged and
     the file is left as it is. Its :meth:`state_dict` (best score and epoch) travels in
-    :class:`LastCheckpoint`, so that a resumed run compares against the best of the epochs before.
+    :class:`LastCheckpoint`, so that a resumed run compares against the best of the epochs before; loading
+    it also gives the evaluator's own best (MONAI's ``best_metric``, ``best_metric_epoch``), which its
+    "new best" log line compares against.
 
     With ``bundle_version`` and ``trained_on``, every save also writes the weights' record,
     ``model.json`` (:func:`monai_bus.weights.write_record`: checksum, a version of their own, the data).
@@ -101,6 +103,7 @@ class BestModelSaver:
         self.protected_sha256 = set(protected_sha256)
         self.best_score: float | None = None
         self.best_epoch: int | None = None
+        self.evaluator: Engine | None = None
 
     def attach(self, evaluator: Engine) -> None:
         if self.path.is_file() and sha256(self.path) in self.protected_sha256:
@@ -108,6 +111,7 @@ class BestModelSaver:
                                 "copy without them (cp -r bundle my_bundle; rm -r my_bundle/models; then "
                                 "--bundle_root my_bundle).")
         evaluator.add_event_handler(Events.EPOCH_COMPLETED, self)
+        self.evaluator = evaluator
 
     def __call__(self, evaluator: Engine) -> None:
         score, epoch = float(evaluator.state.metrics[self.metric]), evaluator.state.epoch
@@ -129,6 +133,8 @@ class BestModelSaver:
 
     def load_state_dict(self, state: dict) -> None:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
+        if self.evaluator is not None and self.best_score is not None:
+            self.evaluator.state.best_metric, self.evaluator.state.best_metric_epoch = self.best_score, self.best_epoch
 
 
 class LastCheckpoint:

@@ -67,9 +67,17 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(trained_bundle, tiny
     flow.parser.get_parsed_content("train#trainer").add_event_handler(*kill_at(6))
     with pytest.raises(KeyboardInterrupt):
         flow.run()
-    saved = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)["trainer"]
-    assert saved["iteration"] == saved["epoch_length"]  # the end of epoch 1
-    run_to_end(workflow(bundle, tiny_data, ["train.json"], "train", **run), check=False)
+    saved = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
+    assert saved["trainer"]["iteration"] == saved["trainer"]["epoch_length"]  # the end of epoch 1
+    resumed_flow, evaluator_best = workflow(bundle, tiny_data, ["train.json"], "train", **run), []
+    resumed_flow.initialize()
+    evaluator = resumed_flow.parser.get_parsed_content("validate#evaluator")
+    resumed_flow.parser.get_parsed_content("train#trainer").add_event_handler(  # after the checkpoint's load
+        Events.STARTED, lambda _: evaluator_best.append((evaluator.state.best_metric, evaluator.state.best_metric_epoch)))
+    resumed_flow.run()
+    resumed_flow.finalize()
+    # the evaluator's "new best" log line compares against epoch 1's score, not MONAI's initial -1
+    assert evaluator_best == [(saved["best_model"]["best_score"], 1)]
     for name, key in (("checkpoint_last.pt", "model"), ("model.pt", None)):
         resumed, uninterrupted = (torch.load(b / "models" / name, weights_only=True) for b in (bundle, trained_bundle))
         resumed, uninterrupted = (resumed[key], uninterrupted[key]) if key else (resumed, uninterrupted)
