@@ -75,8 +75,8 @@ class BestModelSaver:
     non-finite score (NaN AUC of a single-class validation set) is never the best: it is logged and
     the file is left as it is. Its :meth:`state_dict` (best score and epoch) travels in
     :class:`LastCheckpoint`, so that a resumed run compares against the best of the epochs before; loading
-    it also gives the evaluator's own best (MONAI's ``best_metric``, ``best_metric_epoch``), which its
-    "new best" log line compares against.
+    it also gives the evaluator its own best (MONAI's ``best_metric``, ``best_metric_epoch``) when ``metric``
+    is its key metric, which its "new best" log line compares against.
 
     With ``bundle_version`` and ``trained_on``, every save also writes the weights' record,
     ``model.json`` (:func:`monai_bus.weights.write_record`: checksum, a version of their own, the data).
@@ -133,15 +133,18 @@ class BestModelSaver:
 
     def load_state_dict(self, state: dict) -> None:
         self.best_score, self.best_epoch = state["best_score"], state["best_epoch"]
-        if self.evaluator is not None and self.best_score is not None:
-            self.evaluator.state.best_metric, self.evaluator.state.best_metric_epoch = self.best_score, self.best_epoch
+        evaluator_state = None if self.evaluator is None else self.evaluator.state
+        if self.best_score is not None and getattr(evaluator_state, "key_metric_name", None) == self.metric:
+            evaluator_state.best_metric, evaluator_state.best_metric_epoch = self.best_score, self.best_epoch
 
 
 class LastCheckpoint:
     """Save the training state after every epoch, and resume from it when the same run starts again.
 
     ``<save_dir>/checkpoint_last.pt`` holds the state dicts of ``save_dict`` (network, optimizer, lr
-    scheduler, best model saver, ...), of the attached engine (key ``trainer``), the global random
+    scheduler, best model saver, ...), of the attached engine (key ``trainer``), that engine's best key
+    metric and its epoch (MONAI's ``best_metric``, ``best_metric_epoch``: ignite's state dict leaves them
+    out, and its "new best" log line compares against them), the global random
     states (torch on the CPU and CUDA, numpy, Python), and the run's ``fingerprint``. The training
     transforms' own random states are drawn afresh from torch's at the start of every epoch, so a
     resumed run goes on exactly as the uninterrupted one would have. Rank 0 writes the file; every
@@ -192,6 +195,8 @@ class LastCheckpoint:
                 f"{self.path}: was saved by another run (other data, settings or max_epochs), so it is not "
                 "resumed; pass --resume false to start again (it is then overwritten), or use another bundle_root.")
         Checkpoint.load_objects(to_load=self.save_dict, checkpoint=checkpoint)
+        if "trainer_best_metric" in checkpoint:  # absent from older checkpoints
+            engine.state.best_metric, engine.state.best_metric_epoch = checkpoint["trainer_best_metric"]
         torch.set_rng_state(checkpoint["random"]["torch"])
         np.random.set_state(_restored(checkpoint["random"]["numpy"]))
         random.setstate(checkpoint["random"]["python"])
@@ -204,6 +209,7 @@ class LastCheckpoint:
             return
         content = {name: obj.state_dict() for name, obj in self.save_dict.items()}
         content["fingerprint"] = self.fingerprint
+        content["trainer_best_metric"] = [float(engine.state.best_metric), int(engine.state.best_metric_epoch)]
         content["random"] = {"torch": torch.get_rng_state(), "numpy": _storable(np.random.get_state()),
                              "python": random.getstate(),
                              "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}

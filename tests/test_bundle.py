@@ -46,7 +46,8 @@ def test_training_outputs(trained_bundle):
     assert not list(models.glob("*.partial"))  # written atomically
     assert list((trained_bundle / "eval").glob("events.out.tfevents.*"))
     state = torch.load(models / "checkpoint_last.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "fingerprint", "random"}
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "trainer_best_metric",
+                          "fingerprint", "random"}
     assert state["trainer"]["iteration"] == TRAINED_EPOCHS * state["trainer"]["epoch_length"]
     assert 0.0 <= state["best_model"]["best_score"] <= 1.0 and 1 <= state["best_model"]["best_epoch"] <= TRAINED_EPOCHS
     assert set(state["random"]) == {"torch", "cuda", "numpy", "python"}
@@ -69,15 +70,17 @@ def test_a_run_killed_mid_epoch_resumes_to_the_same_weights(trained_bundle, tiny
         flow.run()
     saved = torch.load(bundle / "models" / "checkpoint_last.pt", weights_only=True)
     assert saved["trainer"]["iteration"] == saved["trainer"]["epoch_length"]  # the end of epoch 1
-    resumed_flow, evaluator_best = workflow(bundle, tiny_data, ["train.json"], "train", **run), []
+    resumed_flow, best = workflow(bundle, tiny_data, ["train.json"], "train", **run), []
     resumed_flow.initialize()
-    evaluator = resumed_flow.parser.get_parsed_content("validate#evaluator")
-    resumed_flow.parser.get_parsed_content("train#trainer").add_event_handler(  # after the checkpoint's load
-        Events.STARTED, lambda _: evaluator_best.append((evaluator.state.best_metric, evaluator.state.best_metric_epoch)))
+    engines = [resumed_flow.parser.get_parsed_content(f"{name}#{engine}")
+               for name, engine in (("train", "trainer"), ("validate", "evaluator"))]
+    engines[0].add_event_handler(  # after the checkpoint's load
+        Events.STARTED, lambda _: best.extend((e.state.best_metric, e.state.best_metric_epoch) for e in engines))
     resumed_flow.run()
     resumed_flow.finalize()
-    # the evaluator's "new best" log line compares against epoch 1's score, not MONAI's initial -1
-    assert evaluator_best == [(saved["best_model"]["best_score"], 1)]
+    # their "new best" log lines compare against epoch 1's scores, not MONAI's initial -1
+    assert best == [tuple(saved["trainer_best_metric"]), (saved["best_model"]["best_score"], 1)]
+    assert saved["trainer_best_metric"][1] == 1 and saved["trainer_best_metric"][0] >= 0
     for name, key in (("checkpoint_last.pt", "model"), ("model.pt", None)):
         resumed, uninterrupted = (torch.load(b / "models" / name, weights_only=True) for b in (bundle, trained_bundle))
         resumed, uninterrupted = (resumed[key], uninterrupted[key]) if key else (resumed, uninterrupted)

@@ -121,7 +121,8 @@ def test_recipe_runs_localiser_box_tables_recompute_identically(tmp_path, run):
                                       "busi_to_busbra_intensity", "busbra_to_busi_intensity",
                                       "internal_intensity", "flip/validation_plain", "flip/validation_flip",
                                       "flip/test_plain", "flip/test_flip", "component/validation_most_probable",
-                                      "wider/validation_shipped", "wider/validation_wider", "five_levels_256px/validation",
+                                      "wider/validation_shipped", "wider/validation_wider",
+                                      "five_levels_256px/validation",
                                       *(f"component/{lodo}_{component}" for lodo in ("busi_to_busbra", "busbra_to_busi")
                                         for component in ("most_probable", "largest"))])
 def test_localiser_tables_recompute_identically(tmp_path, test_set):

@@ -172,7 +172,8 @@ def test_check_properties(tmp_path, tiny_data, config_names, workflow_type):
 def test_training_outputs(trained_localiser):
     models = trained_localiser / "models"
     state = torch.load(models / "checkpoint_last.pt", weights_only=True)
-    assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "fingerprint", "random"}
+    assert set(state) == {"model", "optimizer", "lr_scheduler", "best_model", "trainer", "trainer_best_metric",
+                          "fingerprint", "random"}
     assert state["trainer"]["iteration"] == 2 * state["trainer"]["epoch_length"]
     assert 0.0 <= state["best_model"]["best_score"] <= 1.0
     record = json.loads((models / "model.json").read_text())

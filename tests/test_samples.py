@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -72,18 +73,25 @@ class FindsNothing:
         return Localisation(mask=np.zeros(read_image(image)[0].shape, bool), box=None)
 
 
-def test_samples_command_says_why_a_sample_is_not_classified(roi_bundle, tmp_path, capsys, monkeypatch):
-    """Every sample unlike the training images (with its box) and no lesion found (without): each row says so,
-    and each one's note follows its table, in place of a crash at the missing P(malignant)."""
-    bundle = unfamiliar_to_every_image(trained_copy(roi_bundle, tmp_path / "bundle", roi=True))
+@pytest.mark.parametrize("roi", [True, False])
+def test_samples_command_says_why_a_sample_is_not_classified(trained_bundle, tmp_path, capsys, monkeypatch, roi):
+    """Every sample unlike the training images: with its box, "not classified"; without, "no lesion found" from a
+    localiser that finds none (a bundle trained on lesion regions), or "not classified" (one trained on whole
+    images, which classifies them without a localiser). Each one's note follows its own table, in place of a crash
+    at the missing P(malignant)."""
+    bundle = unfamiliar_to_every_image(trained_copy(trained_bundle, tmp_path / "bundle", roi=roi))
     monkeypatch.setattr("monai_bus.localiser.LesionLocaliser", FindsNothing)
     assert main(["samples", "--bundle", str(bundle), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| bus_")]
-    assert [row[2:5] for row in rows] == [["not classified", "-", "-"]] * 4 + [["no lesion found", "-", "-"]] * 4
+    without_box = "no lesion found" if roi else "not classified"
+    assert [row[2:5] for row in rows] == [["not classified", "-", "-"]] * 4 + [[without_box, "-", "-"]] * 4
+    with_box_part, without_box_part = printed.split("Without a box")
+    for part, notes in ((with_box_part, 4), (without_box_part, 4)):
+        assert len([line for line in part.splitlines() if line.startswith("bus_")]) == notes
     notes = [line.split(": ", 1)[1] for line in printed.splitlines() if line.startswith("bus_")]
-    assert len(notes) == 8 and all(note.startswith("unlike the training images") for note in notes[:4])
-    assert notes[4:] == [NO_LESION_NOTE] * 4
+    assert all(note.startswith("unlike the training images") for note in notes[:4] + ([] if roi else notes[4:]))
+    assert not roi or notes[4:] == [NO_LESION_NOTE] * 4
 
 
 def test_the_readme_main_command_uses_the_shipped_weights_and_prints_the_readme_table(tmp_path, capsys, monkeypatch):
