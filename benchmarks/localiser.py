@@ -25,7 +25,9 @@ the AUC counts it as 0.5 (undecided). ``<out>/predictions.csv`` holds one row pe
 IoU, and the AUC of each box with the paired differences from the dataset box, with 95% percentile
 intervals of 2000 bootstrap resamples of the test groups (seed 0). ``seconds`` is the wall time of the
 localiser-box prediction (reading the image twice, localising, classifying); without a classifier, of
-the localisation alone.
+the localisation alone. ``confidence`` is the localiser's confidence in the lesion it found (empty when it
+found none) and ``check_box`` whether it is below the localiser's ``check_below``
+(docs/results/localiser/confidence/); the tables do not use them.
 """
 
 from __future__ import annotations
@@ -50,7 +52,9 @@ from monai_bus.prediction_files import read_rows, write_rows
 from monai_bus.study.statistics import group_resamples, percentile_interval
 
 BOXES = ("dataset_box", "localiser_box", "whole_image")
-COLUMNS = ("image", "group", "label", "found", "dice", "box_iou", *(f"p_{box}" for box in BOXES), "seconds")
+SUMMARISED = ("group", "label", "found", "dice", "box_iou", *(f"p_{box}" for box in BOXES), "seconds")
+COLUMNS = ("image", "group", "label", "found", "dice", "box_iou", *(f"p_{box}" for box in BOXES), "confidence",
+           "check_box", "seconds")  # the tables summarise SUMMARISED: files from before confidence still read
 NOT_FOUND_SCORE = 0.5
 N_RESAMPLES = 2000
 
@@ -78,8 +82,9 @@ def measure(localiser: str, classifier: str | None, datalist: str, split: str = 
         given = model.predict_item(item)
         model.localiser = None
         whole = model.predict_item(image)
-        rows.append(_row(entry, item, localised.lesion_mask, localised.box, seconds, p_dataset_box=_score(given),
-                         p_localiser_box=_score(localised), p_whole_image=_score(whole)))
+        rows.append(_row(entry, item, localised.lesion_mask, localised.box, seconds, localised.localiser_confidence,
+                         localised.check_box, p_dataset_box=_score(given), p_localiser_box=_score(localised),
+                         p_whole_image=_score(whole)))
     return rows
 
 
@@ -98,17 +103,22 @@ def _measure_localiser(found_by: LesionLocaliser, datalist: str, split: str) -> 
         start = time.perf_counter()
         found = found_by.locate(item["image"], frame=item.get("frame"))
         seconds = time.perf_counter() - start
-        rows.append(_row(entry, item, found.mask, found.box, seconds, **{f"p_{box}": "" for box in BOXES}))
+        rows.append(_row(entry, item, found.mask, found.box, seconds, found.confidence, found.check_box,
+                         **{f"p_{box}": "" for box in BOXES}))
     return rows
 
 
-def _row(entry: dict, item: dict, mask: np.ndarray, box, seconds: float, **p_malignant) -> dict:
+def _row(entry: dict, item: dict, mask: np.ndarray, box, seconds: float, confidence: float | None, check_box: bool,
+         **p_malignant) -> dict:
     """One row of COLUMNS: the item's lesion ``mask`` [H, W] and ``box`` (None when none was found) against the
-    union of its lesion masks, the ``p_`` columns as given, and the seconds."""
+    union of its lesion masks, the ``p_`` columns as given, the localiser's confidence (empty when it found no
+    lesion) and whether it asked to check its box (its ``check_below``), and the seconds."""
     truth = mask_union(item["mask"], mask.shape)
     return {"image": entry["image"], "group": item.get("group", ""), "label": item["label"],
             "found": int(box is not None), "dice": round(dice(mask, truth), 6),
-            "box_iou": round(box_iou(box, box_from_masks(truth)), 6), **p_malignant, "seconds": round(seconds, 4)}
+            "box_iou": round(box_iou(box, box_from_masks(truth)), 6), **p_malignant,
+            "confidence": "" if confidence is None else round(confidence, 6), "check_box": int(check_box),
+            "seconds": round(seconds, 4)}
 
 
 def _statistics(columns: dict[str, np.ndarray]) -> np.ndarray:
@@ -146,7 +156,7 @@ def dataset_of(group: str) -> str:
 def summarise(predictions: Path) -> dict:
     """Per dataset (:func:`dataset_of`) and, with several, for all: counts, median seconds, and each of
     STATISTICS as ``[value, low, high]``."""
-    rows = [row for _, row in read_rows(predictions, COLUMNS)]
+    rows = [row for _, row in read_rows(predictions, SUMMARISED)]
     datasets = sorted({dataset_of(row["group"]) for row in rows})
     summary = {}
     for name in datasets + (["all"] if len(datasets) > 1 else []):

@@ -611,14 +611,22 @@ def test_the_benchmark_leaves_the_score_of_an_image_given_no_class_empty(trained
 
 def test_the_benchmark_without_a_classifier_measures_the_localiser_alone(trained_localiser, roi_bundle, tiny_data,
                                                                        tmp_path):
+    """Also the localiser's confidence and its check of the box (here a cut-off that flags every lesion found),
+    the same with the classifier as without."""
     localiser_benchmark = benchmark("localiser")
     datalist = str(tiny_data / "datalist.json")
-    alone = localiser_benchmark.measure(str(trained_localiser), None, datalist)
-    with_classifier = localiser_benchmark.measure(str(trained_localiser), str(roi_bundle), datalist)
-    for row, classified in zip(alone, with_classifier, strict=True):
-        assert {key: row[key] for key in ("image", "group", "label", "found", "dice", "box_iou")} == \
-            {key: classified[key] for key in ("image", "group", "label", "found", "dice", "box_iou")}
+    localiser = with_check_below(shutil.copytree(trained_localiser, tmp_path / "localiser"), 1.0)
+    alone = localiser_benchmark.measure(str(localiser), None, datalist)
+    with_classifier = localiser_benchmark.measure(str(localiser), str(roi_bundle), datalist)
+    found_by = LesionLocaliser(localiser, device="cpu")
+    measured = ("image", "group", "label", "found", "dice", "box_iou", "confidence", "check_box")
+    for row, classified, item in zip(alone, with_classifier, load_split(datalist, "test"), strict=True):
+        assert {key: row[key] for key in measured} == {key: classified[key] for key in measured}
         assert all(row[f"p_{box}"] == "" for box in localiser_benchmark.BOXES)
+        found = found_by.locate(item["image"])
+        assert (row["confidence"], row["check_box"]) == (
+            (pytest.approx(found.confidence, abs=1e-6), 1) if found.found else ("", 0))
+    assert any(row["check_box"] for row in alone)
     write_rows(tmp_path / "predictions.csv", localiser_benchmark.COLUMNS, alone)
     summary = localiser_benchmark.summarise(tmp_path / "predictions.csv")
     assert set(summary["test"]) == {"images", "malignant", "not_found", "median_seconds", "dice", "box_iou"}
