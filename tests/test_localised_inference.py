@@ -164,3 +164,10 @@ def test_infer_command_without_a_box_uses_the_localiser(capsys, tmp_path):
     assert f"{tmp_path / 'nowhere'}/configs/inference.json: not found" in error and error.count("\n") == 1
     assert main(["infer", *bundle, *missing, "--box", ",".join(map(str, SAMPLE_BOX)), str(SAMPLE)]) == 0
     assert json.loads(capsys.readouterr().out)["box_source"] == "given"  # a box needs no localiser
+
+
+def test_infer_command_finds_the_localiser_beside_the_bundle(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no localiser here: the default is the one beside the bundle, not the cwd's
+    assert main(["infer", "--bundle", str(REPO / "bundle"), str(SAMPLE)]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert line["box_source"] == "localiser" and line["localiser_sha256"] and line["class_name"] in ("benign", "malignant")
