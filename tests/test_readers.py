@@ -254,6 +254,21 @@ def test_truncated_dicom_is_refused(tmp_path):
         read_grey(tmp_path / "a.dcm")
 
 
+@pytest.mark.parametrize("name, problem", [
+    ("badVR.dcm", "image of 10 x 10 pixels is below the minimum"),  # an invalid size tag: was a TypeError
+    ("SC_rgb_rle_16bit.dcm", "DICOM pixels of a type that ITK cannot read (itk.Image is not wrapped"),  # was ITK's
+    ("SC_rgb_rle_32bit.dcm", "DICOM pixels of a type that ITK cannot read (itk.RGBPixel is not wrapped"),
+])
+def test_pydicoms_odd_files_get_a_one_line_error_naming_them(name, problem):
+    """Two of pydicom's own test files, found by benchmarks/unfamiliar.py, stopped the reader with another error."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    with pytest.raises(DatasetError) as raised:
+        read_image(path)
+    assert str(raised.value).startswith(f"{path}: {problem}") and "\n" not in str(raised.value)
+
+
 @pytest.mark.parametrize("tags", [{"RescaleSlope": "0.5", "RescaleIntercept": "-1024"},  # GDCM widens the pixels
                                   {"RescaleSlope": "2", "RescaleIntercept": "0"}])
 def test_a_rescaled_dicom_is_not_mistaken_for_a_truncated_one(tmp_path, tags):

@@ -100,6 +100,9 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
             image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
         except RuntimeError as error:
             raise DatasetError(path, f"unreadable DICOM ({str(error).strip().splitlines()[-1]})") from None
+        except itk.TemplateTypeError as error:  # such as 16- or 32-bit colour, which ITK's Python wrapping lacks
+            raise DatasetError(path, f"DICOM pixels of a type that ITK cannot read ({str(error).splitlines()[0]})") \
+                from None
         array = itk.array_from_image(image)  # (frames, rows, columns[, samples]) or (rows, columns[, samples])
     return array[frame or 0] if image.GetImageDimension() == 3 else array
 
@@ -113,8 +116,8 @@ def _check_pixel_bytes(path: Path) -> None:
     try:  # the transfer syntax and the stored pixel layout, which ITK does not report
         header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
         syntax = header.file_meta.get("TransferSyntaxUID")
-        needed = get_expected_length(header, "bytes") if syntax in UNCOMPRESSED_DICOM else 0
-    except Exception:  # a header pydicom cannot read or measure, but GDCM did: its length is unknown
+        needed = int(get_expected_length(header, "bytes")) if syntax in UNCOMPRESSED_DICOM else 0
+    except Exception:  # a header pydicom cannot read or measure (a size not a number), but GDCM did: length unknown
         return
     size = os.path.getsize(path)
     if size < needed:
