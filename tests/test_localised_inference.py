@@ -166,8 +166,8 @@ def test_infer_command_without_a_box_uses_the_localiser(capsys, tmp_path):
     assert json.loads(capsys.readouterr().out)["box_source"] == "given"  # a box needs no localiser
 
 
-def test_infer_command_finds_the_localiser_beside_the_bundle(capsys, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)  # no localiser here: the default is the one beside the bundle, not the cwd's
+def test_infer_command_finds_the_shipped_localiser_from_any_folder(capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no localiser here: the default is the repository's, not the working folder's
     assert main(["infer", "--bundle", str(REPO / "bundle"), str(SAMPLE)]) == 0
     line = json.loads(capsys.readouterr().out)
     assert line["box_source"] == "localiser" and line["localiser_sha256"] and line["class_name"] in ("benign", "malignant")

@@ -108,7 +108,7 @@ def test_the_readme_main_command_uses_the_shipped_weights_and_prints_the_readme_
         in printed
     assert f"threshold: {metadata['operating_point']['threshold']:g} (operating point)" in printed
     localiser = json.loads((REPO / "localiser" / "configs" / "metadata.json").read_text())
-    assert f"localiser: localiser/models/model.pt (version {localiser['version']}, SHA-256 " \
+    assert f"localiser: {REPO / 'localiser' / 'models' / 'model.pt'} (version {localiser['version']}, SHA-256 " \
         f"{localiser['weights']['models/model.pt']['sha256'][:12]}...); check the box below confidence " \
         f"{localiser['operating_point']['check_below']:.3f}" in printed
     readme = [line.split(" | ") for line in (REPO / "README.md").read_text().splitlines() if line.startswith("| bus_")]

@@ -14,7 +14,7 @@ import argparse
 import json
 import sys
 
-from monai_bus.commands import add_localiser_argument, localiser_folder
+from monai_bus.commands import SHIPPED_LOCALISER
 from monai_bus.errors import CommandError
 
 
@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the frame of a multi-frame file (DICOM cine, multi-page TIFF), counting from 0")
     parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
     parser.add_argument("--checkpoint", help="checkpoint file (default: <bundle>/models/model.pt)")
-    add_localiser_argument(parser, "localiser bundle folder, which finds the lesion box of an image given without --box")
+    parser.add_argument("--localiser", default=str(SHIPPED_LOCALISER),
+                        help="localiser bundle folder, which finds the lesion box of an image given without --box "
+                             "(default: the one that ships with monai-bus, %(default)s)")
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda:0 (default: CUDA when available)")
 
 
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         classifier = BundleClassifier(args.bundle, checkpoint=args.checkpoint, device=args.device)
         if classifier.roi and not args.box:
-            classifier.localiser = LesionLocaliser(localiser_folder(args), device=args.device)
+            classifier.localiser = LesionLocaliser(args.localiser, device=args.device)
     except BundleError as error:
         if classifier is not None:  # the localiser, needed for an image without --box
             raise CommandError(f"{error} Pass the localiser bundle with --localiser DIR, or the lesion box with "

@@ -16,14 +16,15 @@ import argparse
 import json
 from pathlib import Path
 
-from monai_bus.commands import add_localiser_argument, localiser_folder
+from monai_bus.commands import SHIPPED_LOCALISER
 
 SAMPLES = Path(__file__).resolve().parents[1] / "samples"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
-    add_localiser_argument(parser, "localiser bundle folder")
+    parser.add_argument("--localiser", default=str(SHIPPED_LOCALISER),
+                        help="localiser bundle folder (default: the one that ships with monai-bus, %(default)s)")
     parser.add_argument("--out", default="samples_out", help="folder for the overlay PNGs (default: %(default)s)")
     parser.add_argument("--device", help="torch device (default: CUDA when available)")
 
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     from monai_bus.overlay import write_overlay
 
     classifier = BundleClassifier(args.bundle, device=args.device,
-                                  localiser=LesionLocaliser(localiser_folder(args), device=args.device))
+                                  localiser=LesionLocaliser(args.localiser, device=args.device))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     samples = json.loads((SAMPLES / "samples.json").read_text())["samples"]
