@@ -1,15 +1,18 @@
 """Whether an image is like the classifier's training images: the Mahalanobis distance of its features.
 
 A classifier gives every input a class, photographs and noise included. Following Lee et al.
-(NeurIPS 2018), the network's pool5 features averaged over space [F] (F = 512 for VGG16) are modelled
-as Gaussians, one mean per class with one shared covariance, fitted on the training images (the
+(NeurIPS 2018), the network's features at a pooling output, averaged over space [F], are modelled as
+Gaussians, one mean per class with one shared covariance, fitted on the training images (the
 covariance with Ledoit-Wolf shrinkage, scikit-learn's, since F is large beside the number of
-images). An image's distance is its Mahalanobis distance to the nearest class mean; above a cut-off
-fitted on validation images, the image is unlike the training images, and the inference API gives it
-no class (:mod:`monai_bus.inference`).
+images). An image's distance is its Mahalanobis distance to the nearest class mean. Two layers are
+modelled (:data:`LAYERS`): pool5 (F = 512 for VGG16), the features the head classifies, and pool3
+(F = 256), which describe the image's texture more than its lesion and so set photographs and other
+modalities apart (docs/results/familiarity/). Above its layer's cut-off, fitted on validation images,
+the image is unlike the training images, and the inference API gives it no class
+(:mod:`monai_bus.inference`).
 
-``monai-bus calibrate`` fits the statistics and the cut-off, and writes them beside the weights
-(:data:`STATISTICS_FILE`, whose SHA-256 the operating point records).
+``monai-bus calibrate`` fits the statistics and the cut-offs, and writes the statistics beside the
+weights (:data:`STATISTICS_FILE`, whose SHA-256 the operating point records).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import numpy as np
 from torch import nn
 
 STATISTICS_FILE = "feature_statistics.npz"
+LAYERS = ("pool3", "pool5")  # VGG16's third and fifth pooling outputs
 CUTOFF_MARGIN = 1.1  # the cut-off lies 10% beyond the farthest validation image
 
 
@@ -58,31 +62,55 @@ class FeatureStatistics:
         squared = ((differences @ self.precision) * differences).sum(axis=-1)  # [N, C]
         return np.sqrt(np.maximum(squared.min(axis=1), 0.0))
 
-    def save(self, path: str | Path) -> None:
-        np.savez(path, means=self.means.astype(np.float32), precision=self.precision.astype(np.float32))
 
-    @classmethod
-    def load(cls, path: str | Path) -> FeatureStatistics:
-        with np.load(path) as stored:
-            return cls(stored["means"], stored["precision"])
+def save_statistics(path: str | Path, statistics: dict[str, FeatureStatistics]) -> None:
+    """Write each layer's statistics (by layer name) to one ``.npz`` file."""
+    np.savez(path, **{f"{layer}_{key}": getattr(statistic, key).astype(np.float32)
+                      for layer, statistic in statistics.items() for key in ("means", "precision")})
+
+
+def load_statistics(path: str | Path) -> dict[str, FeatureStatistics]:
+    """Each of :data:`LAYERS`' statistics from a file of :func:`save_statistics` (``KeyError`` for a missing layer)."""
+    with np.load(path) as stored:
+        return {layer: FeatureStatistics(stored[f"{layer}_means"], stored[f"{layer}_precision"]) for layer in LAYERS}
+
+
+def pooling_outputs(network: nn.Module) -> dict[str, tuple[nn.Module, int]]:
+    """The max-pooling layers of the network's VGG16 ``features``, as ``{"pool1": (layer, channels), ...}``,
+    with the number of channels of the convolution before each."""
+    outputs, channels = {}, None
+    for module in network.features:
+        if isinstance(module, nn.Conv2d):
+            channels = module.out_channels
+        elif isinstance(module, nn.MaxPool2d):
+            outputs[f"pool{len(outputs) + 1}"] = (module, channels)
+    return outputs
 
 
 class PooledFeatures:
-    """Keeps the pool5 features averaged over space of the first image of each batch the network classifies.
+    """Keeps the features averaged over space, at each of :data:`LAYERS`, of the first image of each batch
+    the network classifies.
 
-    It hooks the last layer of the network's VGG16 ``features`` (pool5), which both classifiers of
+    It hooks the pooling layers of the network's VGG16 ``features``, which both classifiers of
     :mod:`monai_bus.networks` run on every input.
 
     Attributes:
-        last: the features [F] of the first image of the latest batch, as float64 numpy; None before one.
+        channels: the number of features [F] of each layer, by name.
+        last: the features [F] of the first image of the latest batch, as float64 numpy, by layer name;
+            empty before one.
     """
 
     def __init__(self, network: nn.Module) -> None:
-        self.last = None
-        network.features[-1].register_forward_hook(self._keep)
+        self.last = {}
+        outputs = pooling_outputs(network)
+        self.channels = {layer: outputs[layer][1] for layer in LAYERS}
+        for layer in LAYERS:
+            outputs[layer][0].register_forward_hook(self._keeper(layer))
 
-    def _keep(self, module, inputs, output) -> None:
-        self.last = output[0].float().mean(dim=(1, 2)).cpu().numpy().astype(np.float64)
+    def _keeper(self, layer: str):
+        def keep(module, inputs, output) -> None:
+            self.last[layer] = output[0].float().mean(dim=(1, 2)).cpu().numpy().astype(np.float64)
+        return keep
 
 
 def unfamiliar_cutoff(validation_distances) -> float:

@@ -21,9 +21,10 @@ at 0.5 without an operating point), and, unless turned off, an uncertainty: the 
 over test-time views (:mod:`monai_bus.uncertainty`), with a "refer" flag when it is above the operating
 point's ``refer_above``.
 
-An operating point fitted with feature statistics (its ``unfamiliar_above``, and
-``models/feature_statistics.npz``, :mod:`monai_bus.familiarity`) also measures how unlike the training
-images each image is: above the cut-off, the image gets no class, and its note says why.
+An operating point fitted with feature statistics (its ``unfamiliar_above``, a cut-off for each layer of
+:data:`monai_bus.familiarity.LAYERS`, and ``models/feature_statistics.npz``, :mod:`monai_bus.familiarity`)
+also measures how unlike the training images each image is: above the cut-off of any layer, the image gets
+no class, and its note says why.
 
 A bundle trained on lesion regions (``roi`` true in ``inference.json``) classifies the region around a
 lesion box: the box plus the bundle's fixed margin (:mod:`monai_bus.data.roi`). The box is the caller's
@@ -56,7 +57,7 @@ from monai_bus.calibration import likelihood_category
 from monai_bus.data.boxes import check_box
 from monai_bus.data.roi import ROI_META_KEY
 from monai_bus.errors import InputError, find_monai_bus_error, one_line
-from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, PooledFeatures
+from monai_bus.familiarity import LAYERS, STATISTICS_FILE, FeatureStatistics, PooledFeatures, load_statistics
 from monai_bus.inferers import FlipAveragingInferer
 from monai_bus.metrics import predicted_malignant
 from monai_bus.uncertainty import shifted_boxes, spread
@@ -74,7 +75,7 @@ NO_LESION_NOTE = ("no lesion found: the localiser found no lesion in this image,
 
 CHECK_BOX_NOTE = ("the localiser is unsure of the lesion it found (confidence {confidence:.3f}, below "
                   "{cutoff:.3f}): check that the box holds the lesion; if it does not, give the lesion's box")
-UNFAMILIAR_NOTE = ("unlike the training images (feature distance {distance:.1f}, above the cut-off {cutoff:.1f}), "
+UNFAMILIAR_NOTE = ("unlike the training images ({distances}), "
                    "the lesion regions of BUSI's and BUS-BRA's breast ultrasound images, so it was not classified; "
                    "check that it is one and that the box holds the lesion")
 
@@ -125,8 +126,9 @@ class Prediction:
             it found (:class:`monai_bus.localiser.Localisation`); None when it found none, or gives none.
         check_box: whether the localiser is unsure of the lesion it found (its confidence below its
             ``check_below``): then ``refer`` is True and ``note`` asks the user to check the box.
-        feature_distance: how unlike the training images the classified input is
-            (:mod:`monai_bus.familiarity`), when the operating point has feature statistics; else None.
+        feature_distance: how unlike the training images the classified input is, by layer
+            (:mod:`monai_bus.familiarity`: ``{"pool3": d3, "pool5": d5}``), when the operating point has
+            feature statistics; else None.
     """
 
     class_index: int | None
@@ -149,7 +151,7 @@ class Prediction:
     localiser_sha256: str | None = None
     localiser_confidence: float | None = None
     check_box: bool = False
-    feature_distance: float | None = None
+    feature_distance: dict[str, float] | None = None
 
     @property
     def malignancy_probability(self) -> float | None:
@@ -265,13 +267,13 @@ def read_bundle(bundle_dir: Path, device: str | None = None) -> ConfigParser:
 
 
 def read_feature_statistics(path: Path, operating_point: dict, meta_file: Path,
-                            feature_count: int) -> FeatureStatistics:
-    """The feature statistics that the operating point's ``unfamiliar_above`` is a cut-off for.
+                            channels: dict[str, int]) -> dict[str, FeatureStatistics]:
+    """The feature statistics, by layer, that the operating point's ``unfamiliar_above`` holds cut-offs for.
 
     Raises:
         BundleError: the file is missing, is not the one the operating point was fitted with (its
-            ``feature_statistics_sha256``), cannot be read, or models another number of features than the
-            network's ``feature_count`` (a network of another ``width``).
+            ``feature_statistics_sha256``), cannot be read (a layer missing among them), or models another
+            number of features than the network's layer gives (``channels``, by layer: another ``width``).
     """
     if not path.is_file():
         raise BundleError(f"{path}: not found; {meta_file.name}'s operating point needs it (run monai-bus calibrate).")
@@ -279,13 +281,32 @@ def read_feature_statistics(path: Path, operating_point: dict, meta_file: Path,
         raise BundleError(f"{path}: not the feature statistics that {meta_file.name}'s operating point was fitted "
                           "with (its feature_statistics_sha256 differs); run monai-bus calibrate.")
     try:
-        statistics = FeatureStatistics.load(path)
+        statistics = load_statistics(path)
     except (OSError, ValueError, KeyError) as error:
-        raise BundleError(f"{path}: not readable feature statistics ({one_line(error)}).") from error
-    if statistics.means.shape[1] != feature_count:
-        raise BundleError(f"{path}: feature statistics of {statistics.means.shape[1]} features, but the network's "
-                          f"pool5 gives {feature_count} (another width); run monai-bus calibrate.")
+        raise BundleError(f"{path}: not readable feature statistics of {' and '.join(LAYERS)} ({one_line(error)}); "
+                          "run monai-bus calibrate.") from error
+    for layer, statistic in statistics.items():
+        if statistic.means.shape[1] != channels[layer]:
+            raise BundleError(f"{path}: {layer} statistics of {statistic.means.shape[1]} features, but the network's "
+                              f"{layer} gives {channels[layer]} (another width); run monai-bus calibrate.")
     return statistics
+
+
+def read_unfamiliar_cutoffs(operating_point: dict, meta_file: Path) -> dict[str, float] | None:
+    """The operating point's ``unfamiliar_above``: a cut-off >= 0 for each layer of :data:`LAYERS`, or None.
+
+    Raises:
+        BundleError: anything else (a single number is an operating point of bundle 0.8, fitted on pool5 alone).
+    """
+    cutoffs = operating_point.get("unfamiliar_above")
+    if cutoffs is None:
+        return None
+    if not isinstance(cutoffs, dict) or set(cutoffs) != set(LAYERS) or not all(
+            isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value < float("inf")
+            for value in cutoffs.values()):
+        raise BundleError(f"{meta_file}: operating_point unfamiliar_above must map {' and '.join(LAYERS)} to finite "
+                          f"numbers >= 0, got {cutoffs!r}; run monai-bus calibrate.")
+    return {layer: float(cutoffs[layer]) for layer in LAYERS}
 
 
 def load_weights(network: torch.nn.Module, checkpoint_path: Path, metadata: dict) -> dict:
@@ -318,14 +339,18 @@ class BundleClassifier:
             answer's batch (up to 6 images in it, against 2 with ``flip_tta`` alone) and, around a box,
             cropped 4 more times from the image as read; False for predictions without ``uncertainty`` (and
             a ``refer`` flag only where it needs none).
+        operating_point: apply ``metadata.json``'s ``operating_point``; False to ignore it (temperature 1, the
+            argmax, no cut-offs), as ``monai-bus calibrate`` does to fit a new one, even over one that is stale
+            or of an older form.
 
     Raises:
-        BundleError: a missing file, or a bundle whose configs or checkpoint do not fit together.
+        BundleError: a missing file, or a bundle whose configs, checkpoint or operating point do not fit
+            together.
     """
 
     def __init__(self, bundle_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
                  device: str | None = None, localiser: LesionLocaliser | None = None,
-                 uncertainty: bool = True) -> None:
+                 uncertainty: bool = True, operating_point: bool = True) -> None:
         self.bundle_dir = Path(bundle_dir)
         self.localiser = localiser
         self.uncertainty = uncertainty
@@ -344,24 +369,24 @@ class BundleClassifier:
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}).") \
                 from error
-        operating_point = metadata.get("operating_point") or {}
+        operating_point = (metadata.get("operating_point") or {}) if operating_point else {}
         if not isinstance(operating_point, dict):
             raise BundleError(f"{meta_file}: operating_point must be an object, got {operating_point!r}.")
         numbers = {key: operating_point.get(key, default) for key, default in (
-            ("threshold", None), ("temperature", 1.0), ("refer_above", None), ("unfamiliar_above", None))}
+            ("threshold", None), ("temperature", 1.0), ("refer_above", None))}
         wrong = {key: value for key, value in numbers.items()  # JSON true and "0.3" are not numbers either
                  if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)))}
         if wrong:
-            raise BundleError(f"{meta_file}: operating_point must map threshold, temperature, refer_above and "
-                              f"unfamiliar_above to numbers, got {wrong}.")
-        self.threshold, self.temperature, self.refer_above, self.unfamiliar_above = (
+            raise BundleError(f"{meta_file}: operating_point must map threshold, temperature and refer_above to "
+                              f"numbers, got {wrong}.")
+        self.threshold, self.temperature, self.refer_above = (
             None if value is None else float(value) for value in numbers.values())
-        cutoffs = (self.refer_above, self.unfamiliar_above)
         if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
-                self.temperature > 0) or not all(value is None or 0.0 <= value < float("inf") for value in cutoffs):
+                self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "
-                              f"> 0 and a finite refer_above and unfamiliar_above >= 0, got {self.class_names}, "
-                              f"{self.threshold}, {self.temperature}, {self.refer_above} and {self.unfamiliar_above}.")
+                              f"> 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
+                              f"{self.temperature} and {self.refer_above}.")
+        self.unfamiliar_above = read_unfamiliar_cutoffs(operating_point, meta_file)
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         self.weights = load_weights(self.network, self.checkpoint_path, metadata)
         self.version = self.weights["version"]
@@ -375,7 +400,7 @@ class BundleClassifier:
         self.pooled_features = PooledFeatures(self.network)
         self.feature_statistics = None if self.unfamiliar_above is None else \
             read_feature_statistics(self.bundle_dir / "models" / STATISTICS_FILE, operating_point, meta_file,
-                                    self.network.feature_channels)
+                                    self.pooled_features.channels)
 
     @property
     def has_attention(self) -> bool:
@@ -496,8 +521,9 @@ class BundleClassifier:
             refer = True  # a model trained on lesion regions classified the whole image, or the box is in doubt
         source = {"box_source": None if roi is None else "given"} if localisation is None else \
             self._localiser_fields(localisation)
-        distance = None if self.feature_statistics is None else \
-            float(self.feature_statistics.distance(self.pooled_features.last[None])[0])
+        distance = None if self.feature_statistics is None else {
+            layer: float(statistics.distance(self.pooled_features.last[layer][None])[0])
+            for layer, statistics in self.feature_statistics.items()}
         prediction = Prediction(
             class_index=index,
             class_name=self.class_names[index],
@@ -517,9 +543,13 @@ class BundleClassifier:
             feature_distance=distance,
             **source,
         )
-        if distance is None or distance <= self.unfamiliar_above:
+        beyond = [] if distance is None else [
+            layer for layer in LAYERS if distance[layer] > self.unfamiliar_above[layer]]
+        if not beyond:
             return prediction
-        unfamiliar = UNFAMILIAR_NOTE.format(distance=distance, cutoff=self.unfamiliar_above)
+        unfamiliar = UNFAMILIAR_NOTE.format(distances=", ".join(
+            f"{layer} feature distance {distance[layer]:.1f}, above the cut-off {self.unfamiliar_above[layer]:.1f}"
+            for layer in beyond))
         return replace(prediction, class_index=None, class_name=None, probabilities=None, likelihood=None,
                        uncertainty=None, refer=True, attention=None,
                        note="; ".join(n for n in (unfamiliar, prediction.note) if n))

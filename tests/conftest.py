@@ -137,11 +137,12 @@ def unfamiliar_to_every_image(bundle):
     """Give the bundle feature statistics and a cut-off that every image lies beyond."""
     import numpy as np
 
-    from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics
+    from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, save_statistics
 
     statistics_file = bundle / "models" / STATISTICS_FILE
-    features = 8 * TINY["width"]  # of pool5
-    FeatureStatistics(np.full((2, features), 1e3), np.eye(features)).save(statistics_file)
-    with_operating_point(bundle, unfamiliar_above=1.0,
+    channels = {"pool3": 4 * TINY["width"], "pool5": 8 * TINY["width"]}
+    save_statistics(statistics_file, {layer: FeatureStatistics(np.full((2, features), 1e3), np.eye(features))
+                                      for layer, features in channels.items()})
+    with_operating_point(bundle, unfamiliar_above={"pool3": 1.0, "pool5": 1.0},
                          feature_statistics_sha256=hashlib.sha256(statistics_file.read_bytes()).hexdigest())
     return bundle

@@ -12,11 +12,11 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import CONFIGS, TINY, copy_bundle
+from conftest import CONFIGS, TINY, copy_bundle, with_operating_point
 from monai_bus.calibration import scale
 from monai_bus.cli import main
 from monai_bus.data.loading import load_split
-from monai_bus.familiarity import FeatureStatistics
+from monai_bus.familiarity import LAYERS, FeatureStatistics, save_statistics
 from monai_bus.inference import BundleClassifier, BundleError
 from monai_bus.networks import VGG16Classifier
 from monai_bus.prediction_files import read_labelled_predictions, read_rows
@@ -133,7 +133,7 @@ def test_not_a_bundle(tmp_path):
     ("metadata.json", '{"version": "0.7.0", ', r"metadata.json: not readable JSON \(Expecting property name"),
     ("inference.json", "[]", "inference.json: holds a JSON list, not an object of ids"),
     ("metadata.json", {"operating_point": {"threshold": "abc"}},
-     "metadata.json: operating_point must map threshold, temperature, refer_above and unfamiliar_above to numbers"),
+     "metadata.json: operating_point must map threshold, temperature and refer_above to numbers"),
     ("metadata.json", {"operating_point": {"threshold": True}},  # was read as a threshold of 1.0
      r"metadata.json: operating_point must map .* to numbers, got \{'threshold': True\}"),
     ("metadata.json", {"operating_point": [0.3]}, r"metadata.json: operating_point must be an object, got \[0.3\]"),
@@ -289,6 +289,18 @@ def test_calibrate_refuses_what_it_cannot_fit_before_predicting(tiny_data, tmp_p
             "needs both classes.") in capsys.readouterr().err
 
 
+def test_calibrate_replaces_an_operating_point_the_api_refuses(trained_bundle, tiny_data, tmp_path):
+    """Bundle 0.8's single cut-off (and stale statistics) make the API refuse the bundle and ask for calibrate."""
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copytree(trained_bundle / "models", bundle / "models")
+    with_operating_point(bundle, unfamiliar_above=35.6, feature_statistics_sha256="0" * 64)
+    with pytest.raises(BundleError, match="run monai-bus calibrate.$"):
+        BundleClassifier(bundle, device="cpu")
+    assert main(["calibrate", "--bundle", str(bundle), "--datalist", str(tiny_data / "datalist.json"),
+                 "--out", str(tmp_path / "report"), "--device", "cpu"]) == 0
+    assert set(BundleClassifier(bundle, device="cpu").unfamiliar_above) == set(LAYERS)
+
+
 def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tiny_data, tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     shutil.copytree(trained_bundle / "models", bundle / "models")
@@ -307,16 +319,21 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     rows = [row for _, row in read_rows(tmp_path / "report" / "validation_predictions.csv", ("uncertainty", "refer"))]
     uncertainties = [float(row["uncertainty"]) for row in rows]
     assert point["refer_above"] == pytest.approx(refer_cutoff(uncertainties), abs=1e-6)
-    assert [int(row["refer"]) for row in rows] == [int(u > report["refer_above"]) for u in uncertainties]
+    decided = [(int(row["refer"]), int(u > report["refer_above"])) for row, u in zip(rows, uncertainties)
+               if abs(u - report["refer_above"]) > 5e-7]  # the file rounds to 6 decimals: skip the ones it cannot tell
+    assert decided and all(written == expected for written, expected in decided)
     tested = [row for _, row in read_rows(tmp_path / "report" / "test_predictions.csv",
                                           ("label", "predicted", "refer"))]
     assert report["test"]["referred"] == sum(int(row["refer"]) for row in tested)
     assert report["test"]["errors_referred"] == sum(int(row["refer"]) and row["label"] != row["predicted"]
                                                     for row in tested)
-    distances = [float(row["feature_distance"]) for _, row in
-                 read_rows(tmp_path / "report" / "validation_predictions.csv", ("feature_distance",))]
-    assert point["unfamiliar_above"] == pytest.approx(1.1 * max(distances), abs=1e-3)
-    assert report["training_images"] == 30
+    columns = tuple(f"feature_distance_{layer}" for layer in LAYERS)
+    validated = [row for _, row in read_rows(tmp_path / "report" / "validation_predictions.csv", columns)]
+    for layer, column in zip(LAYERS, columns):  # each layer's cut-off lies beyond its farthest validation image
+        assert point["unfamiliar_above"][layer] == pytest.approx(1.1 * max(float(row[column]) for row in validated),
+                                                                 abs=1e-3)
+    assert report["training_images"] == 30 and set(report["training_beyond_cutoff"]) == set(LAYERS)
+    assert all(0 <= count <= 30 for count in report["training_beyond_cutoff"].values())
     statistics_file = bundle / "models" / "feature_statistics.npz"
     assert point["feature_statistics_sha256"] == hashlib.sha256(statistics_file.read_bytes()).hexdigest()
 
@@ -324,21 +341,30 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     calibrated = classifier.predict_item(image)
     assert calibrated.malignancy_probability == pytest.approx(float(scale([raw], point["temperature"])[0]), abs=1e-5)
     assert calibrated.class_index == int(calibrated.malignancy_probability >= point["threshold"])
-    assert calibrated.feature_distance <= point["unfamiliar_above"]
+    assert all(calibrated.feature_distance[layer] <= point["unfamiliar_above"][layer] for layer in LAYERS)
     noise = np.random.default_rng(0).integers(0, 256, (96, 96)).astype(np.uint8)  # no ultrasound image: no class
     unfamiliar = classifier.predict(noise)
-    assert unfamiliar.feature_distance > point["unfamiliar_above"] and unfamiliar.class_name is None
+    beyond = [layer for layer in LAYERS if unfamiliar.feature_distance[layer] > point["unfamiliar_above"][layer]]
+    assert beyond and unfamiliar.class_name is None
     assert unfamiliar.probabilities is None and unfamiliar.refer and unfamiliar.attention is None
-    assert unfamiliar.note.startswith(f"unlike the training images (feature distance {unfamiliar.feature_distance:.1f}")
+    distance = unfamiliar.feature_distance[beyond[0]]
+    assert unfamiliar.note.startswith(f"unlike the training images ({beyond[0]} feature distance {distance:.1f}, above")
     statistics_file.write_bytes(statistics_file.read_bytes() + b"changed")
     with pytest.raises(BundleError, match="feature_statistics.npz: not the feature statistics that metadata.json's"):
         BundleClassifier(bundle, device="cpu")
-    features = 8 * TINY["width"]  # statistics of a network twice as wide, recorded as the operating point's own
-    FeatureStatistics(np.zeros((2, 2 * features)), np.eye(2 * features)).save(statistics_file)
+    features = {"pool3": 4 * TINY["width"], "pool5": 8 * TINY["width"]}  # of a network twice as wide, recorded
+    save_statistics(statistics_file, {layer: FeatureStatistics(np.zeros((2, 2 * f)), np.eye(2 * f))  # as its own
+                                      for layer, f in features.items()})
     point["feature_statistics_sha256"] = hashlib.sha256(statistics_file.read_bytes()).hexdigest()
     meta_file.write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match=rf"feature_statistics.npz: feature statistics of {2 * features} features, "
-                                          rf"but the network's pool5 gives {features} \(another width\)"):
+    with pytest.raises(BundleError, match=rf"feature_statistics.npz: pool3 statistics of {2 * features['pool3']} "
+                                          rf"features, but the network's pool3 gives {features['pool3']} \(another"):
+        BundleClassifier(bundle, device="cpu")
+    save_statistics(statistics_file, {"pool5": FeatureStatistics(np.zeros((2, 8)), np.eye(8))})  # a layer missing
+    point["feature_statistics_sha256"] = hashlib.sha256(statistics_file.read_bytes()).hexdigest()
+    meta_file.write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"feature_statistics.npz: not readable feature statistics of pool3 and "
+                                          r"pool5 \(.*pool3_means.*\); run monai-bus calibrate.$"):
         BundleClassifier(bundle, device="cpu")
 
     point["weights_sha256"] = "0" * 64  # fitted for other weights: not applied, and said so

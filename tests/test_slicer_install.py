@@ -12,6 +12,7 @@ ships, never the repository.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -28,6 +29,7 @@ import pytest
 import torch
 
 from conftest import REPO
+from monai_bus.data.images import read_image
 from test_slicer_logic import MODULE_DIR, add_volume, imported_module, roi_over_pixels, row, slicer, wait_for
 
 INSTALLED_MODULES = "lib/Slicer-5.10/qt-scripted-modules"  # where an extension package holds scripted modules
@@ -137,12 +139,14 @@ def test_the_worker_classifies_with_the_shipped_bundle(module, installed, scene)
     """The panel's path: Logic -> the installed copy's classify_worker.py in a child process -> results table."""
     worker = sys.modules["BUSClassifierLib.process"].WORKER
     assert worker == installed.resolve() / "BUSClassifierLib" / "classify_worker.py"  # the installed copy's
-    image = module.BUSClassifierTest.syntheticImage(96, 80, seed=3)
-    volume = add_volume(scene, image[None])
+    sample = json.loads((REPO / "monai_bus" / "samples" / "samples.json").read_text())["samples"][0]
+    image, _ = read_image(REPO / "monai_bus" / "samples" / sample["image"])  # a real image: the shipped model
+    volume = add_volume(scene, image[None])  # turns a synthetic one away as unlike its training images
     logic = module.BUSClassifierLogic()
     bundle = logic.defaultBundlePath()
-    result, attention, lesion_mask = wait_for(
-        logic.startClassification(volume, bundle, roi_over_pixels(scene, (10, 60), (20, 70))))
+    row_start, row_stop, column_start, column_stop = sample["box"]
+    result, attention, lesion_mask = wait_for(logic.startClassification(
+        volume, bundle, roi_over_pixels(scene, (row_start, row_stop), (column_start, column_stop))))
     assert lesion_mask is None  # a box was given
     logic.addResult(volume, result, attention)
 

@@ -128,11 +128,25 @@ def test_an_operating_point_for_other_weights_refers_nothing(trained_bundle, ima
     assert result.uncertainty > 0.0 and result.refer is None and "fitted for other weights" in result.note
 
 
-@pytest.mark.parametrize("cutoff", ["refer_above", "unfamiliar_above"])
 @pytest.mark.parametrize("value", [-0.1, float("nan"), float("inf")])
-def test_a_bad_cutoff_is_refused(trained_bundle, tmp_path, cutoff, value):
-    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), **{cutoff: value})
-    with pytest.raises(BundleError, match=r"metadata.json: .*a finite refer_above and unfamiliar_above >= 0"):
+def test_a_bad_cutoff_is_refused(trained_bundle, tmp_path, value):
+    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), refer_above=value)
+    with pytest.raises(BundleError, match=r"metadata.json: .*a finite refer_above >= 0"):
+        BundleClassifier(bundle, device="cpu")
+
+
+@pytest.mark.parametrize("cutoffs", [
+    35.6,  # bundle 0.8's single pool5 cut-off
+    {"pool5": 35.6},
+    {"pool3": 19.1, "pool5": float("nan")},
+    {"pool3": -0.1, "pool5": 35.6},
+    {"pool3": True, "pool5": 35.6},
+    {"pool3": 19.1, "pool5": 35.6, "pool4": 1.0},
+])
+def test_a_bad_unfamiliar_cutoff_is_refused(trained_bundle, tmp_path, cutoffs):
+    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), unfamiliar_above=cutoffs)
+    with pytest.raises(BundleError, match=r"metadata.json: operating_point unfamiliar_above must map pool3 and pool5 "
+                                          r"to finite numbers >= 0, got .*; run monai-bus calibrate.$"):
         BundleClassifier(bundle, device="cpu")
 
 

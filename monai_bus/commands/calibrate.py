@@ -5,16 +5,19 @@ minimises the negative log-likelihood of the network's probabilities; then, from
 predictions at that temperature, the largest threshold on P(malignant) that reaches the target
 sensitivity, and the uncertainty above which the most uncertain tenth of the images lie
 (:func:`monai_bus.uncertainty.refer_cutoff`). From the ``training`` split, the statistics of the network's
-features (:mod:`monai_bus.familiarity`), written to ``<bundle>/models/feature_statistics.npz``, and from
-the validation split the distance above which an image is unlike the training images
-(:func:`monai_bus.familiarity.unfamiliar_cutoff`). All go into the bundle's ``configs/metadata.json``
-as ``operating_point``, which the inference API (``monai-bus infer``, Slicer, MONAI Label) applies.
+features at each layer of :data:`monai_bus.familiarity.LAYERS` (:mod:`monai_bus.familiarity`), written to
+``<bundle>/models/feature_statistics.npz``, and from the validation split each layer's distance above which
+an image is unlike the training images (:func:`monai_bus.familiarity.unfamiliar_cutoff`). All go into the
+bundle's ``configs/metadata.json`` as ``operating_point``, which the inference API (``monai-bus infer``,
+Slicer, MONAI Label) applies. The bundle's own operating point is ignored meanwhile, so a stale one, or one
+of an older form, is replaced.
 
 On the ``test`` split it reports ECE (10 bins) before and after scaling, sensitivity and specificity
 at the threshold, how many images are referred and how many errors at the threshold they hold, and how
-many are unlike the training images. ``--out`` receives ``calibration.json``, the calibrated per-image
-predictions of both splits, with their uncertainty, refer flag and feature distance
-(``validation_predictions.csv``, ``test_predictions.csv``; image paths as the datalist writes them) and
+many are unlike the training images (and, at each layer, how many of the training images themselves lie
+beyond its cut-off). ``--out`` receives ``calibration.json``, the calibrated per-image predictions of both
+splits, with their uncertainty, refer flag, feature distance at each layer and whether any is above its
+cut-off (``validation_predictions.csv``, ``test_predictions.csv``; image paths as the datalist writes them) and
 the test split's reliability diagram (``reliability.png``, which needs the ``study`` extra's matplotlib).
 """
 
@@ -37,24 +40,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _predict(classifier, items: list[dict]):
     """The items' predictions through the inference API: P(malignant) [N], and, when the classifier
     measures it, the uncertainty [N], whether each was classified whole by a model trained on lesion
-    regions [N] (which the API always refers) and its pooled features [N, F], as numpy arrays."""
+    regions [N] (which the API always refers), as numpy arrays, and its pooled features [N, F] by layer."""
     import numpy as np
 
     predictions, features = [], []
     for item in items:
         predictions.append(classifier.predict_item(item))
-        features.append(classifier.pooled_features.last)
+        features.append(dict(classifier.pooled_features.last))
     p_malignant = np.array([p.malignancy_probability for p in predictions])
     if not classifier.uncertainty:
         return p_malignant
     return (p_malignant, np.array([p.uncertainty for p in predictions]),
-            np.array([bool(classifier.roi) and p.roi is None for p in predictions]), np.stack(features))
+            np.array([bool(classifier.roi) and p.roi is None for p in predictions]), _stacked(features))
 
 
-def _features(classifier, item: dict):
-    """The pooled features [F] of the item's network input, as the inference API classifies it."""
+def _stacked(features: list[dict]) -> dict:
+    """Per-image features by layer ([F] each) as one array [N, F] per layer."""
+    import numpy as np
+
+    return {layer: np.stack([image[layer] for image in features]) for layer in features[0]}
+
+
+def _features(classifier, item: dict) -> dict:
+    """The pooled features [F] by layer of the item's network input, as the inference API classifies it."""
     classifier.forward(item)
-    return classifier.pooled_features.last
+    return dict(classifier.pooled_features.last)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
 
     from monai_bus.calibration import expected_calibration_error, fit_temperature, threshold_for_sensitivity
     from monai_bus.data.loading import load_split
-    from monai_bus.familiarity import STATISTICS_FILE, FeatureStatistics, unfamiliar_cutoff
+    from monai_bus.familiarity import LAYERS, STATISTICS_FILE, FeatureStatistics, save_statistics, unfamiliar_cutoff
     from monai_bus.inference import BundleClassifier
     from monai_bus.metrics import classification_metrics
     from monai_bus.prediction_files import LABELLED_COLUMNS, labelled_row, write_rows
@@ -84,9 +94,8 @@ def run(args: argparse.Namespace) -> int:
     if absent:  # checked before any prediction: fitting needs both classes
         raise CommandError(f"{args.datalist}: the validation split has no {' and no '.join(absent)} image; fitting "
                            "the operating point needs both classes.")
-    classifier = BundleClassifier(args.bundle, device=args.device, uncertainty=False)
-    classifier.temperature, classifier.threshold = 1.0, None  # fit on the network's own probabilities
-    classifier.feature_statistics = None  # and classify every image, however unlike the training images
+    # the network's own probabilities, every image classified however unlike the training images
+    classifier = BundleClassifier(args.bundle, device=args.device, uncertainty=False, operating_point=False)
     raw = {name: _predict(classifier, items) for name, items in splits.items()}
     temperature = fit_temperature(labels["validation"], raw["validation"])
     classifier.temperature, classifier.uncertainty = temperature, True  # the API's answers at that temperature
@@ -94,10 +103,13 @@ def run(args: argparse.Namespace) -> int:
     for name, items in splits.items():
         calibrated[name], uncertainty[name], whole[name], features[name] = _predict(classifier, items)
     training = load_split(args.datalist, "training")
-    statistics = FeatureStatistics.fit(np.stack([_features(classifier, item) for item in training]),
-                                       np.array([item["label"] for item in training]))
-    distance = {name: statistics.distance(features[name]) for name in splits}
-    unfamiliar_above = unfamiliar_cutoff(distance["validation"])
+    training_features = _stacked([_features(classifier, item) for item in training])
+    training_labels = np.array([item["label"] for item in training])
+    statistics = {layer: FeatureStatistics.fit(training_features[layer], training_labels) for layer in LAYERS}
+    distance = {name: {layer: statistics[layer].distance(features[name][layer]) for layer in LAYERS} for name in splits}
+    unfamiliar_above = {layer: unfamiliar_cutoff(distance["validation"][layer]) for layer in LAYERS}
+    unfamiliar = {name: np.any([distance[name][layer] > unfamiliar_above[layer] for layer in LAYERS], axis=0)
+                  for name in splits}
     threshold = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
     around_a_box = uncertainty["validation"][~whole["validation"]]
     if not len(around_a_box):
@@ -109,12 +121,14 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     listed = json.loads(Path(args.datalist).read_text())  # the image paths as the datalist writes them
     rows = {name: [{"group": item.get("group", ""), **labelled_row(entry["image"], item["label"], p, threshold),
-                    "uncertainty": f"{u:.6f}", "refer": int(r), "feature_distance": f"{d:.3f}",
-                    "unfamiliar": int(d > unfamiliar_above)}
-                   for item, entry, p, u, r, d in zip(items, listed[name], calibrated[name], uncertainty[name],
-                                                      refer[name], distance[name])]
+                    "uncertainty": f"{u:.6f}", "refer": int(r),
+                    **{f"feature_distance_{layer}": f"{distance[name][layer][i]:.3f}" for layer in LAYERS},
+                    "unfamiliar": int(unfamiliar[name][i])}
+                   for i, (item, entry, p, u, r) in enumerate(zip(items, listed[name], calibrated[name],
+                                                                  uncertainty[name], refer[name]))]
             for name, items in splits.items()}
-    columns = ("group", *LABELLED_COLUMNS, "uncertainty", "refer", "feature_distance", "unfamiliar")
+    columns = ("group", *LABELLED_COLUMNS, "uncertainty", "refer", *(f"feature_distance_{layer}" for layer in LAYERS),
+               "unfamiliar")
     for name in splits:
         write_rows(out / f"{name}_predictions.csv", columns, rows[name])
     # the errors of the written rows, whose P(malignant) is rounded: the report counts what the file holds
@@ -126,18 +140,20 @@ def run(args: argparse.Namespace) -> int:
         "temperature": temperature, "threshold": threshold, "target_sensitivity": args.target_sensitivity,
         "refer_above": refer_above, "validation_fraction_referred": REFER_FRACTION,
         "training_images": len(training), "unfamiliar_above": unfamiliar_above,
+        "training_beyond_cutoff": {layer: int((statistics[layer].distance(training_features[layer]) >
+                                               unfamiliar_above[layer]).sum()) for layer in LAYERS},
         "test": {"ece_before": expected_calibration_error(labels["test"], raw["test"]),
                  "ece_after": expected_calibration_error(labels["test"], calibrated["test"]),
                  "sensitivity": test["sensitivity"], "specificity": test["specificity"], "auc": test["auc"],
                  "referred": int(refer["test"].sum()), "errors": int(errors.sum()),
                  "errors_referred": int(errors[refer["test"]].sum()),
-                 "unfamiliar": int((distance["test"] > unfamiliar_above).sum())},
+                 "unfamiliar": int(unfamiliar["test"].sum())},
     }
     (out / "calibration.json").write_text(json.dumps(report, indent=1) + "\n")
     reliability_diagram(labels["test"], raw["test"], calibrated["test"], out / "reliability.png")
 
     statistics_file = Path(args.bundle) / "models" / STATISTICS_FILE
-    statistics.save(statistics_file)
+    save_statistics(statistics_file, statistics)
     meta_file = Path(args.bundle) / "configs" / "metadata.json"
     metadata = json.loads(meta_file.read_text())
     metadata["operating_point"] = {
@@ -147,8 +163,9 @@ def run(args: argparse.Namespace) -> int:
         "feature_statistics_sha256": sha256(statistics_file),
         "description": f"temperature scaling, the largest threshold reaching sensitivity {args.target_sensitivity} and "
                        f"the uncertainty of the most uncertain {REFER_FRACTION:.0%} on the validation split of "
-                       f"{args.datalist} ({len(splits['validation'])} images); the feature statistics of its "
-                       f"{len(training)} training images, and their cut-off on the validation split"}
+                       f"{args.datalist} ({len(splits['validation'])} images); the feature statistics at "
+                       f"{' and '.join(LAYERS)} of its {len(training)} training images, and their cut-offs on the "
+                       "validation split"}
     meta_file.write_text(json.dumps(metadata, indent=4) + "\n")
     print(json.dumps(report["test"] | {"temperature": temperature, "threshold": threshold, "refer_above": refer_above},
                      indent=1))

@@ -24,7 +24,8 @@ ATTENTION_TAG = "monai_bus_attention"
 def operating_point(classifier) -> dict:
     """The operating point that a :class:`monai_bus.inference.BundleClassifier` applies: its ``threshold``
     (None: the argmax), ``temperature``, ``refer_above`` (None: no referral by uncertainty),
-    ``unfamiliar_above`` (None: no image is turned away as unlike the training images) and its localiser's
+    ``unfamiliar_above`` (a cut-off by layer, ``{"pool3": d3, "pool5": d5}``; None: no image is turned away as
+    unlike the training images) and its localiser's
     ``check_below`` as ``localiser_check_below`` (None: no localiser, or no cut-off for its weights, so no
     box is to be checked)."""
     localiser = classifier.localiser
