@@ -32,7 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, DICOM, ...)")
     parser.add_argument("--box", type=_box, metavar="R0,R1,C0,C1",
                         help="the lesion box in the image's pixels: rows R0 to R1 and columns C0 to C1, stops "
-                             "excluded, row 0 at the top (one image only); without it the localiser finds the box")
+                             "excluded, row 0 at the top (one image only; a box starting above or left of the image, "
+                             "-5,60,..., is written --box=-5,60,...); without it the localiser finds the box")
     parser.add_argument("--frame", type=int, metavar="N",
                         help="the frame of a multi-frame file (DICOM cine, multi-page TIFF), counting from 0")
     parser.add_argument("--bundle", default="bundle", help="bundle folder (default: %(default)s)")
