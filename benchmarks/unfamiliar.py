@@ -60,12 +60,6 @@ def dicom_files() -> dict[str, Path]:
     return {file.relative_to(root).as_posix(): file for file in files if file.is_file()}
 
 
-def outcome(prediction) -> str:
-    if prediction.class_name is not None:
-        return prediction.class_name
-    return "no lesion found" if prediction.box is None else "unlike the training images"
-
-
 def classify(classifier: BundleClassifier, image) -> list[dict]:
     """The rows of one image (a file or an array) for both cases, without ``set`` and ``image``."""
     try:
@@ -79,7 +73,7 @@ def classify(classifier: BundleClassifier, image) -> list[dict]:
     for case, box in zip(CASES, ((height // 4, height - height // 4, width // 4, width - width // 4), None)):
         prediction = classifier.predict(image, box=box)
         distance = prediction.feature_distance or {}
-        rows.append({"case": case, "outcome": outcome(prediction), "pixels": pixels,
+        rows.append({"case": case, "outcome": prediction.class_name or prediction.unclassified_reason, "pixels": pixels,
                      **{f"feature_distance_{layer}": f"{value:.3f}" for layer, value in distance.items()},
                      "p_malignant": "" if prediction.class_name is None else
                      f"{prediction.malignancy_probability:.6f}"})

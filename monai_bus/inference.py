@@ -69,13 +69,15 @@ if TYPE_CHECKING:
 NO_BOX_NOTE = ("no lesion box given: the whole image was classified, but this model was trained on lesion "
                "regions and is unreliable on whole images; give a box around the lesion")
 BOX_IGNORED_NOTE = "this model classifies whole images (roi false): the lesion box was not used"
-NO_LESION_NOTE = ("no lesion found: the localiser found no lesion in this image, so it was not classified; if "
+NO_LESION = "no lesion found"  # the reasons for an answer without a class (Prediction.unclassified_reason)
+UNFAMILIAR = "unlike the training images"
+NO_LESION_NOTE = (f"{NO_LESION}: the localiser found no lesion in this image, so it was not classified; if "
                   "there is one, give its box")
 
 
 CHECK_BOX_NOTE = ("the localiser is unsure of the lesion it found (confidence {confidence:.3f}, below "
                   "{cutoff:.3f}): check that the box holds the lesion; if it does not, give the lesion's box")
-UNFAMILIAR_NOTE = ("unlike the training images ({distances}), "
+UNFAMILIAR_NOTE = (UNFAMILIAR + " ({distances}), "
                    "the lesion regions of BUSI's and BUS-BRA's breast ultrasound images, so it was not classified; "
                    "check that it is one and that the box holds the lesion")
 
@@ -129,6 +131,9 @@ class Prediction:
         feature_distance: how unlike the training images the classified input is, by layer
             (:mod:`monai_bus.familiarity`: ``{"pool3": d3, "pool5": d5}``), when the operating point has
             feature statistics; else None.
+        unclassified_reason: why the image has no class, in words a table can show: :data:`NO_LESION`
+            (``"no lesion found"``) or :data:`UNFAMILIAR` (``"unlike the training images"``); ``note`` says
+            more. None when it was classified.
     """
 
     class_index: int | None
@@ -152,6 +157,7 @@ class Prediction:
     localiser_confidence: float | None = None
     check_box: bool = False
     feature_distance: dict[str, float] | None = None
+    unclassified_reason: str | None = None
 
     @property
     def malignancy_probability(self) -> float | None:
@@ -181,6 +187,7 @@ class Prediction:
             "localiser_confidence": self.localiser_confidence,
             "check_box": self.check_box,
             "feature_distance": self.feature_distance,
+            "unclassified_reason": self.unclassified_reason,
         }
 
 
@@ -551,7 +558,7 @@ class BundleClassifier:
             f"{layer} feature distance {distance[layer]:.1f}, above the cut-off {self.unfamiliar_above[layer]:.1f}"
             for layer in beyond))
         return replace(prediction, class_index=None, class_name=None, probabilities=None, likelihood=None,
-                       uncertainty=None, refer=True, attention=None,
+                       uncertainty=None, refer=True, attention=None, unclassified_reason=UNFAMILIAR,
                        note="; ".join(n for n in (unfamiliar, prediction.note) if n))
 
     def _localiser_fields(self, localisation) -> dict:
@@ -575,5 +582,6 @@ class BundleClassifier:
         return Prediction(
             class_index=None, class_name=None, probabilities=None, model_version=self.version,
             note="; ".join(n for n in (NO_LESION_NOTE, *self._localiser_notes(localisation)) if n), refer=True,
+            unclassified_reason=NO_LESION,
             weights_file=self.weights["file"], weights_sha256=self.weights["sha256"],
             trained_on=self.weights["trained_on"], **self._localiser_fields(localisation))

@@ -347,6 +347,7 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     beyond = [layer for layer in LAYERS if unfamiliar.feature_distance[layer] > point["unfamiliar_above"][layer]]
     assert beyond and unfamiliar.class_name is None
     assert unfamiliar.probabilities is None and unfamiliar.refer and unfamiliar.attention is None
+    assert unfamiliar.unclassified_reason == "unlike the training images" and calibrated.unclassified_reason is None
     distance = unfamiliar.feature_distance[beyond[0]]
     assert unfamiliar.note.startswith(f"unlike the training images ({beyond[0]} feature distance {distance:.1f}, above")
     statistics_file.write_bytes(statistics_file.read_bytes() + b"changed")

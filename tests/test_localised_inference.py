@@ -141,6 +141,7 @@ def test_no_lesion_found_gives_no_class_and_says_so():
     assert result.refer is True  # a reader must look
     assert result.malignancy_probability is None and result.attention is None and result.roi is None
     assert result.note == NO_LESION_NOTE and NO_LESION_NOTE.startswith("no lesion found")
+    assert result.unclassified_reason == "no lesion found"
     assert result.box is None and result.box_source == "localiser" and not result.lesion_mask.any()
     assert result.localiser_version == "stand-in" and result.weights_sha256  # which models said so
     json.dumps(result.to_dict(), allow_nan=False)

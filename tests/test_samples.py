@@ -75,8 +75,9 @@ class FindsNothing:
 
 @pytest.mark.parametrize("roi", [True, False])
 def test_samples_command_says_why_a_sample_is_not_classified(trained_bundle, tmp_path, capsys, monkeypatch, roi):
-    """Every sample unlike the training images: with its box, "not classified"; without, "no lesion found" from a
-    localiser that finds none (a bundle trained on lesion regions), or "not classified" (one trained on whole
+    """Every sample unlike the training images: with its box, "unlike the training images"; without, "no lesion
+    found" from a localiser that finds none (a bundle trained on lesion regions), or "unlike the training images"
+    (one trained on whole
     images, which classifies them without a localiser). Each one's note follows its own table, in place of a crash
     at the missing P(malignant)."""
     bundle = unfamiliar_to_every_image(trained_copy(trained_bundle, tmp_path / "bundle", roi=roi))
@@ -84,8 +85,8 @@ def test_samples_command_says_why_a_sample_is_not_classified(trained_bundle, tmp
     assert main(["samples", "--bundle", str(bundle), "--out", str(tmp_path / "out"), "--device", "cpu"]) == 0
     printed = capsys.readouterr().out
     rows = [line.split(" | ") for line in printed.splitlines() if line.startswith("| bus_")]
-    without_box = "no lesion found" if roi else "not classified"
-    assert [row[2:5] for row in rows] == [["not classified", "-", "-"]] * 4 + [[without_box, "-", "-"]] * 4
+    without_box = "no lesion found" if roi else "unlike the training images"
+    assert [row[2:5] for row in rows] == [["unlike the training images", "-", "-"]] * 4 + [[without_box, "-", "-"]] * 4
     with_box_part, without_box_part = printed.split("Without a box")
     for part, notes in ((with_box_part, 4), (without_box_part, 4)):
         assert len([line for line in part.splitlines() if line.startswith("bus_")]) == notes

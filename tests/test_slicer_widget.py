@@ -160,9 +160,9 @@ def test_an_image_unlike_the_training_images_is_not_classified(module, whole_bun
     widget = make_widget(module, monkeypatch)
     apply(widget, add_volume(scene, image[np.newaxis]), bundle)
     poll_until_idle(widget)
-    assert widget.ui.classLabel.text == "not classified" and widget.ui.probabilityLabel.text == "-"
+    assert widget.ui.classLabel.text == "unlike the training images" and widget.ui.probabilityLabel.text == "-"
     assert widget.ui.statusLabel.text.startswith("Done: lesion was not classified: unlike the training images")
-    assert test_slicer_logic.row(widget.ui.resultsTableView.tableNode, 0)["Class"] == "not classified"
+    assert test_slicer_logic.row(widget.ui.resultsTableView.tableNode, 0)["Class"] == "unlike the training images"
 
 
 def test_cancel(module, whole_bundle, scene, image, monkeypatch):
@@ -293,7 +293,7 @@ def test_not_classified_around_the_localisers_box_selects_its_roi_to_move(module
     apply(widget, add_volume(scene, pixels[np.newaxis]), bundle)
     poll_until_idle(widget)
     status = widget.ui.statusLabel.text
-    assert widget.ui.classLabel.text == "not classified"
+    assert widget.ui.classLabel.text == "unlike the training images"
     assert status.startswith("Done: lesion was not classified: unlike the training images") and status.endswith(
         "The box is the localiser's: move the ROI 'lesion lesion box' if it misses the lesion and click Apply again."
     ), status

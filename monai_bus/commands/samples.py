@@ -37,11 +37,10 @@ def _referral(prediction) -> str:
 
 
 def _answer(prediction) -> str:
-    """The class, P(malignant) and likelihood columns; for an image not classified, why, as the Slicer module
-    says it: ``no lesion found`` when the localiser found none, else ``not classified`` (the note says why)."""
+    """The class, P(malignant) and likelihood columns; for an image not classified, why: ``no lesion found`` or
+    ``unlike the training images`` (its note says more)."""
     if prediction.class_name is None:
-        found_none = prediction.box_source == "localiser" and prediction.box is None
-        return ("no lesion found" if found_none else "not classified") + " | - | -"
+        return f"{prediction.unclassified_reason} | - | -"
     return f"{prediction.class_name} | {prediction.malignancy_probability:.3f} | {prediction.likelihood}"
 
 

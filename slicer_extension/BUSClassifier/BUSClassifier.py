@@ -37,12 +37,6 @@ from BUSClassifierLib.process import ClassifierProcess
 DEFAULT_OPERATING_POINT = "threshold 0.50 (argmax; no validated operating point in this bundle)"
 
 
-def unclassified_label(result) -> str:
-    """Why an answer has no class, in a word or two: the localiser found no lesion, or the image is unlike the
-    training images (its note says how far)."""
-    return "no lesion found" if result["box_source"] == "localiser" and result["box"] is None else "not classified"
-
-
 class BUSClassifier(ScriptedLoadableModule):
     def __init__(self, parent):
         ScriptedLoadableModule.__init__(self, parent)
@@ -152,7 +146,7 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         the panel; the localiser's lesion box becomes the selected ROI."""
         attentionNode = self.logic.addResult(volumeNode, result, attention, lesionMask)
         classified = result["class_name"] is not None
-        self.ui.classLabel.text = result["class_name"] if classified else unclassified_label(result)
+        self.ui.classLabel.text = result["class_name"] if classified else result["unclassified_reason"]
         self.ui.probabilityLabel.text = f"{result['malignancy_probability']:.3f}" if classified else "-"
         self.ui.operatingPointLabel.text = self.logic.operatingPointLabel(bundleDir)
         self.ui.resultsTableView.setMRMLTableNode(self.logic.resultsTable(volumeNode.GetScene()))
@@ -160,7 +154,7 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
             slicer.util.setSliceViewerLayers(background=volumeNode, foreground=attentionNode,
                                              foregroundOpacity=FOREGROUND_OPACITY)
             self.hideAttentionVolumes()
-        if not classified and unclassified_label(result) == "no lesion found":
+        if result["unclassified_reason"] == "no lesion found":
             self.showStatus(f"Done: the localiser found no lesion in {volumeNode.GetName()}, so it was not "
                             "classified. If there is a lesion, draw an ROI around it and click Apply again.")
             return
@@ -294,7 +288,7 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         classified = result["class_name"] is not None
         return {
             "Volume": volumeNode.GetName(),
-            "Class": result["class_name"] if classified else unclassified_label(result),
+            "Class": result["class_name"] if classified else result["unclassified_reason"],
             "P(malignant)": f"{result['malignancy_probability']:.6f}" if classified else "nan",
             "Likelihood": result["likelihood"] or "",
             "Uncertainty": "" if result["uncertainty"] is None else f"{result['uncertainty']:.4f}",
