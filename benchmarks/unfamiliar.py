@@ -23,8 +23,8 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pydicom.data
 import skimage.data
-from pydicom.data import get_testdata_files
 
 from monai_bus.data.images import read_image
 from monai_bus.data.records import DatasetError
@@ -54,10 +54,10 @@ def images() -> dict[str, np.ndarray]:
 
 
 def dicom_files() -> dict[str, Path]:
-    """pydicom's test files, every file (DICOM or not), by their path in its test-data folder."""
-    files = sorted(Path(name) for name in get_testdata_files())
-    root = Path(get_testdata_files("CT_small.dcm")[0]).parent
-    return {file.relative_to(root).as_posix(): file for file in files if file.is_file()}
+    """pydicom's test files, every file (DICOM or not) of the folder its wheel ships, by their path in it (not the
+    files that ``get_testdata_files`` would also find in an installed pydicom-data, or download)."""
+    root = Path(pydicom.data.__file__).parent / "test_files"
+    return {file.relative_to(root).as_posix(): file for file in sorted(root.rglob("*")) if file.is_file()}
 
 
 def classify(classifier: BundleClassifier, image) -> list[dict]:

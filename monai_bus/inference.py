@@ -393,7 +393,6 @@ class BundleClassifier:
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "
                               f"> 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
                               f"{self.temperature} and {self.refer_above}.")
-        self.unfamiliar_above = read_unfamiliar_cutoffs(operating_point, meta_file)
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         self.weights = load_weights(self.network, self.checkpoint_path, metadata)
         self.version = self.weights["version"]
@@ -404,6 +403,8 @@ class BundleClassifier:
             self.operating_point_note = (f"the bundle's operating point was fitted for other weights "
                                          f"({fitted_for[:12]}), so it was not applied (argmax); run monai-bus "
                                          "calibrate for these weights")
+        else:  # cut-offs of another form are refused only where they would apply (not for weights fine-tuned since)
+            self.unfamiliar_above = read_unfamiliar_cutoffs(operating_point, meta_file)
         self.pooled_features = PooledFeatures(self.network)
         self.feature_statistics = None if self.unfamiliar_above is None else \
             read_feature_statistics(self.bundle_dir / "models" / STATISTICS_FILE, operating_point, meta_file,
@@ -554,7 +555,7 @@ class BundleClassifier:
             layer for layer in LAYERS if distance[layer] > self.unfamiliar_above[layer]]
         if not beyond:
             return prediction
-        unfamiliar = UNFAMILIAR_NOTE.format(distances=", ".join(
+        unfamiliar = UNFAMILIAR_NOTE.format(distances="; ".join(
             f"{layer} feature distance {distance[layer]:.1f}, above the cut-off {self.unfamiliar_above[layer]:.1f}"
             for layer in beyond))
         return replace(prediction, class_index=None, class_name=None, probabilities=None, likelihood=None,

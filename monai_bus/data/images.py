@@ -26,6 +26,7 @@ becomes grey with the ITU-R BT.601 luma weights; alpha is dropped.
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
@@ -99,7 +100,8 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
             _check_pixel_bytes(path)
             image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
         except RuntimeError as error:
-            raise DatasetError(path, f"unreadable DICOM ({str(error).strip().splitlines()[-1]})") from None
+            reason = re.sub(r"\(0x[0-9a-fA-F]+\)", "", str(error).strip().splitlines()[-1])  # no object address
+            raise DatasetError(path, f"unreadable DICOM ({reason})") from None
         except itk.TemplateTypeError as error:  # such as 16- or 32-bit colour, which ITK's Python wrapping lacks
             raise DatasetError(path, f"DICOM pixels of a type that ITK cannot read ({str(error).splitlines()[0]})") \
                 from None
