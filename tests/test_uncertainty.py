@@ -152,11 +152,8 @@ def test_a_bad_unfamiliar_cutoff_is_refused(trained_bundle, tmp_path, cutoffs):
 
 def test_cutoffs_of_the_old_form_for_other_weights_are_not_applied_and_not_refused(trained_bundle, tmp_path, image):
     """Weights fine-tuned in MONAI Label keep a 0.8 bundle's operating point: skipped with a note, as before."""
-    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), unfamiliar_above=35.6)
-    meta_file = bundle / "configs" / "metadata.json"
-    meta = json.loads(meta_file.read_text())
-    meta["operating_point"]["weights_sha256"] = "0" * 64
-    meta_file.write_text(json.dumps(meta))
+    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), unfamiliar_above=35.6,
+                                  weights_sha256="0" * 64)  # fitted for other weights
     classifier = BundleClassifier(bundle, device="cpu")
     assert classifier.unfamiliar_above is None and classifier.feature_statistics is None
     assert "fitted for other weights" in classifier.predict(image, box=BOX).note
