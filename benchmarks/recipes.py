@@ -85,7 +85,7 @@ VARIANTS["self_supervised"] = {**VARIANTS["intensity"], "pretrained": True,
 # intensity with stochastic weight averaging (monai_bus.handlers.WeightAveraging): the learning rate falls linearly to
 # half over the first half of the epochs and stays there; the weights at the end of each epoch of the second half are
 # averaged (batch norm's running statistics too), and that average is what validation scores and model.pt keeps;
-# before start_epoch the average is still the starting network, which validation then scores (docs/results/recipe/)
+# before start_epoch it holds the network's own weights (until 2026-12-03 the starting network's: docs/results/recipe/)
 VARIANTS["swa"] = {
     **VARIANTS["intensity"],
     "lr_scheduler": {"_target_": "torch.optim.lr_scheduler.LambdaLR", "optimizer": "@optimizer",

@@ -300,7 +300,9 @@ class AttentionMaskLoss:
 
 class WeightAveraging:
     """Stochastic weight averaging (Izmailov et al. 2018): at the end of every epoch from ``start_epoch`` on,
-    add the network's weights to an equal-weight running average (torch's ``AveragedModel``).
+    add the network's weights to an equal-weight running average (torch's ``AveragedModel``). At the end of
+    each earlier epoch the average is set to the network's weights, so that validation then scores the
+    network as plain training would, in place of the weights the average was made from.
 
     Attach it before the validation handler, so that each epoch's validation scores the average that includes
     that epoch. Give ``averaged`` ``use_buffers=True`` to average batch norm's running statistics as well, in
@@ -320,10 +322,10 @@ class WeightAveraging:
         self.averaged, self.network, self.start_epoch = averaged, _unwrap(network), start_epoch
 
     def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_COMPLETED(event_filter=self._averages), self)
-
-    def _averages(self, engine: Engine, epoch: int) -> bool:
-        return epoch >= self.start_epoch
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        self.averaged.update_parameters(self.network)
+        if engine.state.epoch >= self.start_epoch:
+            self.averaged.update_parameters(self.network)
+        else:
+            self.averaged.module.load_state_dict(self.network.state_dict())

@@ -302,7 +302,7 @@ def test_the_swa_variant_validates_and_keeps_the_averaged_weights(tmp_path, data
     assert parser.get_parsed_content("best_model").network is averaged_network
 
 
-def test_weight_averaging_averages_the_weights_of_each_epoch_from_its_start_on():
+def test_weight_averaging_averages_the_weights_of_each_epoch_from_its_start_on_and_follows_the_network_before():
     from ignite.engine import Engine, Events
 
     from monai_bus.errors import InputError
@@ -319,7 +319,13 @@ def test_weight_averaging_averages_the_weights_of_each_epoch_from_its_start_on()
             network.weight.fill_(engine.state.epoch ** 2)
             network.running_mean.fill_(engine.state.epoch)
 
+    @engine.on(Events.EPOCH_COMPLETED)
+    def validate(engine):  # attached after the averaging, as the validation handler is
+        seen.append((averaged.module.weight[0].item(), averaged.module.running_mean[0].item()))
+
+    seen = []
     engine.run([0], max_epochs=3)
+    assert seen == [(1, 1), (4, 2), (6.5, 2.5)]  # epoch 1 the network's own weights, then the average
     assert averaged.n_averaged.item() == 2  # epochs 2 and 3
     torch.testing.assert_close(averaged.module.weight, torch.full((2,), (4 + 9) / 2))
     torch.testing.assert_close(averaged.module.running_mean, torch.full((2,), (2 + 3) / 2))
