@@ -122,7 +122,8 @@ def test_recipe_runs_localiser_box_tables_recompute_identically(tmp_path, run):
                                       "internal_intensity", "flip/validation_plain", "flip/validation_flip",
                                       "flip/test_plain", "flip/test_flip", "component/validation_most_probable",
                                       "wider/validation_shipped", "wider/validation_wider",
-                                      "five_levels_256px/validation", "confidence/busi_to_busbra",
+                                      "five_levels_256px/validation", "weight_averaging/validation",
+                                      "confidence/busi_to_busbra",
                                       "confidence/busbra_to_busi",
                                       *(f"component/{lodo}_{component}" for lodo in ("busi_to_busbra", "busbra_to_busi")
                                         for component in ("most_probable", "largest"))])
@@ -134,7 +135,8 @@ def test_localiser_tables_recompute_identically(tmp_path, test_set):
     for name in ("table.md", "table.json"):
         assert (tmp_path / name).read_bytes() == (committed / name).read_bytes(), name
     tables = (committed / "table.md").read_text().split("\n", 2)[2]
-    in_own_folder = test_set.startswith(("flip/", "component/", "wider/", "five_levels_256px/", "confidence/"))
+    in_own_folder = test_set.startswith(("flip/", "component/", "wider/", "five_levels_256px/", "weight_averaging/",
+                                                 "confidence/"))
     readme = committed.parent / "README.md" if in_own_folder else RESULTS / "localiser" / "README.md"
     assert tables in readme.read_text()  # shown there verbatim
     if test_set == "internal":
