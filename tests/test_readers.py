@@ -122,6 +122,20 @@ def test_multi_frame_dicom_needs_a_frame(tmp_path, frames):
         read_grey(tmp_path / "a.dcm")
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".png"])
+def test_an_image_turned_for_display_by_its_exif_orientation_is_refused(tmp_path, suffix):
+    exif = Image.Exif()
+    exif[0x0112] = 1  # upright: read as it is
+    Image.fromarray(GREY).save(tmp_path / f"upright{suffix}", exif=exif)
+    assert read_grey(tmp_path / f"upright{suffix}").shape == GREY.shape
+    exif[0x0112] = 6  # shown turned by 90 degrees
+    path = tmp_path / f"turned{suffix}"
+    Image.fromarray(GREY).save(path, exif=exif)
+    with pytest.raises(DatasetError, match=r"^.*turned\.(jpg|png): its EXIF orientation tag \(6\) turns or mirrors "
+                                           r"it for display.*save it upright without the tag$"):
+        read_grey(path)
+
+
 @pytest.mark.parametrize("name, content, problem", [
     ("cut.png", "truncated", "not a readable image"),
     ("junk.png", b"\x89PNG but not really", "not a readable image"),

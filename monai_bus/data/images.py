@@ -10,6 +10,8 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
   B-mode frame is near 4:3; such a strip would be squeezed out of shape to the network's square input),
   checked from the header for raster and DICOM files;
 - several frames (multi-frame DICOM, multi-page TIFF), unless ``frame`` chooses one;
+- a raster image whose EXIF orientation tag turns or mirrors it for display (a viewer, and a box drawn
+  on it, would see other pixels than the network);
 - CMYK and other colour spaces without a faithful grey conversion;
 - a colour image with more than :data:`MAX_COLOUR_FRACTION` of its pixels in colour (a photograph, or a
   colour Doppler or elastography overlay): B-mode ultrasound is grey, or grey in a tint, and the
@@ -50,6 +52,7 @@ MAX_COLOUR_FRACTION = 0.1
 GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
 CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+EXIF_ORIENTATION = 0x0112
 
 # transfer syntaxes whose pixel data are stored as they are (implicit, explicit little, explicit big endian)
 UNCOMPRESSED_DICOM = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
@@ -132,6 +135,11 @@ def _read_raster(path: Path, frame: int | None) -> np.ndarray:
             frames = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)  # MPO: a JPEG plus previews
             _check_size(path, image.height, image.width, frames, frame)
             _check_aspect(path, image.height, image.width)
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            if orientation != 1:
+                raise DatasetError(path, f"its EXIF orientation tag ({orientation}) turns or mirrors it for display, "
+                                         "so its pixels and boxes are not what a viewer shows; save it upright "
+                                         "without the tag")
             if frame:
                 image.seek(frame)
             if image.mode in CONVERTED_TO_RGB_MODES:
