@@ -14,7 +14,8 @@ on validation data by ``monai-bus calibrate`` (:mod:`monai_bus.calibration`). Th
 ``flip_tta`` on (``model_settings``), the log of the mean class probabilities of the input and its mirror
 image (:class:`monai_bus.inferers.FlipAveragingInferer`). An image is classified malignant when
 ``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule of
-the bundle's metrics (:mod:`monai_bus.metrics`). An operating point fitted for other weights (its
+the bundle's metrics (:mod:`monai_bus.metrics`), and every prediction's note says that the bundle has no
+operating point. An operating point needs a threshold in (0, 1) and a finite temperature > 0. An operating point fitted for other weights (its
 ``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
 carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at ``t``, or
 at 0.5 without an operating point), and, unless turned off, an uncertainty: the spread of P(malignant)
@@ -77,6 +78,8 @@ NO_LESION_NOTE = (f"{NO_LESION}: the localiser found no lesion in this image, so
 
 CHECK_BOX_NOTE = ("the localiser is unsure of the lesion it found (confidence {confidence:.3f}, below "
                   "{cutoff:.3f}): check that the box holds the lesion; if it does not, give the lesion's box")
+NO_OPERATING_POINT_NOTE = ("the bundle has no operating point: P(malignant) is not calibrated, the class is the argmax "
+                           "and no image is checked against the training images; run monai-bus calibrate")
 UNFAMILIAR_NOTE = (UNFAMILIAR + " ({distances}), "
                    "the lesion regions of BUSI's and BUS-BRA's breast ultrasound images, so it was not classified; "
                    "check that it is one and that the box holds the lesion")
@@ -376,9 +379,13 @@ class BundleClassifier:
         except Exception as error:
             raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}).") \
                 from error
+        self.operating_point_note = NO_OPERATING_POINT_NOTE if operating_point and not metadata.get(
+            "operating_point") else None
         operating_point = (metadata.get("operating_point") or {}) if operating_point else {}
         if not isinstance(operating_point, dict):
             raise BundleError(f"{meta_file}: operating_point must be an object, got {operating_point!r}.")
+        if operating_point and "threshold" not in operating_point:
+            raise BundleError(f"{meta_file}: operating_point has no threshold; run monai-bus calibrate.")
         numbers = {key: operating_point.get(key, default) for key, default in (
             ("threshold", None), ("temperature", 1.0), ("refer_above", None))}
         wrong = {key: value for key, value in numbers.items()  # JSON true and "0.3" are not numbers either
@@ -388,15 +395,15 @@ class BundleClassifier:
                               f"numbers, got {wrong}.")
         self.threshold, self.temperature, self.refer_above = (
             None if value is None else float(value) for value in numbers.values())
-        if len(self.class_names) != 2 or not (self.threshold is None or 0.0 <= self.threshold <= 1.0) or not (
-                self.temperature > 0) or not (self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
-            raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in [0, 1], a temperature "
-                              f"> 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
+        if len(self.class_names) != 2 or not (self.threshold is None or 0.0 < self.threshold < 1.0) or not (
+                0.0 < self.temperature < float("inf")) or not (
+                self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
+            raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in (0, 1), a finite "
+                              f"temperature > 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
                               f"{self.temperature} and {self.refer_above}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         self.weights = load_weights(self.network, self.checkpoint_path, metadata)
         self.version = self.weights["version"]
-        self.operating_point_note = None
         fitted_for = operating_point.get("weights_sha256")
         if fitted_for is not None and fitted_for != self.weights["sha256"]:
             self.threshold, self.temperature, self.refer_above, self.unfamiliar_above = None, 1.0, None, None

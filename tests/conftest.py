@@ -112,8 +112,9 @@ def trained_bundle(tmp_path_factory, tiny_data) -> Path:
 
 @pytest.fixture(scope="session")
 def roi_bundle(tmp_path_factory, trained_bundle) -> Path:
-    """``trained_bundle``'s model in a bundle whose ``roi`` is on."""
-    return trained_copy(trained_bundle, tmp_path_factory.mktemp("roi") / "bundle", roi=True)
+    """``trained_bundle``'s model in a bundle whose ``roi`` is on, with the argmax's operating point (threshold
+    0.5, temperature 1), so that its notes are about the box alone."""
+    return with_operating_point(trained_copy(trained_bundle, tmp_path_factory.mktemp("roi") / "bundle", roi=True))
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from monai_bus.data.boxes import box_from_masks, check_box, expand_box, shift_bo
 from monai_bus.data.loading import load_split
 from monai_bus.data.roi import ROI_META_KEY, CropToLesiond, LesionBoxd, RandCropToLesiond
 from monai_bus.data.transforms import LoadUltrasoundImage
-from monai_bus.inference import BOX_IGNORED_NOTE, NO_BOX_NOTE, BundleClassifier
+from monai_bus.inference import BOX_IGNORED_NOTE, NO_BOX_NOTE, NO_OPERATING_POINT_NOTE, BundleClassifier
 
 
 def mask(shape, *boxes) -> np.ndarray:
@@ -166,13 +166,13 @@ def test_prediction_without_a_box_uses_the_whole_image_and_says_so(roi_bundle, w
     whole = BundleClassifier(whole_bundle, device="cpu").predict(test_item["image"])
     np.testing.assert_allclose(whole.probabilities, prediction.probabilities, atol=1e-6)
     np.testing.assert_allclose(whole.attention, prediction.attention, atol=1e-6)
-    assert whole.note is None and whole.roi is None
+    assert whole.note == NO_OPERATING_POINT_NOTE and whole.roi is None
 
 
 def test_whole_image_bundle_ignores_a_box_and_says_so(whole_bundle, test_item):
     classifier = BundleClassifier(whole_bundle, device="cpu")
     with_box = classifier.predict(test_item["image"], box=test_item["box"])
-    assert with_box.note == BOX_IGNORED_NOTE and with_box.roi is None
+    assert with_box.note == f"{BOX_IGNORED_NOTE}; {NO_OPERATING_POINT_NOTE}" and with_box.roi is None
     np.testing.assert_allclose(with_box.probabilities, classifier.predict(test_item["image"]).probabilities, atol=1e-6)
     with pytest.raises(ValueError, match="lesion box .* lies outside the image of 96 rows and 96 columns"):
         classifier.predict(test_item["image"], box=(0, 5, 100, 120))  # still checked

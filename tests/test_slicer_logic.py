@@ -26,7 +26,7 @@ import torch
 from PIL import Image
 
 from conftest import CONFIGS, REPO, copy_bundle
-from monai_bus.inference import BOX_IGNORED_NOTE, NO_LESION_NOTE, BundleClassifier
+from monai_bus.inference import BOX_IGNORED_NOTE, NO_LESION_NOTE, NO_OPERATING_POINT_NOTE, BundleClassifier
 from monai_bus.localiser import LesionLocaliser
 
 if os.environ.get("CI") == "true":  # CI installs the slicer extra: there a missing slicer-core fails
@@ -143,7 +143,8 @@ def test_end_to_end(module, api, whole_bundle, scene, image):
     assert values["Likelihood"] == expected.likelihood
     assert float(values["Uncertainty"]) == pytest.approx(expected.uncertainty, abs=1e-4)
     assert values["Refer"] == "" and expected.refer is None  # the bundle has no operating point to refer by
-    assert values["Region"] == "whole image" and values["Box source"] == "none" and values["Note"] == ""
+    assert values["Region"] == "whole image" and values["Box source"] == "none"
+    assert values["Note"] == NO_OPERATING_POINT_NOTE
     assert values["StudyInstanceUID"] == values["SeriesInstanceUID"] == values["SOPInstanceUID"] == ""
     assert datetime.fromisoformat(values["Time"]).tzinfo is not None
 
