@@ -224,7 +224,8 @@ def read_checkpoint(path: Path) -> dict:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
-        raise BundleError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error}).") from None
+        raise BundleError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {one_line(error)}).") \
+            from None
     if isinstance(checkpoint, dict) and isinstance(checkpoint.get("model"), dict):
         checkpoint = checkpoint["model"]  # a {"model": state_dict} checkpoint
     return checkpoint

@@ -158,15 +158,43 @@ def test_cli_box_and_device_are_checked(trained_bundle, good_image, tmp_path, ca
 @pytest.mark.parametrize("content, problem", [
     (b"", "not a readable PyTorch checkpoint (EOFError"),
     (b"\x80\x02garbage", "not a readable PyTorch checkpoint (UnpicklingError"),
+    ("image", "not a readable PyTorch checkpoint (UnpicklingError: Weights only load failed."),
     ("folder", "is a folder, not a model file"),
 ])
 def test_bad_model_files_are_named(tmp_path, content, problem):
     bundle = copy_bundle(tmp_path / "bundle")
     (bundle / "models").mkdir()
     model = bundle / "models" / "model.pt"
-    model.mkdir() if content == "folder" else model.write_bytes(content)
-    with pytest.raises(BundleError, match=re.escape(f"model.pt: {problem}")):
+    if content == "folder":
+        model.mkdir()
+    elif content == "image":  # an image given as --checkpoint: torch's message has blank lines
+        Image.fromarray(SPECKLE).save(model, format="PNG")
+    else:
+        model.write_bytes(content)
+    with pytest.raises(BundleError, match=re.escape(f"model.pt: {problem}")) as raised:
         BundleClassifier(bundle)
+    assert "\n" not in str(raised.value)
+
+
+@pytest.mark.parametrize("output", ["full", "closed"])
+def test_an_output_that_cannot_be_written_ends_in_one_line_or_quietly(trained_bundle, tmp_path, output):
+    """A full disk gives one line on stderr and exit 2; a reader that stops early (| head) ends it quietly, 1."""
+    image = tmp_path / "speckle.png"
+    Image.fromarray(SPECKLE).save(image)
+    command = [sys.executable, "-m", "monai_bus", "infer", "--bundle", str(trained_bundle), "--device", "cpu",
+               str(image), str(image)]
+    if output == "full":
+        with open("/dev/full", "w") as full:
+            result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True, timeout=600)
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            "monai-bus infer: error: cannot write the results to standard output (No space left on device)"]
+    else:
+        reader, writer = os.pipe()
+        os.close(reader)  # nobody reads
+        result = subprocess.run(command, stdout=writer, stderr=subprocess.PIPE, text=True, timeout=600)
+        os.close(writer)
+        assert result.returncode == 1 and result.stderr == ""
 
 
 def test_corrupt_weights_give_no_answer(trained_bundle, tmp_path, files):

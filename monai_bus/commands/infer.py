@@ -67,5 +67,18 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as error:
             result, failures = {"image": image, "error": str(error)}, failures + 1
             print(f"monai-bus infer: error: {error}", file=sys.stderr)
-        print(json.dumps(result, allow_nan=False))
+        _write(json.dumps(result, allow_nan=False))
     return 1 if failures else 0
+
+
+def _write(line: str) -> None:
+    """Print one result line, or stop with one line when standard output cannot take it (a full disk)."""
+    from monai_bus.cli import discard_standard_output
+
+    try:
+        print(line, flush=True)
+    except BrokenPipeError:
+        raise
+    except OSError as error:
+        discard_standard_output()
+        raise CommandError(f"cannot write the results to standard output ({error.strerror})") from None
