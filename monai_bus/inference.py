@@ -78,6 +78,8 @@ NO_LESION_NOTE = (f"{NO_LESION}: the localiser found no lesion in this image, so
 
 CHECK_BOX_NOTE = ("the localiser is unsure of the lesion it found (confidence {confidence:.3f}, below "
                   "{cutoff:.3f}): check that the box holds the lesion; if it does not, give the lesion's box")
+BOX_FILLS_IMAGE_NOTE = ("the lesion box and its margin fill the image, so moving the box changes nothing and the "
+                        "uncertainty measures the mirror image alone; check that the box holds the lesion and no more")
 NO_OPERATING_POINT_NOTE = ("the bundle has no operating point: P(malignant) is not calibrated, the class is the argmax "
                            "and no image is checked against the training images; run monai-bus calibrate")
 UNFAMILIAR_NOTE = (UNFAMILIAR + " ({distances}), "
@@ -203,12 +205,15 @@ class ForwardPass(NamedTuple):
         attention: the attention map [S, S] in [0, 1] over the network input; None for a network without
             an attention gate.
         view_probabilities: P(malignant) of each test-time view [V], after the temperature, when asked for.
+        box_moves_nothing: whether every moved box's crop is the input itself (the box and its margin fill the
+            image), so that the views measure the mirror image alone.
     """
 
     data: dict
     probabilities: torch.Tensor
     attention: torch.Tensor | None
     view_probabilities: list[float] | None
+    box_moves_nothing: bool = False
 
 
 def read_checkpoint(path: Path) -> dict:
@@ -467,12 +472,13 @@ class BundleClassifier:
         try:
             read = self.preprocessing(dict(item), end=1)  # the first transform reads the image
             data = self.preprocessing(dict(read), start=1)
-            inputs = [data["image"]]
+            inputs, moved = [data["image"]], []
             if views:
                 inputs.append(torch.flip(data["image"], dims=[-1]))
                 if self.roi and data.get("bbox") is not None:
-                    inputs += [self.preprocessing({**read, "bbox": box}, start=1)["image"]
-                               for box in shifted_boxes(data["bbox"], read["image"].shape[-2:])]
+                    moved = [self.preprocessing({**read, "bbox": box}, start=1)["image"]
+                             for box in shifted_boxes(data["bbox"], read["image"].shape[-2:])]
+                    inputs += moved
         except RuntimeError as error:  # MONAI's Compose wraps the loader's error: report the original
             raise find_monai_bus_error(error) or error from None
         flip_averaged = isinstance(self.inferer, FlipAveragingInferer)
@@ -495,7 +501,8 @@ class BundleClassifier:
             raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
                               f"weights of {self.checkpoint_path} are corrupt.")
         return ForwardPass(data, probabilities, alpha, None if view_probabilities is None else
-                           view_probabilities.tolist())
+                           view_probabilities.tolist(),
+                           bool(moved) and all(torch.equal(view, inputs[0]) for view in moved))
 
     def predict_item(self, item: dict) -> Prediction:
         """Classify a datalist item: its ``image`` (and ``frame``), around its lesion box: its ``bbox``,
@@ -507,7 +514,7 @@ class BundleClassifier:
             if not localisation.found:
                 return self._unclassified(localisation)
             item = {**item, "bbox": localisation.box}
-        data, probabilities, alpha, view_probabilities = self.forward(item, views=self.uncertainty)
+        data, probabilities, alpha, view_probabilities, box_moves_nothing = self.forward(item, views=self.uncertainty)
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
         rows, columns = image_shape
@@ -533,7 +540,9 @@ class BundleClassifier:
         index = int(predicted_malignant(probabilities[None].numpy(), self.threshold)[0])
         uncertainty = spread(view_probabilities) if self.uncertainty else None
         refer = None if uncertainty is None or self.refer_above is None else uncertainty > self.refer_above
-        if note == NO_BOX_NOTE or localisation is not None and localisation.check_box:
+        if box_moves_nothing:
+            note = "; ".join(n for n in (note, BOX_FILLS_IMAGE_NOTE) if n)
+        if note == NO_BOX_NOTE or box_moves_nothing or localisation is not None and localisation.check_box:
             refer = True  # a model trained on lesion regions classified the whole image, or the box is in doubt
         source = {"box_source": None if roi is None else "given"} if localisation is None else \
             self._localiser_fields(localisation)

@@ -12,7 +12,7 @@ from PIL import Image
 from conftest import trained_copy, with_operating_point
 from monai_bus.data.loading import load_split
 from monai_bus.data.transforms import LoadUltrasoundImage
-from monai_bus.inference import NO_BOX_NOTE, BundleClassifier, BundleError
+from monai_bus.inference import BOX_FILLS_IMAGE_NOTE, NO_BOX_NOTE, BundleClassifier, BundleError
 from monai_bus.uncertainty import refer_cutoff, shifted_boxes, spread
 
 BOX = (20, 60, 30, 70)
@@ -199,3 +199,14 @@ def test_whole_image_model_views_are_the_mirror_only(whole_bundle, image):
     p_views = [plain.predict(view).malignancy_probability for view in (image, np.fliplr(image).copy())]
     result = lopsided(BundleClassifier(whole_bundle, device="cpu")).predict(image)
     assert spread(p_views) > 0.01 and result.uncertainty == pytest.approx(spread(p_views), abs=1e-5)
+
+
+def test_a_box_whose_moves_change_nothing_is_referred_and_says_so(trained_bundle, image, tmp_path):
+    """A box over the whole image: every moved box crops the same region, so the spread would measure the
+    mirror image alone and could not refer the answer."""
+    bundle = with_operating_point(trained_copy(trained_bundle, tmp_path / "bundle", roi=True), refer_above=1.0)
+    classifier = lopsided(BundleClassifier(bundle, device="cpu"))
+    whole = classifier.predict(image, box=(0, image.shape[0], 0, image.shape[1]))
+    assert whole.refer is True and whole.note == BOX_FILLS_IMAGE_NOTE
+    lesion = classifier.predict(image, box=BOX)
+    assert lesion.refer is False and lesion.note is None
