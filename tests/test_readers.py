@@ -268,8 +268,26 @@ def test_truncated_dicom_is_refused(tmp_path):
         read_grey(tmp_path / "a.dcm")
 
 
+@pytest.mark.parametrize("modality", ["MR", "CT", "OT", None])
+def test_a_dicom_of_another_modality_is_refused(tmp_path, modality):
+    """Ultrasound (US), other (OT: secondary captures) and files without the tag are read; CT, MR and the rest
+    are not (pydicom's MR and CT test images got a class before)."""
+    write_dicom(tmp_path / "a.dcm", GREY[None])
+    dataset = pydicom.dcmread(tmp_path / "a.dcm")
+    if modality is None:
+        del dataset.Modality
+    else:
+        dataset.Modality = modality
+    dataset.save_as(tmp_path / "a.dcm")
+    if modality in ("OT", None):
+        assert read_grey(tmp_path / "a.dcm").shape == GREY.shape
+    else:
+        with pytest.raises(DatasetError, match=rf"a.dcm: its DICOM modality is {modality}, not ultrasound \(US\)"):
+            read_grey(tmp_path / "a.dcm")
+
+
 @pytest.mark.parametrize("name, problem", [
-    ("badVR.dcm", "image of 10 x 10 pixels is below the minimum"),  # an invalid size tag: was a TypeError
+    ("badVR.dcm", "its DICOM modality is RTDOSE"),  # an invalid size tag: was a TypeError
     ("SC_rgb_rle_16bit.dcm", "DICOM pixels of a type that ITK cannot read (itk.Image is not wrapped"),  # was ITK's
     ("SC_rgb_rle_32bit.dcm", "DICOM pixels of a type that ITK cannot read (itk.RGBPixel is not wrapped"),
     ("ExplVR_BigEndNoMeta.dcm", "unreadable DICOM (ITK ERROR: GDCMImageIO: Cannot read requested file)"),  # no 0x..

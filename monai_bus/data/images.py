@@ -9,6 +9,7 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
 - an image whose sides are below :data:`MIN_SIDE` pixels, or differ more than :data:`MAX_ASPECT`-fold (a
   B-mode frame is near 4:3; such a strip would be squeezed out of shape to the network's square input),
   checked from the header for raster and DICOM files;
+- a DICOM file of another modality (its Modality tag, such as CT or MR, neither US nor OT);
 - several frames (multi-frame DICOM, multi-page TIFF), unless ``frame`` chooses one;
 - a raster image whose EXIF orientation tag turns or mirrors it for display (a viewer, and a box drawn
   on it, would see other pixels than the network);
@@ -52,6 +53,7 @@ MAX_COLOUR_FRACTION = 0.1
 GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
 CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+DICOM_MODALITIES = ("US", "OT")  # ultrasound, and other (secondary captures); a file without the tag is read too
 EXIF_ORIENTATION = 0x0112
 
 # transfer syntaxes whose pixel data are stored as they are (implicit, explicit little, explicit big endian)
@@ -100,7 +102,7 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
             frames = io.GetDimensions(2) if io.GetNumberOfDimensions() > 2 else 1
             _check_size(path, rows, columns, frames, frame)
             _check_aspect(path, rows, columns)
-            _check_pixel_bytes(path)
+            _check_dicom_header(path)
             image = itk.imread(str(path), imageio=itk.GDCMImageIO.New())
         except RuntimeError as error:
             reason = re.sub(r"\(0x[0-9a-fA-F]+\)", "", str(error).strip().splitlines()[-1])  # no object address
@@ -112,17 +114,25 @@ def _read_dicom(path: Path, frame: int | None) -> np.ndarray:
     return array[frame or 0] if image.GetImageDimension() == 3 else array
 
 
-def _check_pixel_bytes(path: Path) -> None:
-    """Refuse an uncompressed DICOM file smaller than its stored pixel data (GDCM would read past the short
-    pixel data into memory it never filled, a different image at each read)."""
+def _check_dicom_header(path: Path) -> None:
+    """Refuse a DICOM file of another modality than ultrasound (its Modality tag neither ``US`` nor ``OT``, other,
+    which secondary captures use), and an uncompressed one smaller than its stored pixel data (GDCM would read
+    past the short pixel data into memory it never filled, a different image at each read)."""
     import pydicom
     from pydicom.pixels.utils import get_expected_length
 
-    try:  # the transfer syntax and the stored pixel layout, which ITK does not report
+    try:  # the modality, transfer syntax and stored pixel layout, which ITK does not report
         header = pydicom.dcmread(path, stop_before_pixels=True, force=True)
+        modality = header.get("Modality")
+    except Exception:  # a header pydicom cannot read, but GDCM did: modality and length unknown
+        return
+    if modality not in DICOM_MODALITIES + (None, ""):
+        raise DatasetError(path, f"its DICOM modality is {modality}, not ultrasound (US); this model reads B-mode "
+                                 "breast ultrasound")
+    try:
         syntax = header.file_meta.get("TransferSyntaxUID")
         needed = int(get_expected_length(header, "bytes")) if syntax in UNCOMPRESSED_DICOM else 0
-    except Exception:  # a header pydicom cannot read or measure (a size not a number), but GDCM did: length unknown
+    except Exception:  # a size pydicom cannot measure (not a number): length unknown
         return
     size = os.path.getsize(path)
     if size < needed:
