@@ -118,10 +118,25 @@ def test_api_refuses_bad_files_by_name(classifier, files, name):
     (np.zeros((64, 64)), "no image content"),
     (np.array([["a"] * 32] * 32), "pixels of type <U1 are not numbers"),
     (SPECKLE[:8], "below the minimum of 16 x 16"),
+    (SPECKLE * 1e300, "pixels are beyond the range of 32-bit floats"),  # was named NaN or infinite
+    (np.ma.masked_array(SPECKLE, SPECKLE > 100), "a masked array: its mask would be lost"),
 ])
 def test_api_refuses_bad_arrays(classifier, array, problem):
     with pytest.raises(ValueError, match=f"^image array: .*{problem}"):
         classifier.predict(array)
+
+
+def test_api_names_the_problem_of_odd_arguments(classifier, files):
+    """Found by a hostile test: each was ignored, misread or named the wrong problem."""
+    with pytest.raises(ValueError, match=r"^image array: frame 1 chooses a frame of a file; an array is one image"):
+        classifier.predict(SPECKLE, frame=1)
+    with pytest.raises(ValueError, match=r"^image: the file path is empty"):  # was '.: is a folder'
+        classifier.predict("")
+    with pytest.raises(ValueError, match=r"a lesion box is 4 integers .*got \(True, 60, 5, 50\)"):
+        classifier.predict(SPECKLE, box=(True, 60, 5, 50))  # was read as row 1
+    path, _ = files["nan.tif"]
+    with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: "):  # a path as bytes is a path
+        classifier.predict(os.fsencode(path))
 
 
 def test_frames_can_be_chosen(classifier, files, trained_bundle, capsys):

@@ -122,7 +122,8 @@ def check_box(box, image_shape: Sequence[int], name: str = "image") -> Box:
             image is below :data:`MIN_BOX_SIDE` pixels high or wide.
     """
     values = list(box) if isinstance(box, (list, tuple, np.ndarray)) else None
-    if values is None or len(values) != 4 or not all(isinstance(v, (int, np.integer)) for v in values):
+    if values is None or len(values) != 4 or not all(
+            isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) for v in values):
         raise InputError(f"{name}: a lesion box is 4 integers (row_start, row_stop, col_start, col_stop), got {box!r}.")
     row_start, row_stop, col_start, col_stop = (int(v) for v in values)
     if row_stop <= row_start or col_stop <= col_start:

@@ -18,7 +18,8 @@ them accepts, all of them accept. It refuses, with a :class:`DatasetError` ``"<f
   colour Doppler or elastography overlay): B-mode ultrasound is grey, or grey in a tint, and the
   training images carry colour only in annotations (at most 1.9% of the pixels of BUSI's 15 RGB images;
   BUS-BRA is grey);
-- non-finite pixels (NaN, infinity);
+- non-finite pixels (NaN, infinity), and pixels beyond the range of 32-bit floats;
+- a masked array (its mask would be lost), and a ``frame`` for an array;
 - an image without content: all, or all but 1%, of its pixels the same value.
 
 Decoders: Pillow for raster formats (PNG, JPEG, TIFF, BMP, ...), ITK's GDCM for DICOM (``.dcm``,
@@ -180,6 +181,8 @@ def to_grey(array: np.ndarray, name: str) -> np.ndarray:
     Raises:
         DatasetError: naming ``name``, for any other shape or a non-numeric array.
     """
+    if isinstance(array, np.ma.MaskedArray):
+        raise DatasetError(name, "a masked array: its mask would be lost; give the pixels as a plain array")
     array = np.asarray(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
@@ -197,6 +200,12 @@ def to_grey(array: np.ndarray, name: str) -> np.ndarray:
         array = rgb @ LUMA_WEIGHTS
     if array.ndim != 2:
         raise DatasetError(name, f"expected a 2D image (grey, RGB or RGBA), got an array of shape {list(array.shape)}")
+    if array.dtype.kind == "f" and array.dtype.itemsize > 4:  # wider floats: values float32 would make infinite
+        float32_max = float(np.finfo(np.float32).max)
+        with np.errstate(invalid="ignore"):  # NaN is check_pixels' to name
+            beyond = int(np.count_nonzero(np.isfinite(array) & (np.abs(array) > float32_max)))
+        if beyond:
+            raise DatasetError(name, f"{beyond:,} pixels are beyond the range of 32-bit floats (+-{float32_max:.3g})")
     return array.astype(np.float32)
 
 
@@ -268,8 +277,14 @@ def read_image(image: str | os.PathLike | np.ndarray, frame: int | None = None) 
     Raises:
         DatasetError: ``"<file>: <problem>"`` (``"image array: ..."`` for an array).
     """
+    if isinstance(image, bytes):  # a path as bytes, as os and open take it
+        image = os.fsdecode(image)
+    if isinstance(image, str) and not image:
+        raise DatasetError("image", "the file path is empty")
     if not isinstance(image, (str, os.PathLike)):
         name = "image array"
+        if frame is not None:
+            raise DatasetError(name, f"frame {frame!r} chooses a frame of a file; an array is one image")
         grey = to_grey(image, name)
         if grey.size > MAX_PIXELS:
             raise DatasetError(name, f"{grey.size:,} pixels are over the limit of {MAX_PIXELS:,}")
