@@ -15,8 +15,8 @@ on validation data by ``monai-bus calibrate`` (:mod:`monai_bus.calibration`). Th
 image (:class:`monai_bus.inferers.FlipAveragingInferer`). An image is classified malignant when
 ``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule of
 the bundle's metrics (:mod:`monai_bus.metrics`), and every prediction's note says that the bundle has no
-operating point. An operating point needs a threshold in (0, 1) and a finite temperature > 0. An operating point fitted for other weights (its
-``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
+operating point. An operating point needs a threshold in (0, 1) and a finite temperature > 0. One fitted
+for other weights (its ``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
 carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at ``t``, or
 at 0.5 without an operating point), and, unless turned off, an uncertainty: the spread of P(malignant)
 over test-time views (:mod:`monai_bus.uncertainty`), with a "refer" flag when it is above the operating
