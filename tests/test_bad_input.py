@@ -137,6 +137,10 @@ def test_api_names_the_problem_of_odd_arguments(classifier, files):
     path, _ = files["nan.tif"]
     with pytest.raises(ValueError, match=rf"^{re.escape(str(path))}: "):  # a path as bytes is a path
         classifier.predict(os.fsencode(path))
+    odd = path.parent / "two\nlines.png"
+    with pytest.raises(ValueError) as raised:  # a newline in the name: the error is still one line
+        classifier.predict(odd)
+    assert str(raised.value) == f"{str(odd)!r}: image file not found"
 
 
 def test_frames_can_be_chosen(classifier, files, trained_bundle, capsys):

@@ -14,7 +14,8 @@ CLASSES = (*CLASS_NAMES, "normal")
 
 
 class DatasetError(InputError):
-    """A problem with the input data, reported as ``"<path>: <problem>"``.
+    """A problem with the input data, reported as ``"<path>: <problem>"`` (the path quoted as Python writes it
+    when it holds a newline or another character that is not printable).
 
     Parameters
     ----------
@@ -25,7 +26,8 @@ class DatasetError(InputError):
     """
 
     def __init__(self, path: Path | str, problem: str):
-        super().__init__(f"{path}: {problem}")
+        shown = str(path) if str(path).isprintable() else repr(str(path))  # a newline in a name: still one line
+        super().__init__(f"{shown}: {problem}")
         self.path, self.problem = str(path), problem
 
 
