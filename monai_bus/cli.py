@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 
 from monai_bus.errors import MonaiBusError
@@ -37,18 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = module
     args = parser.parse_args(argv)
     try:
-        status = modules[args.command].run(args) or 0
-        sys.stdout.flush()  # an output that cannot be written fails here, not as Python exits
-        return status
-    except BrokenPipeError:  # the output's reader stopped early (| head): stop quietly, as other tools do
-        discard_standard_output()
-        return 1
+        return modules[args.command].run(args) or 0
     except MonaiBusError as error:
         print(f"monai-bus {args.command}: error: {error}", file=sys.stderr)
         return 2
-
-
-def discard_standard_output() -> None:
-    """Send what is left of standard output to the null device, so that Python's flush at exit, into an
-    output that cannot be written, adds no second error."""
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -328,4 +328,4 @@ class WeightAveraging:
         if engine.state.epoch >= self.start_epoch:
             self.averaged.update_parameters(self.network)
         else:
-            self.averaged.module.load_state_dict(self.network.state_dict())
+            _unwrap(self.averaged.module).load_state_dict(self.network.state_dict())  # DDP's copy: its module

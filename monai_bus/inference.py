@@ -15,7 +15,7 @@ on validation data by ``monai-bus calibrate`` (:mod:`monai_bus.calibration`). Th
 image (:class:`monai_bus.inferers.FlipAveragingInferer`). An image is classified malignant when
 ``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule of
 the bundle's metrics (:mod:`monai_bus.metrics`), and every prediction's note says that the bundle has no
-operating point. An operating point needs a threshold in (0, 1) and a finite temperature > 0. One fitted
+operating point. An operating point needs a threshold in (0, 1] and a finite temperature > 0. One fitted
 for other weights (its ``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
 carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at ``t``, or
 at 0.5 without an operating point), and, unless turned off, an uncertainty: the spread of P(malignant)
@@ -108,15 +108,16 @@ class Prediction:
         roi: the region of the image that was classified, ``(row_start, row_stop, col_start,
             col_stop)`` in the input's pixels (the lesion box plus the bundle's margin, clipped to the
             image); None when the whole image was classified.
-        note: that no lesion was found, why a lesion box was not used, or that the operating point was
-            not; or None.
+        note: that no lesion was found, why a lesion box was not used or its moves measure nothing, or
+            that the bundle has no operating point or did not apply it; or None.
         likelihood: the likelihood category of ``probabilities`` (:data:`monai_bus.calibration.CATEGORIES`),
             or None as ``class_index``.
         uncertainty: the standard deviation of P(malignant) over the test-time views
             (:mod:`monai_bus.uncertainty`); None when not measured, or not classified.
         refer: whether a reader should decide: True when ``uncertainty`` is above the operating point's
-            ``refer_above``, when the localiser found no lesion or is unsure of the lesion it found, or when
-            a model trained on lesion regions classified the whole image; None when none applies and it
+            ``refer_above``, when the localiser found no lesion or is unsure of the lesion it found, when
+            a model trained on lesion regions classified the whole image, or when the box and its margin
+            fill the image (moving the box changes nothing); None when none applies and it
             could not be decided (no uncertainty, or no ``refer_above``); else False.
         weights_file: the weight file that classified the image.
         weights_sha256: its SHA-256.
@@ -390,7 +391,7 @@ class BundleClassifier:
         operating_point = (metadata.get("operating_point") or {}) if operating_point else {}
         if not isinstance(operating_point, dict):
             raise BundleError(f"{meta_file}: operating_point must be an object, got {operating_point!r}.")
-        if operating_point and "threshold" not in operating_point:
+        if operating_point and operating_point.get("threshold") is None:
             raise BundleError(f"{meta_file}: operating_point has no threshold; run monai-bus calibrate.")
         numbers = {key: operating_point.get(key, default) for key, default in (
             ("threshold", None), ("temperature", 1.0), ("refer_above", None))}
@@ -401,10 +402,10 @@ class BundleClassifier:
                               f"numbers, got {wrong}.")
         self.threshold, self.temperature, self.refer_above = (
             None if value is None else float(value) for value in numbers.values())
-        if len(self.class_names) != 2 or not (self.threshold is None or 0.0 < self.threshold < 1.0) or not (
+        if len(self.class_names) != 2 or not (self.threshold is None or 0.0 < self.threshold <= 1.0) or not (
                 0.0 < self.temperature < float("inf")) or not (
                 self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
-            raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in (0, 1), a finite "
+            raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in (0, 1], a finite "
                               f"temperature > 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
                               f"{self.temperature} and {self.refer_above}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"

@@ -130,6 +130,8 @@ def test_api_names_the_problem_of_odd_arguments(classifier, files):
     """Found by a hostile test: each was ignored, misread or named the wrong problem."""
     with pytest.raises(ValueError, match=r"^image array: frame 1 chooses a frame of a file; an array is one image"):
         classifier.predict(SPECKLE, frame=1)
+    unmasked = np.ma.masked_array(SPECKLE, np.zeros_like(SPECKLE, bool))  # nothing masked: nothing lost
+    assert classifier.predict(unmasked, frame=0).probabilities == classifier.predict(SPECKLE).probabilities
     with pytest.raises(ValueError, match=r"^image: the file path is empty"):  # was '.: is a folder'
         classifier.predict("")
     with pytest.raises(ValueError, match=r"a lesion box is 4 integers .*got \(True, 60, 5, 50\)"):

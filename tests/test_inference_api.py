@@ -97,14 +97,16 @@ def test_operating_point_from_metadata(trained_bundle, test_image, tmp_path):
     scaled = BundleClassifier(bundle, device="cpu").predict(test_image).malignancy_probability
     assert scaled == pytest.approx(float(scale([p_malignant], 2.0)[0]), abs=1e-5)
     for key, value in (("threshold", 1.5), ("threshold", 0.0), ("temperature", 0.0), ("temperature", float("inf"))):
+        # threshold 1.0 stays: calibrate writes it when temperature scaling saturates the validation probabilities
         meta["operating_point"] = {"threshold": 0.5, "temperature": 1.0, key: value}
         meta_file.write_text(json.dumps(meta))
         with pytest.raises(BundleError, match="metadata.json: needs two classes, an operating_point threshold"):
             BundleClassifier(bundle, device="cpu")
-    meta["operating_point"] = {"temperature": 1.0, "refer_above": 0.1}  # without its threshold: not argmax silently
-    meta_file.write_text(json.dumps(meta))
-    with pytest.raises(BundleError, match="metadata.json: operating_point has no threshold; run monai-bus calibrate"):
-        BundleClassifier(bundle, device="cpu")
+    for point in ({"temperature": 1.0, "refer_above": 0.1}, {"threshold": None}):  # not the argmax silently
+        meta["operating_point"] = point
+        meta_file.write_text(json.dumps(meta))
+        with pytest.raises(BundleError, match="metadata.json: operating_point has no threshold; run monai-bus calibrate"):
+            BundleClassifier(bundle, device="cpu")
 
 
 def test_bad_image_names_the_file(classifier, tmp_path):

@@ -125,9 +125,12 @@ def test_multi_frame_dicom_needs_a_frame(tmp_path, frames):
 @pytest.mark.parametrize("suffix", [".jpg", ".png"])
 def test_an_image_turned_for_display_by_its_exif_orientation_is_refused(tmp_path, suffix):
     exif = Image.Exif()
-    exif[0x0112] = 1  # upright: read as it is
-    Image.fromarray(GREY).save(tmp_path / f"upright{suffix}", exif=exif)
-    assert read_grey(tmp_path / f"upright{suffix}").shape == GREY.shape
+    for upright in (1, 0, 9):  # 0 is undefined, 9 and above no orientation: viewers show them upright
+        exif[0x0112] = upright
+        Image.fromarray(GREY).save(tmp_path / f"upright{suffix}", exif=exif)
+        assert read_grey(tmp_path / f"upright{suffix}").shape == GREY.shape
+    Image.fromarray(GREY).save(tmp_path / f"corrupt_exif{suffix}", exif=b"Exif\x00\x00not a TIFF block")
+    assert read_grey(tmp_path / f"corrupt_exif{suffix}").shape == GREY.shape  # read, as before the check
     exif[0x0112] = 6  # shown turned by 90 degrees
     path = tmp_path / f"turned{suffix}"
     Image.fromarray(GREY).save(path, exif=exif)
@@ -268,7 +271,7 @@ def test_truncated_dicom_is_refused(tmp_path):
         read_grey(tmp_path / "a.dcm")
 
 
-@pytest.mark.parametrize("modality", ["MR", "CT", "OT", None])
+@pytest.mark.parametrize("modality", ["MR", "CT", "OT", None, " us", ["US", "OT"]])
 def test_a_dicom_of_another_modality_is_refused(tmp_path, modality):
     """Ultrasound (US), other (OT: secondary captures) and files without the tag are read; CT, MR and the rest
     are not (pydicom's MR and CT test images got a class before)."""
@@ -279,7 +282,7 @@ def test_a_dicom_of_another_modality_is_refused(tmp_path, modality):
     else:
         dataset.Modality = modality
     dataset.save_as(tmp_path / "a.dcm")
-    if modality in ("OT", None):
+    if modality not in ("MR", "CT"):  # leading spaces and case do not count; the first of several values does
         assert read_grey(tmp_path / "a.dcm").shape == GREY.shape
     else:
         with pytest.raises(DatasetError, match=rf"a.dcm: its DICOM modality is {modality}, not ultrasound \(US\)"):

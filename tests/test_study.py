@@ -332,6 +332,12 @@ def test_weight_averaging_averages_the_weights_of_each_epoch_from_its_start_on_a
     with pytest.raises(InputError, match="start_epoch must be an integer >= 1, got 0"):
         WeightAveraging(averaged, network, start_epoch=0)
 
+    wrapped = torch.nn.DataParallel(network)  # as multi_gpu_train.json wraps it (DDP): the average's copy is wrapped too
+    averaged = torch.optim.swa_utils.AveragedModel(wrapped, use_buffers=True)
+    WeightAveraging(averaged, wrapped, start_epoch=2).attach(engine := Engine(lambda engine, batch: None))
+    engine.run([0], max_epochs=1)  # epoch 1 follows the network
+    torch.testing.assert_close(averaged.module.module.weight, network.weight)
+
 
 def test_the_localiser_boxes_variant_trains_around_the_boxes_of_the_datalists_copy(tmp_path, datalist):
     from monai.bundle import ConfigParser

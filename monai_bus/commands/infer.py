@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from monai_bus.commands import SHIPPED_LOCALISER
@@ -72,13 +73,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write(line: str) -> None:
-    """Print one result line, or stop with one line when standard output cannot take it (a full disk)."""
-    from monai_bus.cli import discard_standard_output
-
+    """Print one result line. When standard output cannot take it, stop: quietly with exit status 1 when its
+    reader has gone (``| head``), as other tools do, else with one line (a full disk). What is left of the
+    output then goes to the null device, so that Python's flush at exit adds no second error."""
     try:
         print(line, flush=True)
-    except BrokenPipeError:
-        raise
     except OSError as error:
-        discard_standard_output()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if isinstance(error, BrokenPipeError):
+            raise SystemExit(1) from None
         raise CommandError(f"cannot write the results to standard output ({error.strerror})") from None

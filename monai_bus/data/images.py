@@ -56,6 +56,7 @@ CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
 DICOM_SUFFIXES = (".dcm", ".dicom")
 DICOM_MODALITIES = ("US", "OT")  # ultrasound, and other (secondary captures); a file without the tag is read too
 EXIF_ORIENTATION = 0x0112
+TURNED_ORIENTATIONS = range(2, 9)  # 1 is upright; 0 (undefined) and values beyond 8 are shown upright too
 
 # transfer syntaxes whose pixel data are stored as they are (implicit, explicit little, explicit big endian)
 UNCOMPRESSED_DICOM = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
@@ -120,6 +121,7 @@ def _check_dicom_header(path: Path) -> None:
     which secondary captures use), and an uncompressed one smaller than its stored pixel data (GDCM would read
     past the short pixel data into memory it never filled, a different image at each read)."""
     import pydicom
+    from pydicom.multival import MultiValue
     from pydicom.pixels.utils import get_expected_length
 
     try:  # the modality, transfer syntax and stored pixel layout, which ITK does not report
@@ -127,7 +129,9 @@ def _check_dicom_header(path: Path) -> None:
         modality = header.get("Modality")
     except Exception:  # a header pydicom cannot read, but GDCM did: modality and length unknown
         return
-    if modality not in DICOM_MODALITIES + (None, ""):
+    if isinstance(modality, MultiValue):  # one value by the standard; the first when a file holds more
+        modality = modality[0] if modality else None
+    if modality is not None and str(modality).strip().upper() not in DICOM_MODALITIES + ("",):
         raise DatasetError(path, f"its DICOM modality is {modality}, not ultrasound (US); this model reads B-mode "
                                  "breast ultrasound")
     try:
@@ -140,14 +144,23 @@ def _check_dicom_header(path: Path) -> None:
         raise DatasetError(path, f"truncated DICOM: its pixel data need {needed:,} bytes, and the file has {size:,}")
 
 
+def _exif_orientation(image: Image.Image) -> int:
+    """The EXIF orientation tag of an open raster image; 1 (upright) without one, or with an EXIF block that
+    cannot be parsed."""
+    try:
+        return int(image.getexif().get(EXIF_ORIENTATION, 1))
+    except Exception:  # a corrupt EXIF block: the pixels are still read, as without the check
+        return 1
+
+
 def _read_raster(path: Path, frame: int | None) -> np.ndarray:
     try:
         with Image.open(path) as image:
             frames = 1 if image.format == "MPO" else getattr(image, "n_frames", 1)  # MPO: a JPEG plus previews
             _check_size(path, image.height, image.width, frames, frame)
             _check_aspect(path, image.height, image.width)
-            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
-            if orientation != 1:
+            orientation = _exif_orientation(image)
+            if orientation in TURNED_ORIENTATIONS:
                 raise DatasetError(path, f"its EXIF orientation tag ({orientation}) turns or mirrors it for display, "
                                          "so its pixels and boxes are not what a viewer shows; save it upright "
                                          "without the tag")
@@ -181,9 +194,9 @@ def to_grey(array: np.ndarray, name: str) -> np.ndarray:
     Raises:
         DatasetError: naming ``name``, for any other shape or a non-numeric array.
     """
-    if isinstance(array, np.ma.MaskedArray):
+    if np.ma.is_masked(array):
         raise DatasetError(name, "a masked array: its mask would be lost; give the pixels as a plain array")
-    array = np.asarray(array)
+    array = np.ma.getdata(array)
     if array.dtype == bool:
         array = array.astype(np.uint8)
     if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
@@ -283,8 +296,8 @@ def read_image(image: str | os.PathLike | np.ndarray, frame: int | None = None) 
         raise DatasetError("image", "the file path is empty")
     if not isinstance(image, (str, os.PathLike)):
         name = "image array"
-        if frame is not None:
-            raise DatasetError(name, f"frame {frame!r} chooses a frame of a file; an array is one image")
+        if frame not in (None, 0):
+            raise DatasetError(name, f"frame {frame!r} chooses a frame of a file; an array is one image (frame 0)")
         grey = to_grey(image, name)
         if grey.size > MAX_PIXELS:
             raise DatasetError(name, f"{grey.size:,} pixels are over the limit of {MAX_PIXELS:,}")
