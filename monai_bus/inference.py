@@ -16,9 +16,9 @@ image (:class:`monai_bus.inferers.FlipAveragingInferer`). An image is classified
 ``P(malignant) >= t``; without the entry, the class is the argmax of the two probabilities, the rule of
 the bundle's metrics (:mod:`monai_bus.metrics`), and every prediction's note says that the bundle has no
 operating point. An operating point needs a threshold in (0, 1] and a finite temperature > 0. One fitted
-for other weights (its ``weights_sha256``) is not applied, and every prediction's note says so. Every prediction also
-carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at ``t``, or
-at 0.5 without an operating point), and, unless turned off, an uncertainty: the spread of P(malignant)
+for other weights (its ``weights_sha256``) is not applied, and every prediction's note says so. Every
+prediction also carries a likelihood category (:func:`monai_bus.calibration.likelihood_category`, split at
+``t``, or at 0.5 without an operating point), and, unless turned off, an uncertainty: the spread of P(malignant)
 over test-time views (:mod:`monai_bus.uncertainty`), with a "refer" flag when it is above the operating
 point's ``refer_above``.
 
@@ -406,8 +406,8 @@ class BundleClassifier:
                 0.0 < self.temperature < float("inf")) or not (
                 self.refer_above is None or 0.0 <= self.refer_above < float("inf")):
             raise BundleError(f"{meta_file}: needs two classes, an operating_point threshold in (0, 1], a finite "
-                              f"temperature > 0 and a finite refer_above >= 0, got {self.class_names}, {self.threshold}, "
-                              f"{self.temperature} and {self.refer_above}.")
+                              f"temperature > 0 and a finite refer_above >= 0, got {self.class_names}, "
+                              f"{self.threshold}, {self.temperature} and {self.refer_above}.")
         self.checkpoint_path = Path(checkpoint) if checkpoint else self.bundle_dir / "models" / "model.pt"
         self.weights = load_weights(self.network, self.checkpoint_path, metadata)
         self.version = self.weights["version"]

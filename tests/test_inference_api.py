@@ -105,7 +105,8 @@ def test_operating_point_from_metadata(trained_bundle, test_image, tmp_path):
     for point in ({"temperature": 1.0, "refer_above": 0.1}, {"threshold": None}):  # not the argmax silently
         meta["operating_point"] = point
         meta_file.write_text(json.dumps(meta))
-        with pytest.raises(BundleError, match="metadata.json: operating_point has no threshold; run monai-bus calibrate"):
+        with pytest.raises(BundleError, match="metadata.json: operating_point has no threshold; run monai-bus "
+                                              "calibrate"):
             BundleClassifier(bundle, device="cpu")
 
 

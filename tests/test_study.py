@@ -332,7 +332,7 @@ def test_weight_averaging_averages_the_weights_of_each_epoch_from_its_start_on_a
     with pytest.raises(InputError, match="start_epoch must be an integer >= 1, got 0"):
         WeightAveraging(averaged, network, start_epoch=0)
 
-    wrapped = torch.nn.DataParallel(network)  # as multi_gpu_train.json wraps it (DDP): the average's copy is wrapped too
+    wrapped = torch.nn.DataParallel(network)  # as multi_gpu_train.json wraps it (DDP); the average's copy is too
     averaged = torch.optim.swa_utils.AveragedModel(wrapped, use_buffers=True)
     WeightAveraging(averaged, wrapped, start_epoch=2).attach(engine := Engine(lambda engine, batch: None))
     engine.run([0], max_epochs=1)  # epoch 1 follows the network
