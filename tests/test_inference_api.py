@@ -308,6 +308,22 @@ def test_calibrate_replaces_an_operating_point_the_api_refuses(trained_bundle, t
     assert set(BundleClassifier(bundle, device="cpu").unfamiliar_above) == set(LAYERS)
 
 
+def test_calibrate_refuses_a_threshold_of_zero_and_writes_no_operating_point(trained_bundle, tiny_data, tmp_path,
+                                                                             monkeypatch, capsys):
+    """A threshold that rounds down to 0 would call every image malignant, and the API refuses it: calibrate says so."""
+    bundle = copy_bundle(tmp_path / "bundle")
+    shutil.copytree(trained_bundle / "models", bundle / "models")
+    meta_before = (bundle / "configs" / "metadata.json").read_text()
+    monkeypatch.setattr("monai_bus.calibration.threshold_for_sensitivity", lambda *args: 9.9e-7)
+    datalist = tiny_data / "datalist.json"
+    assert main(["calibrate", "--bundle", str(bundle), "--datalist", str(datalist), "--out", str(tmp_path / "report"),
+                 "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.endswith(
+        f"error: {bundle}: the threshold reaching the target sensitivity on {datalist}'s validation split, 9.9e-07, "
+        "rounds down to 0; check the bundle's weights.\n")
+    assert (bundle / "configs" / "metadata.json").read_text() == meta_before and not (tmp_path / "report").exists()
+
+
 def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tiny_data, tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     shutil.copytree(trained_bundle / "models", bundle / "models")
@@ -318,7 +334,11 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     meta_file = bundle / "configs" / "metadata.json"
     meta = json.loads(meta_file.read_text())
     point, report = meta["operating_point"], json.loads((tmp_path / "report" / "calibration.json").read_text())
-    assert point["temperature"] == pytest.approx(report["temperature"], abs=1e-6) and report["validation_images"] == 6
+    assert report["validation_images"] == 6
+    # the threshold rounded down to 6 decimals, like the prediction files; the others as fitted
+    assert [point[key] for key in ("threshold", "temperature", "refer_above")] == [
+        report[key] for key in ("threshold", "temperature", "refer_above")] and round(point["threshold"], 6) == point[
+        "threshold"]
     assert point["weights_sha256"] == hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
     validation = read_labelled_predictions(tmp_path / "report" / "validation_predictions.csv")
     sensitivity = np.mean([p >= point["threshold"] for label, (_, p) in zip(*validation) if label == 1])

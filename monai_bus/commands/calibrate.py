@@ -3,7 +3,7 @@
 From the datalist's ``validation`` split only (:mod:`monai_bus.calibration`): the temperature that
 minimises the negative log-likelihood of the network's probabilities; then, from the inference API's
 predictions at that temperature, the largest threshold on P(malignant) that reaches the target
-sensitivity, and the uncertainty above which the most uncertain tenth of the images lie
+sensitivity (rounded down to 6 decimals), and the uncertainty above which the most uncertain tenth of the images lie
 (:func:`monai_bus.uncertainty.refer_cutoff`). From the ``training`` split, the statistics of the network's
 features at each layer of :data:`monai_bus.familiarity.LAYERS` (:mod:`monai_bus.familiarity`), written to
 ``<bundle>/models/feature_statistics.npz``, and from the validation split each layer's distance above which
@@ -75,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0.0 < args.target_sensitivity <= 1.0:
         raise CommandError(f"--target-sensitivity must be in (0, 1], got {args.target_sensitivity}")
     import json
+    import math
 
     import numpy as np
 
@@ -110,7 +111,13 @@ def run(args: argparse.Namespace) -> int:
     unfamiliar_above = {layer: unfamiliar_cutoff(distance["validation"][layer]) for layer in LAYERS}
     unfamiliar = {name: np.any([distance[name][layer] > unfamiliar_above[layer] for layer in LAYERS], axis=0)
                   for name in splits}
-    threshold = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
+    fitted = threshold_for_sensitivity(labels["validation"], calibrated["validation"], args.target_sensitivity)
+    # rounded down to the prediction files' 6 decimals, so the API, the files and the report call the image it was
+    # fitted at malignant alike; rounded to nearest, it could rise above that image
+    threshold = math.floor(fitted * 1e6) / 1e6
+    if threshold <= 0.0:  # the API refuses it: P >= 0 would call every image malignant
+        raise CommandError(f"{args.bundle}: the threshold reaching the target sensitivity on {args.datalist}'s "
+                           f"validation split, {fitted:.1e}, rounds down to 0; check the bundle's weights.")
     around_a_box = uncertainty["validation"][~whole["validation"]]
     if not len(around_a_box):
         raise CommandError(f"{args.datalist}: no validation image has a lesion box (a bbox or masks) to fit the refer "
@@ -157,8 +164,9 @@ def run(args: argparse.Namespace) -> int:
     meta_file = Path(args.bundle) / "configs" / "metadata.json"
     metadata = json.loads(meta_file.read_text())
     metadata["operating_point"] = {
-        "threshold": round(threshold, 6), "temperature": round(temperature, 6), "refer_above": round(refer_above, 6),
-        "unfamiliar_above": unfamiliar_above,  # not rounded: rounded down, it would turn away its own image
+        # as fitted: rounded, the temperature and refer_above could move the image at a cut-off across it
+        "threshold": threshold, "temperature": temperature, "refer_above": refer_above,
+        "unfamiliar_above": unfamiliar_above,
         "weights_sha256": classifier.weights["sha256"],
         "feature_statistics_sha256": sha256(statistics_file),
         "description": f"temperature scaling, the largest threshold reaching sensitivity {args.target_sensitivity} and "
