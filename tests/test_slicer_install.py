@@ -156,7 +156,9 @@ def test_the_worker_classifies_with_the_shipped_bundle(module, installed, scene)
     assert values["Volume"] == "lesion" and values["Class"] in ("benign", "malignant")
     weights = Path(bundle) / "models" / "model.pt"
     assert values["Weights SHA-256"] == hashlib.sha256(weights.read_bytes()).hexdigest()  # the shipped weights
-    assert logic.operatingPointLabel(bundle).startswith("threshold ")
+    point = json.loads((Path(bundle) / "configs" / "metadata.json").read_text())["operating_point"]
+    assert logic.operatingPointLabel(bundle, result["threshold"]) == (
+        f"threshold {point['threshold']:.2f} ({point['description']})")
 
 
 def test_self_test_in_the_installed_extension(module, monkeypatch):

@@ -421,15 +421,21 @@ def test_background_process_can_be_cancelled(module, whole_bundle, scene, image)
     assert not folder.exists()
 
 
-def test_operating_point_label(module, tmp_path):
+def test_operating_point_label_names_the_threshold_the_result_was_classified_at(module, tmp_path):
     bundle = copy_bundle(tmp_path / "bundle")
     label = module.BUSClassifierLogic.operatingPointLabel
-    assert label(bundle) == "threshold 0.50 (argmax; no validated operating point in this bundle)"
+    assert label(bundle, None) == "threshold 0.50 (argmax; no validated operating point in this bundle)"
     metadata_file = bundle / "configs" / "metadata.json"
     metadata = json.loads(metadata_file.read_text())
     metadata["operating_point"] = {"threshold": 0.35, "description": "sensitivity 0.95 on the validation split"}
     metadata_file.write_text(json.dumps(metadata))
-    assert label(bundle) == "threshold 0.35 (sensitivity 0.95 on the validation split)"
+    assert label(bundle, 0.35) == "threshold 0.35 (sensitivity 0.95 on the validation split)"
+    # fitted for other weights, the API classified at the argmax: the label does not claim 0.35
+    assert label(bundle, None) == ("threshold 0.50 (argmax; the bundle's operating point was not applied: see the "
+                                   "note)")
+    del metadata["operating_point"]["description"]  # optional for the API
+    metadata_file.write_text(json.dumps(metadata))
+    assert label(bundle, 0.35) == "threshold 0.35"
 
 
 def test_self_test(module, monkeypatch):

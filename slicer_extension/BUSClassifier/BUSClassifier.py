@@ -35,6 +35,7 @@ from BUSClassifierLib.overlay import FOREGROUND_OPACITY, attention_volumes, clea
 from BUSClassifierLib.process import ClassifierProcess
 
 DEFAULT_OPERATING_POINT = "threshold 0.50 (argmax; no validated operating point in this bundle)"
+OPERATING_POINT_NOT_APPLIED = "threshold 0.50 (argmax; the bundle's operating point was not applied: see the note)"
 
 
 class BUSClassifier(ScriptedLoadableModule):
@@ -148,7 +149,7 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         classified = result["class_name"] is not None
         self.ui.classLabel.text = result["class_name"] if classified else result["unclassified_reason"]
         self.ui.probabilityLabel.text = f"{result['malignancy_probability']:.3f}" if classified else "-"
-        self.ui.operatingPointLabel.text = self.logic.operatingPointLabel(bundleDir)
+        self.ui.operatingPointLabel.text = self.logic.operatingPointLabel(bundleDir, result["threshold"])
         self.ui.resultsTableView.setMRMLTableNode(self.logic.resultsTable(volumeNode.GetScene()))
         if attentionNode:
             slicer.util.setSliceViewerLayers(background=volumeNode, foreground=attentionNode,
@@ -344,14 +345,16 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         return table
 
     @staticmethod
-    def operatingPointLabel(bundleDir) -> str:
-        """The bundle's operating point: ``metadata.json``'s optional ``operating_point``
-        ``{"threshold": float, "description": str}``, or the argmax default."""
+    def operatingPointLabel(bundleDir, threshold) -> str:
+        """The operating point a result was classified at: its ``threshold`` (None: argmax) with the
+        description of ``metadata.json``'s ``operating_point``, or why it is argmax (none in the bundle, or
+        one the inference API did not apply, such as one fitted for other weights)."""
         metadata = json.loads((Path(bundleDir) / "configs" / "metadata.json").read_text(encoding="utf8"))
         point = metadata.get("operating_point")
-        if point is None:
-            return DEFAULT_OPERATING_POINT
-        return f"threshold {float(point['threshold']):.2f} ({point['description']})"
+        if threshold is None:
+            return DEFAULT_OPERATING_POINT if point is None else OPERATING_POINT_NOT_APPLIED
+        description = point.get("description") if isinstance(point, dict) else None
+        return f"threshold {threshold:.2f}" + (f" ({description})" if description else "")
 
 
 class BUSClassifierTest(ScriptedLoadableModuleTest):
