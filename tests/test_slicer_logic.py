@@ -328,6 +328,9 @@ def incompatible_bundle(tmp_path_factory):
 @pytest.mark.parametrize("case, message", [
     ("no volume", "No input volume selected"),
     ("several slices", "'lesion' is a 3D volume of 3 slices; select a 2D image"),
+    ("under a transform", "'lesion' is under the transform 'shift'; harden it .Data module: right-click the volume, "
+                          "Harden transform. and click Apply again.$"),
+    ("oblique", r"'lesion' is oblique \(its axes do not run along R, A and S\); resample it along them"),
     ("missing model", r"models/model.pt: model file not found; train the bundle first"),
     ("incompatible bundle", "models/model.pt: does not match the bundle's network_def"),
     ("no lesion box", "trained on lesion regions and needs a lesion box; draw a markups ROI"),
@@ -339,6 +342,13 @@ def test_errors_in_plain_words(module, scene, image, whole_bundle, roi_bundle, i
         volume = None
     elif case == "several slices":
         volume = add_volume(scene, np.stack([image] * 3))
+    elif case == "under a transform":  # the boxes and overlays would be placed off the image shown
+        volume.SetAndObserveTransformNodeID(scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift").GetID())
+    elif case == "oblique":  # the ROI's box would be turned against the image's pixels
+        turned = np.array(IJK_TO_RAS)
+        angle = np.radians(30)
+        turned[:2, :2] = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ turned[:2, :2]
+        volume.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(turned))
     elif case == "missing model":
         bundle = copy_bundle(tmp_path / "bundle")
     elif case == "incompatible bundle":

@@ -118,10 +118,12 @@ def assert_idle(widget):
 
 
 def assert_error(widget, message):
-    """The status line holds one red line starting with ``message``; the panel is ready for the next Apply."""
+    """The status line holds one red line starting with ``message``, beside no earlier answer; the panel is ready
+    for the next Apply."""
     status = widget.ui.statusLabel
     assert "\n" not in status.text and status.text.startswith(message), status.text
     assert status.styleSheet == "color: red" and status.toolTip.startswith(status.text)
+    assert widget.ui.classLabel.text == widget.ui.probabilityLabel.text == widget.ui.operatingPointLabel.text == ""
     assert_idle(widget)
 
 
@@ -189,6 +191,24 @@ def test_input_removed_during_the_run(module, whole_bundle, scene, image, monkey
     assert widget.ui.statusLabel.text == "Stopped: the input volume 'lesion' was removed from the scene."
     assert_idle(widget)
     assert scene.GetFirstNodeByName("BUSClassifier results") is None
+
+
+@pytest.mark.parametrize("change", ["pixels", "geometry", "3D"])
+def test_a_result_for_a_volume_changed_during_the_run_is_discarded(module, whole_bundle, scene, image, monkeypatch,
+                                                                    change):
+    """It would be placed on another image: no row, no attention map, and the panel says to apply again."""
+    widget = make_widget(module, monkeypatch)
+    volume = add_volume(scene, image[np.newaxis])
+    apply(widget, volume, whole_bundle)
+    if change == "pixels":
+        slicer.util.updateVolumeFromArray(volume, image[np.newaxis, ::2, ::2].copy())
+    elif change == "geometry":
+        volume.SetOrigin(5.0, 0.0, 0.0)
+    else:
+        slicer.util.updateVolumeFromArray(volume, np.stack([image] * 2))
+    poll_until_idle(widget)
+    assert_error(widget, "Discarded: 'lesion' changed while it was classified; click Apply again.")
+    assert scene.GetFirstNodeByName("BUSClassifier results") is None and not module.attention_volumes(scene)
 
 
 def raise_(error):

@@ -86,7 +86,7 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = BUSClassifierLogic()
-        self.job = None  # (ClassifierProcess, input volume node, bundle folder) while one runs
+        self.job = None  # (ClassifierProcess, input volume node, bundle folder, Logic.inputState) while one runs
         self.timer = qt.QTimer()
         self.timer.setInterval(self.POLL_INTERVAL_MS)
         self.timer.connect("timeout()", self.onPoll)
@@ -103,7 +103,9 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         self.onCancel()
 
     def onApply(self):
-        """Check the inputs and start classifying in a child process; any error goes to the status line."""
+        """Check the inputs and start classifying in a child process; any error goes to the status line.
+        The previous result leaves the panel (it stays in the results table), so no error shows beside it."""
+        self.showAnswer("", "", "")
         try:
             if not dependencies.install(confirm=slicer.util.confirmOkCancelDisplay):
                 self.showStatus("Not run: BUSClassifier needs torch, monai and monai-bus.")
@@ -114,18 +116,20 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
                 roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")  # this image's own, if any
                 self.ui.roiSelector.setCurrentNode(roiNode)
             process = self.logic.startClassification(volumeNode, bundleDir, roiNode, self.logic.defaultLocaliserPath())
+            inputState = self.logic.inputState(volumeNode)
         except Exception as error:
             self.showError(error)
             return
-        self.job = (process, volumeNode, bundleDir)
+        self.job = (process, volumeNode, bundleDir, inputState)
         self.setRunning(True)
         self.showStatus(process.status())
         self.timer.start()
 
     def onPoll(self):
         """Called by the timer while a classification runs: shows its progress, then its result or error.
-        Stops it when its input volume leaves the scene (deleted, or the scene closed)."""
-        process, volumeNode, bundleDir = self.job
+        Stops it when its input volume leaves the scene (deleted, or the scene closed), and discards its result
+        when the volume's pixels or geometry changed meanwhile."""
+        process, volumeNode, bundleDir, inputState = self.job
         try:
             if volumeNode.GetScene() is None:
                 process.cancel()
@@ -137,6 +141,10 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
                 self.showStatus(process.status())
                 return
             self.setRunning(False)
+            if self.logic.changedSince(volumeNode, inputState):
+                self.showStatus(f"Discarded: '{volumeNode.GetName()}' changed while it was classified; click Apply "
+                                "again.", isError=True)
+                return
             self.showResult(volumeNode, bundleDir, *output)
         except Exception as error:
             self.setRunning(False)
@@ -147,9 +155,9 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         the panel; the localiser's lesion box becomes the selected ROI."""
         attentionNode = self.logic.addResult(volumeNode, result, attention, lesionMask)
         classified = result["class_name"] is not None
-        self.ui.classLabel.text = result["class_name"] if classified else result["unclassified_reason"]
-        self.ui.probabilityLabel.text = f"{result['malignancy_probability']:.3f}" if classified else "-"
-        self.ui.operatingPointLabel.text = self.logic.operatingPointLabel(bundleDir, result["threshold"])
+        self.showAnswer(result["class_name"] if classified else result["unclassified_reason"],
+                        f"{result['malignancy_probability']:.3f}" if classified else "-",
+                        self.logic.operatingPointLabel(bundleDir, result["threshold"]))
         self.ui.resultsTableView.setMRMLTableNode(self.logic.resultsTable(volumeNode.GetScene()))
         if attentionNode:
             slicer.util.setSliceViewerLayers(background=volumeNode, foreground=attentionNode,
@@ -196,6 +204,12 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
         """Keep the attention volumes, which are results, out of the input selector."""
         self.ui.inputVolumeSelector.sortFilterProxyModel().hiddenNodeIDs = [
             node.GetID() for node in attention_volumes(slicer.mrmlScene)]
+
+    def showAnswer(self, classText, probabilityText, operatingPointText):
+        """The result's class (or why it was not classified), P(malignant) and operating point in the panel."""
+        self.ui.classLabel.text = classText
+        self.ui.probabilityLabel.text = probabilityText
+        self.ui.operatingPointLabel.text = operatingPointText
 
     def showError(self, error):
         """An exception as one line on the status line (see :func:`classify_worker.error_message`); its full
@@ -244,6 +258,20 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         """
         image = image_from_volume(volumeNode)
         return image, roi_pixel_box(volumeNode, roiNode, image.shape[:2]) if roiNode else None
+
+    @staticmethod
+    def inputState(volumeNode):
+        """``(image, IJK-to-RAS matrix)``: what a classification of the volume started from."""
+        return image_from_volume(volumeNode), ijk_to_ras(volumeNode)
+
+    def changedSince(self, volumeNode, state) -> bool:
+        """Whether the volume's pixels or geometry differ from ``state`` (:meth:`inputState`), or it can no
+        longer be classified (e.g. it became 3D): a result for ``state`` would be placed on another image."""
+        try:
+            image, matrix = self.inputState(volumeNode)
+        except ValueError:
+            return True
+        return not (np.array_equal(image, state[0]) and np.array_equal(matrix, state[1]))
 
     def classify(self, volumeNode, bundleDir, roiNode=None, localiserDir=None):
         """Classify in this process, wait for the result and add it; returns ``(result, attention node)``.
@@ -352,7 +380,7 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         metadata = json.loads((Path(bundleDir) / "configs" / "metadata.json").read_text(encoding="utf8"))
         point = metadata.get("operating_point")
         if threshold is None:
-            return DEFAULT_OPERATING_POINT if point is None else OPERATING_POINT_NOT_APPLIED
+            return OPERATING_POINT_NOT_APPLIED if point else DEFAULT_OPERATING_POINT
         description = point.get("description") if isinstance(point, dict) else None
         return f"threshold {threshold:.2f}" + (f" ({description})" if description else "")
 

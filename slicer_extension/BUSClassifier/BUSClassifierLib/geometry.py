@@ -17,12 +17,24 @@ def image_from_volume(volume_node) -> np.ndarray:
     """The volume's pixels as a 2D image, [rows, columns] or [rows, columns, components] for RGB.
 
     Raises:
-        ValueError: in plain words, for no volume, an empty volume or a volume of several slices.
+        ValueError: in plain words, for no volume, an empty volume, a volume of several slices, one under
+            a transform, or an oblique one (axes not along R, A and S): the boxes, the lesion and the
+            attention map are placed through the volume's own IJK-to-RAS matrix, which is then not where
+            the volume is shown, or would turn the ROI's box.
     """
     if volume_node is None:
         raise ValueError("No input volume selected: load an ultrasound image and select it as the input.")
     if volume_node.GetImageData() is None:
         raise ValueError(f"'{volume_node.GetName()}' holds no image data.")
+    transform = volume_node.GetParentTransformNode()
+    if transform is not None:
+        raise ValueError(f"'{volume_node.GetName()}' is under the transform '{transform.GetName()}'; harden it "
+                         "(Data module: right-click the volume, Harden transform) and click Apply again.")
+    direction = ijk_to_ras(volume_node)[:3, :3]
+    direction = direction / np.linalg.norm(direction, axis=0)
+    if not np.allclose(np.abs(direction).max(axis=0), 1.0, atol=1e-6):
+        raise ValueError(f"'{volume_node.GetName()}' is oblique (its axes do not run along R, A and S); resample it "
+                         "along them (Resample Scalar/Vector/DWI Volume) or load the image file itself.")
     array = slicer.util.arrayFromVolume(volume_node)
     if array.shape[0] != 1:
         raise ValueError(f"'{volume_node.GetName()}' is a 3D volume of {array.shape[0]} slices; "
