@@ -44,6 +44,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -206,6 +207,8 @@ class ForwardPass(NamedTuple):
         attention: the attention map [S, S] in [0, 1] over the network input; None for a network without
             an attention gate.
         view_probabilities: P(malignant) of each test-time view [V], after the temperature, when asked for.
+        features: the features [F] of the network input averaged over space, by layer of
+            :data:`monai_bus.familiarity.LAYERS` (:class:`~monai_bus.familiarity.PooledFeatures`).
         box_moves_nothing: whether every moved box's crop is the input itself (the box and its margin fill the
             image), so that the views measure the mirror image alone.
     """
@@ -214,6 +217,7 @@ class ForwardPass(NamedTuple):
     probabilities: torch.Tensor
     attention: torch.Tensor | None
     view_probabilities: list[float] | None
+    features: dict
     box_moves_nothing: bool = False
 
 
@@ -363,6 +367,9 @@ class BundleClassifier:
     Raises:
         BundleError: a missing file, or a bundle whose configs, checkpoint or operating point do not fit
             together.
+
+    Threads may share one classifier: their network passes take turns, so that each answer's features
+    (which the pooling layers' hooks keep) are its own image's.
     """
 
     def __init__(self, bundle_dir: str | os.PathLike, checkpoint: str | os.PathLike | None = None,
@@ -420,6 +427,7 @@ class BundleClassifier:
         else:  # cut-offs of another form are refused only where they would apply (not for weights fine-tuned since)
             self.unfamiliar_above = read_unfamiliar_cutoffs(operating_point, meta_file)
         self.pooled_features = PooledFeatures(self.network)
+        self._network_turn = threading.Lock()
         self.feature_statistics = None if self.unfamiliar_above is None else \
             read_feature_statistics(self.bundle_dir / "models" / STATISTICS_FILE, operating_point, meta_file,
                                     self.pooled_features.channels)
@@ -487,11 +495,13 @@ class BundleClassifier:
         inferer = single_pass if views else self.inferer
         batch = torch.stack(inputs).to(self.device)
         alpha = None
-        if self.has_attention:
-            logits, alpha = inferer(batch, self.network.logits_and_attention_map)
-            alpha = alpha[0, 0].clamp(0.0, 1.0).cpu()
-        else:
-            logits = inferer(batch, self.network)
+        with self._network_turn:
+            if self.has_attention:
+                logits, alpha = inferer(batch, self.network.logits_and_attention_map)
+                alpha = alpha[0, 0].clamp(0.0, 1.0).cpu()
+            else:
+                logits = inferer(batch, self.network)
+            features = dict(self.pooled_features.last)
         logits = logits.float()
         view_probabilities = torch.softmax(logits / self.temperature, dim=1)[:, 1].cpu() if views else None
         if views:
@@ -502,7 +512,7 @@ class BundleClassifier:
             raise BundleError(f"{data['image'].meta['filename_or_obj']}: the network's output is not finite; the "
                               f"weights of {self.checkpoint_path} are corrupt.")
         return ForwardPass(data, probabilities, alpha, None if view_probabilities is None else
-                           view_probabilities.tolist(),
+                           view_probabilities.tolist(), features,
                            bool(moved) and all(torch.equal(view, inputs[0]) for view in moved))
 
     def predict_item(self, item: dict) -> Prediction:
@@ -515,7 +525,8 @@ class BundleClassifier:
             if not localisation.found:
                 return self._unclassified(localisation)
             item = {**item, "bbox": localisation.box}
-        data, probabilities, alpha, view_probabilities, box_moves_nothing = self.forward(item, views=self.uncertainty)
+        data, probabilities, alpha, view_probabilities, features, box_moves_nothing = self.forward(
+            item, views=self.uncertainty)
         meta = data["image"].meta
         image_shape = [int(s) for s in meta["spatial_shape"]]
         rows, columns = image_shape
@@ -548,7 +559,7 @@ class BundleClassifier:
         source = {"box_source": None if roi is None else "given"} if localisation is None else \
             self._localiser_fields(localisation)
         distance = None if self.feature_statistics is None else {
-            layer: float(statistics.distance(self.pooled_features.last[layer][None])[0])
+            layer: float(statistics.distance(features[layer][None])[0])
             for layer, statistics in self.feature_statistics.items()}
         prediction = Prediction(
             class_index=index,

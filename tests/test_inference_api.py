@@ -6,13 +6,15 @@ import hashlib
 import json
 import re
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from conftest import CONFIGS, TINY, copy_bundle, with_operating_point
+from conftest import CONFIGS, REPO, TINY, copy_bundle, with_operating_point
 from monai_bus.calibration import scale
 from monai_bus.cli import main
 from monai_bus.data.loading import load_split
@@ -399,3 +401,27 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
     meta_file.write_text(json.dumps(meta))
     stale = BundleClassifier(bundle, device="cpu").predict_item(image)
     assert stale.malignancy_probability == pytest.approx(raw, abs=1e-6) and "fitted for other weights" in stale.note
+
+
+def test_threads_sharing_a_classifier_each_get_their_own_images_answer():
+    """The shipped bundle's features (pool3, pool5) come from hooks on the network: two images classified at once
+    must not swap them. A hook that waits after pool5 opens the window for the other thread's pass."""
+    classifier = BundleClassifier(REPO / "bundle", device="cpu")
+    samples = REPO / "monai_bus" / "samples"
+    inputs = [(samples / sample["image"], tuple(sample["box"]))
+              for sample in json.loads((samples / "samples.json").read_text())["samples"][:2]]
+    alone = [classifier.predict(image, box) for image, box in inputs]
+    classifier.network.features[-1].register_forward_hook(lambda *args: time.sleep(0.2))
+    together = [None, None]
+
+    def classify(index):
+        together[index] = classifier.predict(*inputs[index])
+
+    threads = [threading.Thread(target=classify, args=(index,)) for index in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for one, other in zip(alone, together):
+        assert other.feature_distance == pytest.approx(one.feature_distance, abs=1e-6)
+        assert other.malignancy_probability == pytest.approx(one.malignancy_probability, abs=1e-6)

@@ -63,8 +63,7 @@ def _stacked(features: list[dict]) -> dict:
 
 def _features(classifier, item: dict) -> dict:
     """The pooled features [F] by layer of the item's network input, as the inference API classifies it."""
-    classifier.forward(item)
-    return dict(classifier.pooled_features.last)
+    return classifier.forward(item).features
 
 
 def run(args: argparse.Namespace) -> int:
