@@ -178,6 +178,35 @@ def test_read_mask_modes(tmp_path):
         read_mask(tmp_path / "bad.png")
 
 
+def test_masks_whose_non_zero_pixels_are_not_the_lesion_are_refused(tmp_path):
+    """Each would have made a wrong box or training target (found by a hostile test of MONAI Label's training)."""
+    lesion = np.zeros((60, 80), bool)
+    lesion[20:40, 30:60] = True
+    screenshot = np.stack([np.tile(np.arange(80, dtype=np.uint8), (60, 1))] * 3, axis=-1)
+    screenshot[lesion] = (255, 0, 0)  # an image with the lesion painted red
+    stray = lesion.astype(np.uint8) * 255
+    stray[:3] = 3  # a few stray non-zero pixels beside the lesion
+    alpha_only = np.zeros((60, 80, 4), np.uint8)
+    alpha_only[..., 3] = lesion * 255
+    palette = Image.fromarray((~lesion).astype(np.uint8), mode="P")  # index 0 is the lesion
+    palette.putpalette([255, 0, 0, 0, 0, 0])
+    cases = {"screenshot.png": (Image.fromarray(screenshot), "not a lesion mask: 81 levels, where a mask holds 0 "
+                                                             "and one lesion value"),
+             "stray.png": (Image.fromarray(stray), "not a lesion mask: 3 levels"),
+             "alpha.png": (Image.fromarray(alpha_only, mode="RGBA"), "not a lesion mask: its colour channels are all "
+                                                                      "0 and only its alpha channel varies"),
+             "inverted.png": (Image.fromarray(~lesion), "the lesion fills all four corners (88% of the image): an "
+                                                        "inverted mask?"),
+             "palette.png": (palette, "the lesion fills all four corners")}
+    for name, (mask, problem) in cases.items():
+        mask.save(tmp_path / name)
+        with pytest.raises(DatasetError) as error:
+            read_mask(tmp_path / name)
+        assert str(error.value).startswith(f"{tmp_path / name}: {problem}"), str(error.value)
+    Image.fromarray(lesion.astype(np.uint8) * 7).save(tmp_path / "seven.png")  # any one lesion value
+    np.testing.assert_array_equal(read_mask(tmp_path / "seven.png"), lesion)
+
+
 def test_read_mask_from_a_one_slice_volume(tmp_path):
     """A segmentation as 3D Slicer saves it for a 2D image (NIfTI or NRRD, one slice): rows first, as drawn."""
     import itk
@@ -186,6 +215,15 @@ def test_read_mask_from_a_one_slice_volume(tmp_path):
     for name in ("mask.nii.gz", "mask.nrrd"):
         itk.imwrite(itk.image_from_array(lesion[np.newaxis].astype(np.uint8)), str(tmp_path / name))
         np.testing.assert_array_equal(read_mask(tmp_path / name), lesion)
+    two_segments = lesion.astype(np.uint8)
+    two_segments[: len(lesion) // 2] *= 2  # a label map's segments may have values of their own
+    itk.imwrite(itk.image_from_array(two_segments[np.newaxis]), str(tmp_path / "segments.nrrd"))
+    np.testing.assert_array_equal(read_mask(tmp_path / "segments.nrrd"), lesion)
+    background = np.ones_like(lesion)
+    background[5:15, 10:20] = False  # all but a lesion in the middle
+    itk.imwrite(itk.image_from_array(background[np.newaxis].astype(np.uint8)), str(tmp_path / "inverted.nrrd"))
+    with pytest.raises(DatasetError, match="inverted.nrrd: the lesion fills all four corners"):
+        read_mask(tmp_path / "inverted.nrrd")
     itk.imwrite(itk.image_from_array(np.zeros((2, 8, 8), np.uint8)), str(tmp_path / "two_slices.nii.gz"))
     with pytest.raises(DatasetError, match=r"two_slices.nii.gz: a mask of \[2, 8, 8\] voxels is not a one-slice, "
                                            "single-component label map"):

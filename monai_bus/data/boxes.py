@@ -27,12 +27,38 @@ VOLUME_MASK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 
 
 def lesion_pixels(mask: Image.Image) -> np.ndarray:
-    """Lesion pixels of a mask image as bool [H, W]: any non-zero value outside the alpha channel."""
+    """Lesion pixels of a mask image as bool [H, W]: any non-zero value outside the alpha channel.
+
+    Raises:
+        ValueError: for a mask of more than one non-zero level (the largest of its colour channels): a
+            JPEG's artefacts, an image or a screenshot, whose non-zero pixels are not the lesion; or one whose
+            colour channels are all 0 while its alpha channel varies (a lesion drawn in alpha is not read).
+    """
     array = np.asarray(mask)
     if array.ndim == 3:
-        array = array[..., :-1] if mask.mode in ("LA", "PA", "RGBA") else array
-        array = array.any(axis=-1)
+        colour = array[..., :-1] if mask.mode in ("LA", "PA", "RGBA") else array
+        if colour is not array and not colour.any() and np.ptp(array[..., -1]):
+            raise ValueError("its colour channels are all 0 and only its alpha channel varies; draw the lesion in "
+                             "colour (non-zero) on 0")
+        array = colour.max(axis=-1)
+    levels = np.unique(array)
+    if np.count_nonzero(levels) > 1:
+        raise ValueError(f"{len(levels)} levels, where a mask holds 0 and one lesion value (a JPEG, an image or a "
+                         "screenshot?)")
     return array != 0
+
+
+def check_not_inverted(path: str | os.PathLike, pixels: np.ndarray) -> np.ndarray:
+    """``pixels`` (bool [H, W]), unless all four corners are lesion: no lesion of BUSI or BUS-BRA reaches a corner,
+    an inverted mask (lesion 0 on non-zero) reaches all four.
+
+    Raises:
+        DatasetError: naming the file, for such a mask.
+    """
+    if pixels[0, 0] and pixels[0, -1] and pixels[-1, 0] and pixels[-1, -1]:
+        raise DatasetError(path, f"the lesion fills all four corners ({pixels.mean():.0%} of the image): an inverted "
+                                 "mask? The lesion must be non-zero on 0")
+    return pixels
 
 
 def _read_volume_mask(path: Path) -> np.ndarray:
@@ -52,28 +78,34 @@ def _read_volume_mask(path: Path) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """A lesion mask file (PNG or JPEG, or a one-slice volume of :data:`VOLUME_MASK_SUFFIXES`), decoded in
-    full, as bool [H, W].
+    """A lesion mask file (PNG, or a one-slice volume of :data:`VOLUME_MASK_SUFFIXES`), decoded in full, as
+    bool [H, W].
 
     Raises:
-        DatasetError: naming the file, when it is missing, cannot be decoded or is in another mode
-            than :data:`MASK_MODES`.
+        DatasetError: naming the file, when it is missing, cannot be decoded, is in another mode than
+            :data:`MASK_MODES`, is not binary (:func:`lesion_pixels`) or looks inverted
+            (:func:`check_not_inverted`).
     """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(path, "mask file not found")
     if path.name.lower().endswith(VOLUME_MASK_SUFFIXES):
-        return _read_volume_mask(path)
+        return check_not_inverted(path, _read_volume_mask(path))
     try:
         with Image.open(path) as mask:
             mask.load()
             if mask.mode not in MASK_MODES:
                 raise DatasetError(path, f"unsupported mask mode {mask.mode!r} (supported: {', '.join(MASK_MODES)})")
-            return lesion_pixels(mask)
     except (OSError, SyntaxError, ValueError) as error:
         if isinstance(error, DatasetError):
             raise
         raise DatasetError(path, f"unreadable mask ({error})") from None
+    try:
+        return check_not_inverted(path, lesion_pixels(mask))
+    except DatasetError:
+        raise
+    except ValueError as error:
+        raise DatasetError(path, f"not a lesion mask: {error}") from None
 
 
 def mask_union(masks, image_shape: Sequence[int] | None = None) -> np.ndarray:

@@ -123,9 +123,11 @@ class LesionSegmentationInfer(BundleClassifierInfer):
     """The localiser as a segmentation model, which the stock Slicer MONAILabel module lists and shows.
 
     The result image is the localiser's lesion mask at the image's size: an 8-bit PNG, 1 on the lesion
-    (label ``lesion``), 0 elsewhere, and empty when no lesion was found. The result JSON is the
-    classification of the region around the mask's box, as :class:`BundleClassifierInfer` returns it
-    without a box, so the class and P(malignant) travel with the mask.
+    (label ``lesion``), 0 elsewhere. It is empty when no lesion was found, and when the image is not
+    classified (unlike the training images): the stock client shows the segment alone, which would then
+    look like a finding. The result JSON is the classification of the region around the mask's box, as
+    :class:`BundleClassifierInfer` returns it without a box, so the class and P(malignant), or the note
+    that says why there is none, travel with the mask.
     """
 
     def __init__(self, models: ServedModels):
@@ -150,5 +152,6 @@ class LesionSegmentationInfer(BundleClassifierInfer):
     def __call__(self, request: dict) -> tuple[str, dict]:
         prediction, result = self.predict({"image": request["image"]})  # always the localiser's box
         mask_file = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
-        Image.fromarray(prediction.lesion_mask.astype(np.uint8)).save(mask_file)
+        shown = prediction.lesion_mask & (prediction.class_name is not None)
+        Image.fromarray(shown.astype(np.uint8)).save(mask_file)
         return mask_file, result

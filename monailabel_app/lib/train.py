@@ -154,5 +154,7 @@ class LesionLocaliserTrain(FineTuning):
     HINT = "submit a lesion segmentation of the image's size (PNG, NIfTI or NRRD)"
 
     def datalist_item(self, image: str, label_file: str) -> dict:
-        mask_union([label_file], read_image(image)[0].shape)  # ValueError naming the file: not a mask of this image
+        # ValueError naming the file: not a mask of this image, not binary, inverted (monai_bus.data.boxes.read_mask)
+        if not mask_union([label_file], read_image(image)[0].shape).any():
+            raise ValueError(f"{label_file}: no lesion pixel; the localiser learns from images with a lesion")
         return {"image": image, "mask": label_file}

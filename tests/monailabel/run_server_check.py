@@ -11,8 +11,9 @@ lesion segmentation as the stock Slicer client gets it), bad input, stored predi
 save_label, /batch/infer/), the ``uncertainty`` strategy and a recalibration, class labels saved through
 /datastore/label (one of them not a class), one /train/ run of the classifier and the fine-tuned
 model's version, checksum and predictions, then corrected lesion masks (PNG and NIfTI) saved as
-labels and one /train/ run of the localiser on them; the server is always stopped at the end. It
-also loads the app in this process with ``skip_trainers true``. The last line reads ``N passed, M
+labels, with three masks that are not a lesion's, and one /train/ run of the localiser on them; the server
+is always stopped at the end. It also loads the app in this process with ``skip_trainers true``, and
+segments an image unlike the training images with the shipped bundles. The last line reads ``N passed, M
 failed``; the exit code is 0 only when nothing failed. Its name keeps it out of
 the main pytest run (pytest collects ``test_*.py`` and ``*_test.py``).
 """
@@ -144,6 +145,23 @@ def check_skip_trainers(bundle: Path, tmp: Path) -> None:
     infers = app._infers
     check("both infer tasks serve one loaded copy of the models",
           infers[MODEL].classifier() is infers[SEGMENTATION_MODEL].classifier())
+
+
+def check_no_segment_for_an_unfamiliar_image(tmp: Path) -> None:
+    """The segmentation task of the shipped bundles, in this process, on a pattern unlike any ultrasound image, in
+    which the localiser finds a "lesion": no segment (the stock client would show it alone), the reason in the
+    result JSON."""
+    task = get_class_of_subclass_from_file("main", str(REPO / "monailabel_app" / "main.py"), "MONAILabelApp")(
+        app_dir=str(REPO / "monailabel_app"), studies=str(tmp / "studies_skip"), conf={"skip_trainers": "true"},
+    )._infers[SEGMENTATION_MODEL]
+    rows, columns = np.mgrid[0:300, 0:400]
+    pattern = tmp / "pattern.png"
+    Image.fromarray(((np.sin(columns / 7.0) * np.cos(rows / 11.0) + 1) * 127).astype(np.uint8)).save(pattern)
+    found = task.classifier().localiser.locate(str(pattern)).mask
+    mask_file, result = task({"image": str(pattern)})
+    check("segmentation of an image unlike the training images: no segment, and the note says why",
+          found.any() and not np.asarray(Image.open(mask_file)).any() and result["class_name"] is None
+          and result["note"].startswith("unlike the training images"), (found.mean(), result))
 
 
 def free_port() -> int:
@@ -302,10 +320,21 @@ def check_segmentation(url: str, bundle: Path, item: dict, classified: dict | No
 
 def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: Path) -> None:
     """Corrected masks saved as final labels (PNG, and NIfTI as the stock Slicer module submits them) train the
-    localiser; the class labels and the label that is neither are skipped, by image."""
+    localiser; the class labels, the label that is neither, and masks that are not a lesion's (an empty one, an
+    inverted one, a JPEG's levels) are skipped, by image and with the reason."""
     localiser = bundle.parent / "localiser"
     shipped = json.loads((localiser / "configs" / "metadata.json").read_text())
     masked = items[-NUM_MASKED:]
+    wrong = dict(zip((image_id(item) for item in items[NUM_LABELLED:NUM_LABELLED + NUM_UNLABELLED]), (
+        ("empty.png", lambda lesion: np.zeros_like(lesion), "no lesion pixel"),
+        ("inverted.png", lambda lesion: 255 * (1 - lesion), "the lesion fills all four corners"),
+        ("levels.png", lambda lesion: lesion * 255 + (1 - lesion) * np.arange(lesion.shape[1], dtype=np.uint8) % 3,
+         "not a lesion mask: 4 levels"))))
+    for image, (name, made, _) in wrong.items():
+        item = next(item for item in items if image_id(item) == image)
+        lesion = read_mask(bundle.parent / "data" / item["mask"]).astype(np.uint8)
+        Image.fromarray(made(lesion).astype(np.uint8)).save(bundle.parent / name)
+        MONAILabelClient(url).save_label(image, str(bundle.parent / name), tag="final")
     for index, item in enumerate(masked):
         pixels = read_mask(bundle.parent / "data" / item["mask"]).astype(np.uint8)
         path = bundle.parent / f"corrected_{index}.{'nii.gz' if index % 2 else 'png'}"
@@ -324,8 +353,12 @@ def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: 
         return
     text = log.read_text()
     check("it used the masks and skipped the other labels, logged by image and counted",
-          f"{NUM_MASKED} final lesion masks used, {NUM_LABELLED + 1} skipped" in text
+          f"{NUM_MASKED} final lesion masks used, {NUM_LABELLED + 1 + len(wrong)} skipped" in text
           and f"final label of image '{image_id(items[0])}' skipped:" in text, text[-3000:])
+    check("the masks that are not a lesion's (empty, inverted, a JPEG's levels): each skipped with its reason",
+          all(f"final label of image '{image}' skipped: " in text and reason in text.split(
+              f"final label of image '{image}' skipped: ")[1].splitlines()[0] for image, (_, _, reason) in wrong.items()),
+          text[-3000:])
     kept = localiser / "models" / "model_shipped.pt"
     check("the localiser's new weights, its shipped ones kept as models/model_shipped.pt",
           model_file.stat().st_mtime_ns != mtime and kept.is_file() and hashlib.sha256(kept.read_bytes()).hexdigest()
@@ -490,6 +523,7 @@ def main() -> int:
         bundle, studies, items = prepare(tmp)
         generic_scores = check_bundle_infer_task(bundle, studies / Path(items[0]["image"]).name)
         check_skip_trainers(bundle, tmp)
+        check_no_segment_for_an_unfamiliar_image(tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = tmp / "server.log"
