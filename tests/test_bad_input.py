@@ -266,6 +266,36 @@ def test_datalist_labels_are_checked_on_load(tiny_data, tmp_path, label):
         load_split(str(path), "training", str(tiny_data))
 
 
+@pytest.mark.parametrize("case", ["twice in a split", "in two splits", "spelled otherwise"])
+def test_an_image_listed_twice_in_a_datalist_is_refused(tiny_data, tmp_path, case):
+    """It counted twice, or leaked between training and evaluation: bundle training, calibrate and the study
+    all read their splits through load_split."""
+    from monai_bus.data.loading import load_split
+
+    def change(datalist):
+        if case == "twice in a split":
+            datalist["training"].append(dict(datalist["training"][0]))
+        elif case == "in two splits":
+            datalist["test"].append(dict(datalist["validation"][1]))
+        else:  # the same file through another folder name
+            image = Path(datalist["training"][0]["image"])
+            spelled = image.parent / ".." / image.parent.name / image.name
+            datalist["validation"].append({**datalist["training"][0], "image": str(spelled)})
+    path = datalist_with(tiny_data, tmp_path, change)
+    listed = json.loads(path.read_text())
+    split, message = {
+        "twice in a split": ("training", f"the 'training' list holds {tiny_data / listed['training'][0]['image']} "
+                                         "more than once."),
+        "in two splits": ("validation", f"{tiny_data / listed['test'][-1]['image']} is in both the 'validation' and "
+                                        "the 'test' lists; an image belongs to one split."),
+        "spelled otherwise": ("training", f"{tiny_data / listed['validation'][-1]['image']} is in both the 'training' "
+                                          "and the 'validation' lists; an image belongs to one split."),
+    }[case]
+    with pytest.raises(ValueError) as error:
+        load_split(str(path), split, str(tiny_data))
+    assert str(error.value) == f"{path}: {message}"
+
+
 def test_malformed_datalist_json_is_named(tmp_path):
     from monai_bus.data.loading import load_split
 

@@ -61,7 +61,7 @@ def busi(tmp_path: Path) -> Path:
     root = tmp_path / "BUSI" / "Dataset_BUSI_with_GT"
     for i in range(1, 7):
         png(root / "benign" / f"benign ({i}).png", seed=i)
-        png(root / "benign" / f"benign ({i})_mask.png", array=np.full((24, 32), 255, np.uint8))
+        png(root / "benign" / f"benign ({i})_mask.png", array=np.pad(np.full((12, 16), 255, np.uint8), ((6, 6), (8, 8))))
     png(root / "benign" / "benign (1)_mask_1.png", array=np.zeros((24, 32), np.uint8))
     near = noise(2).astype(int) + np.random.default_rng(99).integers(-8, 9, (24, 32))
     png(root / "benign" / "benign (6).png", array=np.clip(near, 0, 255).astype(np.uint8))
@@ -240,6 +240,37 @@ def test_busbra_bad_rows(tmp_path):
         ("bus_0098-l.png", "bus_data.csv line 13: needs "), ("bus_0099-l.png", "no label: not listed in bus_")]
 
 
+def test_busbra_fold_table_must_agree(tmp_path):
+    """A repeated ID in 5-fold-cv.csv made its last fold win; a Pathology that disagrees with bus_data.csv's was
+    not noticed."""
+    root = busbra(tmp_path / "BUS-BRA")
+    text = (root / "5-fold-cv.csv").read_text()
+    (root / "5-fold-cv.csv").write_text(text + "bus_0001-l,malignant,1\n")
+    with pytest.raises(DatasetError, match=r"5-fold-cv.csv: line 13: 'bus_0001-l' is listed again \(first on line 2\), "
+                                           "so its fold is ambiguous$"):
+        read_busbra(root, BadFiles(skip=False))
+    (root / "5-fold-cv.csv").write_text(text.replace("bus_0002-l,benign", "bus_0002-l,malignant"))
+    bad = BadFiles(skip=True)
+    assert len(read_busbra(root, bad)) == 10
+    assert [(Path(entry["file"]).name, entry["reason"]) for entry in bad.skipped] == [
+        ("bus_0002-l.png", "bus_data.csv line 4 says 'benign' but 5-fold-cv.csv line 4 says 'malignant'")]
+
+
+def test_linked_folders_and_entries_that_are_not_files_are_reported(tmp_path):
+    """Neither was used nor listed among the skipped files."""
+    root = tmp_path / "data"
+    for label in ("benign", "malignant"):
+        png(root / label / f"{label}.png", seed=len(label))
+    png(tmp_path / "elsewhere" / "more.png", seed=3)
+    (root / "malignant" / "linked").symlink_to(tmp_path / "elsewhere")
+    (root / "benign" / "gone.png").symlink_to(tmp_path / "no such file.png")
+    bad = BadFiles(skip=True)
+    assert [record.image.name for record in read_folder(root, bad)] == ["benign.png", "malignant.png"]
+    assert [(Path(entry["file"]).name, entry["reason"]) for entry in bad.skipped] == [
+        ("gone.png", "neither a file nor a folder (a broken link?)"),
+        ("linked", "a linked folder, which is not followed: copy its files in")]
+
+
 def test_busbra_bbox_column(tmp_path):
     """BBOX [x, y, w, h] (1-based, w and h one less than the extent) gives the box of the lesion mask."""
     root = busbra(tmp_path / "BUS-BRA", bbox=True)
@@ -252,10 +283,11 @@ def test_busbra_bbox_column(tmp_path):
     assert report["lesion_boxes"] == {"from_table": 11, "from_masks": 0, "whole_image": []}
     text = (root / "bus_data.csv").read_text()
     (root / "bus_data.csv").write_text(text.replace("[3,2,8,4]", "[3,2,80,4]"))
-    datalist, _ = build_datalist("busbra", root, tmp_path / "dl.json")
-    assert [1, 6, 2, 32] in [item["bbox"] for item in items(datalist)]  # reaching past the image: clipped
+    with pytest.raises(DatasetError, match=r"bus_0001-l.png: the dataset's lesion box \[1, 6, 2, 83\] reaches outside "
+                                           "the image of 24 rows and 32 columns$"):  # was clipped to the image
+        build_datalist("busbra", root, tmp_path / "dl.json")
     (root / "bus_data.csv").write_text(text.replace("[3,2,8,4]", "[3,40,8,4]"))
-    with pytest.raises(DatasetError, match=r"bus_0001-l.png: the lesion box \[39, 44, 2, 11\] lies outside the image"):
+    with pytest.raises(DatasetError, match=r"bus_0001-l.png: the dataset's lesion box \[39, 44, 2, 11\] reaches outside "):
         build_datalist("busbra", root, tmp_path / "dl.json")
     (root / "bus_data.csv").write_text(text.replace('"[3,2,8,4]"', '"[3,2,8]"'))
     with pytest.raises(DatasetError, match=r"bus_0001-l.png: bus_data.csv line 2: BBOX '\[3,2,8\]' is not \[x, y, "):
@@ -271,7 +303,7 @@ def test_boxes_from_masks_and_images_without_one(busi, tmp_path):
     datalist, report = build_datalist("busi", busi, tmp_path / "dl.json")
     by_name = {Path(item["image"]).name: item for item in items(datalist)}
     assert by_name["benign (1).png"]["bbox"] == [2, 17, 5, 22]
-    assert by_name["benign (2).png"]["bbox"] == [0, 24, 0, 32]
+    assert by_name["benign (2).png"]["bbox"] == [6, 18, 8, 24]
     for name in ("benign (5).png", "malignant (1).png"):  # an empty mask, no mask
         assert by_name[name]["whole_image"] is True and "bbox" not in by_name[name]
     assert report["lesion_boxes"]["from_table"] == 0 and report["lesion_boxes"]["from_masks"] == 4
@@ -439,3 +471,18 @@ def test_a_root_of_the_wrong_kind_is_named_so(tmp_path):
     table = write_csv(tmp_path / "labels.csv", [["image", "label"]])
     with pytest.raises(DatasetError, match=f"^{table}: folder expected, found a file$"):
         build_datalist("folder", table, tmp_path / "dl.json")
+
+
+def test_cli_warns_of_a_split_without_both_classes(tmp_path, capsys):
+    """The datalist is written, but a split that later training, calibration or the metrics cannot use is said."""
+    for index in range(16):
+        png(tmp_path / "data" / ("benign" if index % 2 else "malignant") / f"{index}.png", seed=index)
+    out = tmp_path / "dl.json"
+    assert main(["datalist", "--format", "folder", "--root", str(tmp_path / "data"), "--out", str(out),
+                 "--split", "0.9,0.05,0.05"]) == 0
+    counts = json.loads(out.with_name("dl_report.json").read_text())["counts"]
+    warned = capsys.readouterr().err.splitlines()
+    assert warned and len(warned) == sum(not counts[part]["benign"] or not counts[part]["malignant"]
+                                         for part in ("training", "validation", "test"))
+    assert f"monai-bus datalist: warning: the 'test' split of {out} holds no benign and no malignant image; " \
+           "training, calibration and the metrics need both classes in each split" in warned

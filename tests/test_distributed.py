@@ -21,10 +21,13 @@ NAME_VALUE = re.compile(r"(\w+): (\S+)")
 
 
 def uneven_datalist(tiny_data, path):
-    """``tiny_data``'s datalist with 5 validation images, which 2 ranks split 3/2; the test split is the same 5."""
+    """``tiny_data``'s datalist with 5 validation images, which 2 ranks split 3/2, and 5 test images; beside it,
+    ``evaluation.json`` lists the 5 validation images as its test split (an image belongs to one split of a
+    datalist), to evaluate them in one process."""
     datalist = json.loads((tiny_data / "datalist.json").read_text())
-    datalist["validation"] = datalist["test"] = datalist["validation"][:5]
+    datalist["validation"], datalist["test"] = datalist["validation"][:5], datalist["test"][:5]
     path.write_text(json.dumps(datalist))
+    path.with_name("evaluation.json").write_text(json.dumps({"test": datalist["validation"]}))
     return path
 
 
@@ -56,7 +59,7 @@ def test_torchrun_two_processes_with_an_uneven_validation_split(tmp_path, tiny_d
     # the same model, evaluated on the same 5 images by one process
     flow = ConfigWorkflow(config_file=[str(configs / "train.json"), str(configs / "evaluate.json")],
                           workflow_type="eval", logging_file=False,
-                          **bundle_overrides(bundle, tiny_data, datalist=str(datalist)))
+                          **bundle_overrides(bundle, tiny_data, datalist=str(datalist.with_name("evaluation.json"))))
     flow.initialize()
     flow.run()
     single = read_metrics(bundle / "eval" / "metrics.csv")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from monai_bus.data.datalist import GROUP_MODES, build_datalist
@@ -94,4 +95,9 @@ def run(args: argparse.Namespace) -> int:
     args.out.write_text(json.dumps(datalist, indent=2) + "\n")
     report_path.write_text(json.dumps(report, indent=2) + "\n")
     print(_summary(datalist, report, args.out, report_path))
+    for part in SPLITS:  # written all the same: the counts are the user's to judge, but never silently
+        absent = [name for name in ("benign", "malignant") if not report["counts"][part][name]]
+        if absent:
+            print(f"monai-bus datalist: warning: the '{part}' split of {args.out} holds no {' and no '.join(absent)} "
+                  "image; training, calibration and the metrics need both classes in each split", file=sys.stderr)
     return 0

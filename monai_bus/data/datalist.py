@@ -40,6 +40,10 @@ def _lesion_box(record: Record, image_shape: tuple[int, int]) -> tuple[int, int,
     for mask, array in zip(_masks(record), masks):
         if array.shape != image_shape:
             raise DatasetError(mask, f"mask of size {list(array.shape)} does not match its image {list(image_shape)}")
+    if record.bbox is not None and (min(record.bbox) < 0 or record.bbox[1] > image_shape[0]
+                                    or record.bbox[3] > image_shape[1]):  # check_box would clip it
+        raise DatasetError(record.image, f"the dataset's lesion box {list(record.bbox)} reaches outside the image of "
+                                         f"{image_shape[0]} rows and {image_shape[1]} columns")
     box = record.bbox if record.bbox is not None else box_from_masks(masks) if masks else None
     try:  # the bundle refuses what check_box refuses: the datalist must not hold it
         return None if box is None else check_box(box, image_shape, str(record.image))

@@ -31,10 +31,20 @@ def _require(path: Path, folder: bool = False) -> Path:
     return path
 
 
-def _files(folder: Path) -> list[Path]:
-    """Non-hidden files below ``folder``, sorted."""
-    return sorted(path for path in folder.rglob("*") if path.is_file()
-                  and not any(part.startswith(".") for part in path.relative_to(folder).parts))
+def _files(folder: Path, bad: BadFiles) -> list[Path]:
+    """Non-hidden files below ``folder``, sorted. A linked folder, which is not followed, and an entry that
+    is neither a file nor a folder (a broken link, a pipe) are bad files."""
+    files = []
+    for path in sorted(folder.rglob("*")):
+        if any(part.startswith(".") for part in path.relative_to(folder).parts):
+            continue
+        if path.is_dir() and path.is_symlink():
+            bad(path, "a linked folder, which is not followed: copy its files in")
+        elif path.is_file():
+            files.append(path)
+        elif not path.is_dir():
+            bad(path, "neither a file nor a folder (a broken link?)")
+    return files
 
 
 def _label(value) -> int | None:
@@ -82,7 +92,7 @@ def _read_class_folders(root: Path, suffixes: tuple[str, ...], bad: BadFiles) ->
         if entry.name.lower() not in CLASSES:
             bad(entry, "unknown class folder (expected benign, malignant or normal)")
             continue
-        files = _files(entry)
+        files = _files(entry, bad)
         if not files:
             bad(entry, "empty folder: no images")
         images, masks = [], defaultdict(list)
@@ -134,12 +144,16 @@ def read_busbra(root: Path, bad: BadFiles) -> list[Record]:
     where the column exists); the authors' patient-grouped folds come from ``5-fold-cv.csv``
     (``ID``, ``kFold``) when present."""
     table = root / "bus_data.csv"
-    fold_table, folds = root / "5-fold-cv.csv", {}
+    fold_table, folds, fold_lines, fold_pathologies = root / "5-fold-cv.csv", {}, {}, {}
     if fold_table.is_file():
         for line, row in _csv_rows(fold_table, ("ID", "kFold")):
             if not row["kFold"].isdigit():
                 raise DatasetError(fold_table, f"line {line}: kFold {row['kFold']!r} is not a fold number")
-            folds[row["ID"]] = int(row["kFold"])
+            if row["ID"] in folds:
+                raise DatasetError(fold_table, f"line {line}: {row['ID']!r} is listed again (first on line "
+                                               f"{fold_lines[row['ID']]}), so its fold is ambiguous")
+            folds[row["ID"]], fold_lines[row["ID"]] = int(row["kFold"]), line
+            fold_pathologies[row["ID"]] = row.get("Pathology")
     records, listed = [], set()
     for line, row in _csv_rows(table, ("ID", "Case", "Pathology")):
         image = root / "Images" / f"{row['ID']}.png"
@@ -154,11 +168,14 @@ def read_busbra(root: Path, bad: BadFiles) -> list[Record]:
                        "(integers, x and y from 1)")
         elif not image.is_file():
             bad(image, f"listed in {table.name} (line {line}) but not found")
+        elif fold_pathologies.get(row["ID"]) and _label(fold_pathologies[row["ID"]]) != label:
+            bad(image, f"{table.name} line {line} says {row['Pathology']!r} but {fold_table.name} line "
+                       f"{fold_lines[row['ID']]} says {fold_pathologies[row['ID']]!r}")
         else:
             mask = root / "Masks" / f"mask_{row['ID'].removeprefix('bus_')}.png"
             records.append(Record(image, label, mask if mask.is_file() else None,
                                   f"busbra:{row['Case']}", folds.get(row["ID"]), box))
-    for image in _files(_require(root / "Images", folder=True)):
+    for image in _files(_require(root / "Images", folder=True), bad):
         if image not in listed:
             bad(image, f"no label: not listed in {table.name}")
     return records
@@ -195,7 +212,7 @@ def read_udiat(root: Path, bad: BadFiles) -> list[Record]:
             continue
         mask = root / "GT" / image.name
         records.append(Record(image, label, mask if mask.is_file() else None))
-    for image in _files(_require(root / "original", folder=True)):
+    for image in _files(_require(root / "original", folder=True), bad):
         if image not in listed:
             bad(image, f"no label: not listed in {sheet.name}")
     return records
@@ -273,7 +290,7 @@ def read_dicom(root: Path, bad: BadFiles) -> list[Record]:
             continue
         labels[key], frames[key], lines[key] = label, int(frame) if frame else None, line
     records, used = [], set()
-    for path in _files(root):
+    for path in _files(root, bad):
         if path == table or path.name == "DICOMDIR":
             continue
         header = _dicom_header(path)

@@ -58,17 +58,44 @@ def _problem(item, num_classes: int) -> str | None:
     return None
 
 
+def _image_key(item: dict, base_dir: Path) -> tuple[str, int]:
+    """The file and frame an item classifies, however its path is spelled (``./``, ``..``, a link)."""
+    return os.path.realpath(_resolve(item["image"], base_dir)), item.get("frame") or 0
+
+
+def _check_listed_once(content: dict, split: str, resolved: list[dict], base_dir: Path, datalist_file: str) -> None:
+    """Refuse an image (and frame) that the split lists twice, or that another split of the datalist also
+    lists: it would count twice, or leak between training and evaluation."""
+    counts: dict[tuple[str, int], int] = {}
+    for item in resolved:
+        key = _image_key(item, base_dir)
+        counts[key] = counts.get(key, 0) + 1
+        if counts[key] == 2:
+            raise InputError(f"{datalist_file}: the '{split}' list holds {item['image']} more than once.")
+    for other in SPLITS:
+        listed = content.get(other) if other != split else None
+        if not isinstance(listed, list):
+            continue
+        for item in listed:
+            if isinstance(item, dict) and isinstance(item.get("image"), str) and item["image"] and \
+                    _image_key(item, base_dir) in counts:
+                raise InputError(f"{datalist_file}: {_resolve(item['image'], base_dir)} is in both the '{split}' "
+                                 f"and the '{other}' lists; an image belongs to one split.")
+
+
 def load_split(datalist_file: str, split: str, dataset_dir: str | None = None, num_classes: int = 2) -> list[dict]:
     """Items of one split of a MONAI datalist, checked, with ``image`` and ``mask`` paths made absolute.
 
     Relative paths are taken from ``dataset_dir`` when given, else from the datalist's folder. Every
     item needs an ``image`` file that exists and a ``label`` from 0 to ``num_classes - 1``; ``bbox``,
     ``mask`` and ``frame`` are checked when present (the box against its image when the image is
-    loaded).
+    loaded). No image (and frame) may be listed twice, in this split or in another of the datalist's
+    :data:`~monai_bus.data.splits.SPLITS`.
 
     Raises:
         InputError: naming the datalist file, when it is not JSON or its split is missing or empty,
-            and naming the item's index and image, when an item is malformed or a file is missing.
+            and naming the item's index and image, when an item is malformed or a file is missing, or the
+            image when it is listed twice.
     """
     if split not in SPLITS:
         raise InputError(f"split must be one of {SPLITS}, got {split!r}.")
@@ -96,4 +123,5 @@ def load_split(datalist_file: str, split: str, dataset_dir: str | None = None, n
             if not os.path.isfile(path):
                 raise InputError(f"{where} ({item['image']}): {path} not found.")
         resolved.append(item)
+    _check_listed_once(content, split, resolved, base_dir, datalist_file)
     return resolved
