@@ -56,7 +56,8 @@ def fit_temperature(labels: Sequence[int], p_malignant: Sequence[float]) -> floa
     """The temperature in :data:`TEMPERATURE_RANGE` that minimises the validation NLL.
 
     Raises:
-        ValueError: for malformed input, or labels of one class only (nothing to calibrate against).
+        ValueError: for malformed input, labels of one class only (nothing to calibrate against), or a
+            minimum at either end of the range: probabilities that do not follow the labels.
     """
     labels, p_malignant = _check(labels, p_malignant)
     if labels.min() == labels.max():
@@ -67,7 +68,13 @@ def fit_temperature(labels: Sequence[int], p_malignant: Sequence[float]) -> floa
         scaled = z / temperature
         return float(np.mean(np.logaddexp(0.0, scaled) - y * scaled))
 
-    return float(minimize_scalar(nll, bounds=TEMPERATURE_RANGE, method="bounded").x)
+    temperature = float(minimize_scalar(nll, bounds=TEMPERATURE_RANGE, method="bounded").x)
+    low, high = TEMPERATURE_RANGE
+    if not low * 1.001 < temperature < high * 0.999:
+        raise ValueError(f"the validation likelihood is highest at the limit of the temperature's range "
+                         f"{list(TEMPERATURE_RANGE)} (T = {temperature:.3g}): the probabilities do not follow the "
+                         "labels (every image the same P(malignant)?), so no temperature calibrates them.")
+    return temperature
 
 
 def threshold_for_sensitivity(labels: Sequence[int], p_malignant: Sequence[float], target: float = 0.9) -> float:

@@ -112,7 +112,7 @@ def read_rows(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple
             repeats one, or has a row with more or fewer fields than the header.
     """
     try:
-        with open(path, encoding="utf8", newline="") as f:
+        with open(path, encoding="utf-8-sig", newline="") as f:  # a spreadsheet's byte-order mark is not a column
             reader = csv.DictReader(f)
             missing = set(columns) - set(reader.fieldnames or ())
             if missing:
@@ -132,24 +132,31 @@ def read_rows(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple
         raise InputError(f"{path}: not UTF-8 text ({error.reason}).") from None
 
 
-def read_labelled_predictions(path: str | os.PathLike) -> tuple[list[int], np.ndarray]:
-    """Labels [N] and class probabilities [N, 2] from a CSV with ``label`` and ``p_malignant`` columns.
+def read_labelled_predictions(path: str | os.PathLike) -> tuple[list[int], np.ndarray, np.ndarray | None]:
+    """Labels [N], class probabilities [N, 2] and the ``predicted`` column as bool [N] (None without one)
+    from a CSV with ``label`` and ``p_malignant`` columns, one row per ``image`` where it has that column.
 
     Raises:
-        InputError: naming the file (and line), for a missing column, a bad value or no rows.
+        InputError: naming the file (and line), for a missing column, a bad value, an image on two rows (a
+            file of several runs, such as the study's) or no rows.
     """
-    labels, p_malignant = [], []
+    labels, p_malignant, predicted, lines = [], [], [], {}
     for line, row in read_rows(path, ("label", "p_malignant")):
         try:
             label, probability = int(row["label"]), float(row["p_malignant"])
         except (TypeError, ValueError) as error:
             raise InputError(f"{path}, line {line}: {error}.") from None
-        if label not in (0, 1) or not 0.0 <= probability <= 1.0:
-            raise InputError(f"{path}, line {line}: label must be 0 or 1 and p_malignant in [0, 1], "
-                             f"got {row['label']!r} and {row['p_malignant']!r}.")
+        if label not in (0, 1) or not 0.0 <= probability <= 1.0 or row.get("predicted") not in (None, "0", "1"):
+            raise InputError(f"{path}, line {line}: label must be 0 or 1, p_malignant in [0, 1] and predicted 0 or 1, "
+                             f"got {row['label']!r}, {row['p_malignant']!r} and {row.get('predicted')!r}.")
+        if "image" in row and lines.setdefault(row["image"], line) != line:
+            raise InputError(f"{path}, line {line}: {row['image']} is on line {lines[row['image']]} too; the file "
+                             "must hold one run's predictions, one row per image.")
         labels.append(label)
         p_malignant.append(probability)
+        predicted.append(row.get("predicted") == "1")
     if not labels:
         raise InputError(f"{path}: no prediction rows.")
     p_malignant = np.asarray(p_malignant)
-    return labels, np.stack([1.0 - p_malignant, p_malignant], axis=1)
+    return (labels, np.stack([1.0 - p_malignant, p_malignant], axis=1),
+            np.array(predicted) if "predicted" in row else None)

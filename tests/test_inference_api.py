@@ -202,7 +202,7 @@ def test_demo_command(tmp_path, tiny_data, capsys):
     recomputed = dict(LINE.findall(capsys.readouterr().out))
     table = dict(LINE.findall(out.split("| metric | value |")[1].split("Per-image")[0]))
     assert set(table) - {"val_auc"} == set(recomputed) - {"auc"} and len(table) == 7
-    labels, probabilities = read_labelled_predictions(predictions)
+    labels, probabilities, _ = read_labelled_predictions(predictions)
     cancers, benign = (probabilities[np.array(labels) == label, 1] for label in (1, 0))
     close_pairs = (np.abs(cancers[:, None] - benign[None, :]) <= 2e-6).sum()  # rounding moves a pair by <= 1e-6
     tolerance = close_pairs / (len(cancers) * len(benign)) + 0.001 + 1e-9  # and each table rounding to 3 decimals
@@ -287,7 +287,7 @@ def test_calibrate_refuses_what_it_cannot_fit_before_predicting(tiny_data, tmp_p
     datalist = json.loads((tiny_data / "datalist.json").read_text())
     datalist = {split: [{**item, **{key: str(tiny_data / item[key]) for key in ("image", "mask") if key in item}}
                         for item in items if split != "validation" or item["label"] == 0]
-                for split, items in datalist.items() if split in ("validation", "test")}
+                for split, items in datalist.items() if split in ("training", "validation", "test")}
     benign_validation = tmp_path / "benign_validation.json"
     benign_validation.write_text(json.dumps(datalist))
     base = ["calibrate", "--bundle", str(copy_bundle(tmp_path / "bundle")), "--out", str(tmp_path / "report")]
@@ -342,7 +342,7 @@ def test_calibrate_fits_on_validation_and_the_api_applies_it(trained_bundle, tin
         report[key] for key in ("threshold", "temperature", "refer_above")] and round(point["threshold"], 6) == point[
         "threshold"]
     assert point["weights_sha256"] == hashlib.sha256((bundle / "models" / "model.pt").read_bytes()).hexdigest()
-    validation = read_labelled_predictions(tmp_path / "report" / "validation_predictions.csv")
+    validation = read_labelled_predictions(tmp_path / "report" / "validation_predictions.csv")[:2]
     sensitivity = np.mean([p >= point["threshold"] for label, (_, p) in zip(*validation) if label == 1])
     assert sensitivity >= 0.9 and (tmp_path / "report" / "reliability.png").stat().st_size > 0
     rows = [row for _, row in read_rows(tmp_path / "report" / "validation_predictions.csv", ("uncertainty", "refer"))]

@@ -83,6 +83,16 @@ def test_metrics_command_recomputes_from_csv(tmp_path, capsys):
     assert "4 images (2 malignant)" in out
     assert "| sensitivity | 0.500 |" in out and "| specificity | 0.500 |" in out and "| auc | 0.750 |" in out
 
+    assert "malignant by the argmax (P(malignant) > 0.5):" in out
+    # a calibrated file: its predicted column, at the operating point, decides (was the argmax: sensitivity 0.5)
+    calibrated = tmp_path / "calibrated.csv"
+    calibrated.write_bytes("\ufeffimage,label,p_malignant,predicted\na.png,1,0.9,1\nb.png,0,0.3,0\nc.png,0,0.1,0\n"
+                           "d.png,1,0.4,1\n".encode())  # with the byte-order mark a spreadsheet writes
+    assert main(["metrics", str(calibrated)]) == 0
+    out = capsys.readouterr().out
+    assert "malignant by its predicted column: P(malignant) >= 0.400000, the least it calls malignant:" in out
+    assert "| sensitivity | 1.000 |" in out and "| specificity | 1.000 |" in out
+
     bad = tmp_path / "bad.csv"
     bad.write_text("image,label,p_malignant\na.png,1,0.9\nb.png,2,0.6\n")
     assert main(["metrics", str(bad)]) == 2
@@ -98,6 +108,12 @@ def test_metrics_command_recomputes_from_csv(tmp_path, capsys):
     (b"label,p_malignant\n0,0.2,7\n1,0.9\n", ", line 2: not as many fields as the header's 2."),
     (b"label,p_malignant\n0,0.2\xff\n1,0.9\n", ": not UTF-8 text (invalid start byte)."),
     (b"label,p_malignant\n0,0.2\n0,0.3\n", ": all 2 images are benign; the AUC needs both classes."),
+    (b"configuration,image,label,p_malignant\nvgg,a.png,0,0.2\nvgg,b.png,1,0.7\nattention,a.png,0,0.4\n",
+     ", line 4: a.png is on line 2 too; the file must hold one run's predictions, one row per image."),
+    (b"image,label,p_malignant,predicted\na.png,0,0.2,0\nb.png,1,0.7,yes\n", ", line 3: label must be 0 or 1, "
+     "p_malignant in [0, 1] and predicted 0 or 1, got '1', '0.7' and 'yes'."),
+    (b"image,label,p_malignant,predicted\na.png,0,0.6,0\nb.png,1,0.4,1\n", ": its predicted column follows no one "
+     "threshold on p_malignant: an image at 0.600000 is predicted benign, one at 0.400000 malignant."),
 ])
 def test_metrics_command_refuses_what_it_cannot_read_right(tmp_path, capsys, content, problem):
     """Never a silent choice between two label columns, a short row as 'NoneType', a traceback, or 'auc nan'."""

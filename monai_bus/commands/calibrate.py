@@ -90,21 +90,26 @@ def run(args: argparse.Namespace) -> int:
 
     splits = {name: load_split(args.datalist, name) for name in ("validation", "test")}
     labels = {name: np.array([item["label"] for item in items]) for name, items in splits.items()}
-    absent = [name for label, name in enumerate(("benign", "malignant")) if label not in labels["validation"]]
-    if absent:  # checked before any prediction: fitting needs both classes
-        raise CommandError(f"{args.datalist}: the validation split has no {' and no '.join(absent)} image; fitting "
-                           "the operating point needs both classes.")
+    training = load_split(args.datalist, "training")
+    training_labels = np.array([item["label"] for item in training])
+    for name, fitted, split_labels in (("validation", "the operating point", labels["validation"]),
+                                       ("training", "the feature statistics", training_labels)):
+        absent = [class_name for label, class_name in enumerate(("benign", "malignant")) if label not in split_labels]
+        if absent:  # checked before any prediction: fitting needs both classes
+            raise CommandError(f"{args.datalist}: the {name} split has no {' and no '.join(absent)} image; fitting "
+                               f"{fitted} needs both classes.")
     # the network's own probabilities, every image classified however unlike the training images
     classifier = BundleClassifier(args.bundle, device=args.device, uncertainty=False, operating_point=False)
     raw = {name: _predict(classifier, items) for name, items in splits.items()}
-    temperature = fit_temperature(labels["validation"], raw["validation"])
+    try:
+        temperature = fit_temperature(labels["validation"], raw["validation"])
+    except ValueError as error:
+        raise CommandError(f"{args.bundle} on {args.datalist}: {error}") from None
     classifier.temperature, classifier.uncertainty = temperature, True  # the API's answers at that temperature
     calibrated, uncertainty, whole, features = {}, {}, {}, {}
     for name, items in splits.items():
         calibrated[name], uncertainty[name], whole[name], features[name] = _predict(classifier, items)
-    training = load_split(args.datalist, "training")
     training_features = _stacked([_features(classifier, item) for item in training])
-    training_labels = np.array([item["label"] for item in training])
     statistics = {layer: FeatureStatistics.fit(training_features[layer], training_labels) for layer in LAYERS}
     distance = {name: {layer: statistics[layer].distance(features[name][layer]) for layer in LAYERS} for name in splits}
     unfamiliar_above = {layer: unfamiliar_cutoff(distance["validation"][layer]) for layer in LAYERS}
