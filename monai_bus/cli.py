@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from monai_bus.errors import MonaiBusError
@@ -36,7 +37,15 @@ def main(argv: list[str] | None = None) -> int:
         modules[name] = module
     args = parser.parse_args(argv)
     try:
-        return modules[args.command].run(args) or 0
+        status = modules[args.command].run(args) or 0
+        sys.stdout.flush()  # a full disk or a closed pipe fails here, within the handlers, and not at exit
+        return status
     except MonaiBusError as error:
         print(f"monai-bus {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # a path or the disk (an output file in a folder that is a file, a full disk)
+        if isinstance(error, BrokenPipeError):  # no second error when Python flushes standard output at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        where = f"{error.filename}: " if error.filename else ""
+        print(f"monai-bus {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2

@@ -51,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     from monai_bus.study.bundle_runs import prepare_run
 
+    if args.max_epochs < 1:
+        raise CommandError(f"--max-epochs must be at least 1, got {args.max_epochs}")
     if not (Path(args.bundle) / "configs" / "train.json").is_file():
         raise CommandError(f"{Path(args.bundle) / 'configs' / 'train.json'}: not found; run from the repository root "
                            "or pass --bundle.")
