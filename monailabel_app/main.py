@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 from fastapi import HTTPException
+from monailabel.config import settings
+from monailabel.datastore.local import LocalDatastore
 from monailabel.interfaces.app import MONAILabelApp
 from monailabel.interfaces.exception import MONAILabelException
 from monailabel.tasks.activelearning.random import Random
@@ -32,6 +34,9 @@ from lib.strategy import LeastCertain
 from lib.train import BundleClassifierTrain, LesionLocaliserTrain
 from monai_bus.inference import BundleError
 
+# the studies folder's files that the datastore lists: the images monai-bus reads (MONAI Label's default leaves out
+# .jpeg, .bmp and DICOM, and lists whole-slide .svs and .xml), and the label volumes the stock Slicer module submits
+DATASTORE_FILES = ["*.png", "*.jpg", "*.jpeg", "*.tif", "*.tiff", "*.bmp", "*.dcm", "*.nii.gz", "*.nii", "*.nrrd"]
 MODEL = "breast_lesion_classifier"
 SEGMENTATION_MODEL = "breast_lesion_segmentation"
 DEFAULT_BUNDLE = Path(__file__).resolve().parents[1] / "bundle"
@@ -53,6 +58,25 @@ class MyApp(MONAILabelApp):
                         "and their segmentation (UNet)",
             version=monai_bus.__version__,
         )
+
+    def init_datastore(self):
+        """MONAI Label's local datastore of the studies folder, listing :data:`DATASTORE_FILES` (any case); a
+        file whose image id (its name without the extension) another file also has is hidden behind it, so
+        each such id is logged with its files."""
+        if self.studies.startswith(("http://", "https://")):
+            return super().init_datastore()
+        patterns = DATASTORE_FILES + [pattern.upper() for pattern in DATASTORE_FILES]
+        datastore = LocalDatastore(self.studies, extensions=patterns,
+                                   auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
+                                   read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
+        by_id = {}
+        for pattern in patterns:
+            for path in sorted(Path(self.studies).glob(pattern)):
+                by_id.setdefault(path.name[:1 - len(pattern)], []).append(path.name)
+        for image_id, names in by_id.items():
+            if len(names) > 1:
+                logger.warning(f"datastore: the files {names} share the image id '{image_id}'; only one is served")
+        return datastore
 
     def init_infers(self):
         models = ServedModels(self.bundle_dir, self.localiser_dir)  # one copy of each model for both tasks

@@ -23,6 +23,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import logging
 import os
 import shutil
 import signal
@@ -133,11 +134,25 @@ def check_bundle_infer_task(bundle: Path, image: Path) -> dict | None:
 
 
 def check_skip_trainers(bundle: Path, tmp: Path) -> None:
-    """The app, loaded as MONAI Label loads it, with ``--conf skip_trainers true``: no train task."""
+    """The app, loaded as MONAI Label loads it, with ``--conf skip_trainers true``: no train task. Its datastore
+    lists the image files monai-bus reads, and says which share an image id."""
+    studies = tmp / "studies_skip"
+    studies.mkdir()
+    for name in ("a.jpeg", "b.PNG", "c.png", "c.jpg", "d.dcm", "notes.xml", "slide.svs"):
+        (studies / name).write_bytes(b"")
+    warnings = []
+    handler = logging.Handler()
+    handler.emit = lambda record: warnings.append(record.getMessage())
+    logging.getLogger().addHandler(handler)
     app_class = get_class_of_subclass_from_file("main", str(REPO / "monailabel_app" / "main.py"), "MONAILabelApp")
-    app = app_class(app_dir=str(REPO / "monailabel_app"), studies=str(tmp / "studies_skip"),
+    app = app_class(app_dir=str(REPO / "monailabel_app"), studies=str(studies),
                     conf={"bundle_path": str(bundle), "localiser_path": str(tmp / "localiser"),
                           "skip_trainers": "true"})
+    logging.getLogger().removeHandler(handler)
+    check("the datastore lists .jpeg, upper-case and DICOM images, no .xml or .svs, and logs a shared image id",
+          sorted(app.datastore().list_images()) == ["a", "b", "c", "d"]
+          and "datastore: the files ['c.png', 'c.jpg'] share the image id 'c'; only one is served" in warnings,
+          (app.datastore().list_images(), warnings))
     info = app.info()
     check("skip_trainers true: no trainer, both models and both strategies still there", info["trainers"] == {}
           and {MODEL, SEGMENTATION_MODEL} <= set(info["models"])
