@@ -296,6 +296,15 @@ def test_calibrate_refuses_what_it_cannot_fit_before_predicting(tiny_data, tmp_p
     assert main([*base, "--datalist", str(benign_validation)]) == 2
     assert (f"error: {benign_validation}: the validation split has no malignant image; fitting the operating point "
             "needs both classes.") in capsys.readouterr().err
+    datalist = json.loads((tiny_data / "datalist.json").read_text())
+    datalist = {split: [{**item, **{key: str(tiny_data / item[key]) for key in ("image", "mask") if key in item}}
+                        for item in items if split != "training" or item["label"] == 0]
+                for split, items in datalist.items() if split in ("training", "validation", "test")}
+    benign_training = tmp_path / "benign_training.json"
+    benign_training.write_text(json.dumps(datalist))
+    assert main([*base, "--datalist", str(benign_training)]) == 2  # was a traceback after every prediction
+    assert (f"error: {benign_training}: the training split has no malignant image; fitting the feature statistics "
+            "needs both classes.") in capsys.readouterr().err
 
 
 def test_calibrate_replaces_an_operating_point_the_api_refuses(trained_bundle, tiny_data, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 from monailabel.interfaces.tasks.infer_v2 import InferTask, InferType
+from monailabel.utils.others.generic import strtobool
 from PIL import Image
 
 from lib.predictions import operating_point
@@ -112,7 +113,13 @@ class BundleClassifierInfer(InferTask):
 
     def __call__(self, request: dict) -> tuple[str | None, dict]:
         prediction, result = self.predict(request)
-        if not request.get("attention") or prediction.attention is None:
+        attention = request.get("attention", False)
+        if not isinstance(attention, bool):  # a form's "false" is a string, and a true one
+            try:
+                attention = strtobool(str(attention))
+            except ValueError:
+                raise ValueError(f"the parameter attention must be true or false, got {attention!r}") from None
+        if not attention or prediction.attention is None:
             return None, result
         attention_file = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
         Image.fromarray(np.round(prediction.attention * 255).astype(np.uint8)).save(attention_file)
@@ -150,6 +157,9 @@ class LesionSegmentationInfer(BundleClassifierInfer):
         return classifier
 
     def __call__(self, request: dict) -> tuple[str, dict]:
+        if request.get("box") is not None:  # it would be ignored: the mask is the localiser's, and so is the box
+            raise ValueError("the segmentation model finds the lesion itself; send a box to the classifier "
+                             "(breast_lesion_classifier)")
         prediction, result = self.predict({"image": request["image"]})  # always the localiser's box
         mask_file = tempfile.NamedTemporaryFile(suffix=".png", delete=False).name
         shown = prediction.lesion_mask & (prediction.class_name is not None)

@@ -40,7 +40,7 @@ def read_class_label(label_file: str, class_names: list[str]) -> int:
                          f"({type(error).__name__}: {error})") from error
     if isinstance(label, str) and label in class_names:
         return class_names.index(label)
-    if isinstance(label, int) and label in range(len(class_names)):
+    if isinstance(label, int) and not isinstance(label, bool) and label in range(len(class_names)):  # true is no class
         return label
     raise ValueError(f"{label_file}: unknown class {label!r}; expected one of {class_names} or its index")
 

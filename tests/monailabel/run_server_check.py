@@ -162,21 +162,44 @@ def check_skip_trainers(bundle: Path, tmp: Path) -> None:
           infers[MODEL].classifier() is infers[SEGMENTATION_MODEL].classifier())
 
 
-def check_no_segment_for_an_unfamiliar_image(tmp: Path) -> None:
-    """The segmentation task of the shipped bundles, in this process, on a pattern unlike any ultrasound image, in
-    which the localiser finds a "lesion": no segment (the stock client would show it alone), the reason in the
-    result JSON."""
-    task = get_class_of_subclass_from_file("main", str(REPO / "monailabel_app" / "main.py"), "MONAILabelApp")(
+def check_shipped_bundles_in_process(tmp: Path) -> None:
+    """The infer tasks of the shipped bundles, in this process: on a pattern unlike any ultrasound image, in which
+    the localiser finds a "lesion", the segmentation has no segment (the stock client would show it alone) and the
+    result JSON says why; a form's ``"attention": "false"`` returns no attention map; a box sent to the segmentation
+    model, which would be ignored, is refused; a class label ``true`` is not read as malignant."""
+    infers = get_class_of_subclass_from_file("main", str(REPO / "monailabel_app" / "main.py"), "MONAILabelApp")(
         app_dir=str(REPO / "monailabel_app"), studies=str(tmp / "studies_skip"), conf={"skip_trainers": "true"},
-    )._infers[SEGMENTATION_MODEL]
+    )._infers
     rows, columns = np.mgrid[0:300, 0:400]
     pattern = tmp / "pattern.png"
     Image.fromarray(((np.sin(columns / 7.0) * np.cos(rows / 11.0) + 1) * 127).astype(np.uint8)).save(pattern)
-    found = task.classifier().localiser.locate(str(pattern)).mask
-    mask_file, result = task({"image": str(pattern)})
+    found = infers[SEGMENTATION_MODEL].classifier().localiser.locate(str(pattern)).mask
+    mask_file, result = infers[SEGMENTATION_MODEL]({"image": str(pattern)})
     check("segmentation of an image unlike the training images: no segment, and the note says why",
           found.any() and not np.asarray(Image.open(mask_file)).any() and result["class_name"] is None
           and result["note"].startswith("unlike the training images"), (found.mean(), result))
+    sample = REPO / "monai_bus" / "samples" / json.loads((REPO / "monai_bus" / "samples" / "samples.json").read_text(
+    ))["samples"][0]["image"]
+    attention_file, result = infers[MODEL]({"image": str(sample), "attention": "false"})
+    check('"attention": "false", as a form sends it: no attention map', attention_file is None
+          and result["class_name"] is not None, result)
+    try:
+        infers[SEGMENTATION_MODEL]({"image": str(sample), "box": [10, 60, 10, 60]})
+        refused = ""
+    except ValueError as error:
+        refused = str(error)
+    check("a box sent to the segmentation model is refused, not ignored", refused.startswith(
+        "the segmentation model finds the lesion itself; send a box to the classifier"), refused)
+    from lib.train import read_class_label  # the app's lib, importable once MONAI Label has loaded the app
+
+    label_file = tmp / "true.json"
+    label_file.write_text('{"label": true}')
+    try:
+        read_class_label(str(label_file), CLASS_NAMES)
+        refused = ""
+    except ValueError as error:
+        refused = str(error)
+    check('a class label true is refused, not read as malignant', "unknown class True" in refused, refused)
 
 
 def free_port() -> int:
@@ -538,7 +561,7 @@ def main() -> int:
         bundle, studies, items = prepare(tmp)
         generic_scores = check_bundle_infer_task(bundle, studies / Path(items[0]["image"]).name)
         check_skip_trainers(bundle, tmp)
-        check_no_segment_for_an_unfamiliar_image(tmp)
+        check_shipped_bundles_in_process(tmp)
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         log = tmp / "server.log"
