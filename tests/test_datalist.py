@@ -357,6 +357,18 @@ def test_folder_reader_bad_entries(tmp_path):
         read_folder(tmp_path / "empty", BadFiles(skip=False))
 
 
+def test_csv_rows_spelling_one_image_twice_are_both_left_out(tmp_path):
+    """``sub/../a.png`` is ``a.png``: it counted as a second image, so one file was in training twice."""
+    for name in ("a.png", "b.png", "c.png", "d.png"):
+        png(tmp_path / name, seed=len(name) + ord(name[0]))
+    (tmp_path / "sub").mkdir()
+    write_csv(tmp_path / "t.csv", [["image", "label"], ["a.png", "0"], ["sub/../a.png", "0"], ["b.png", "1"],
+                                   ["c.png", "0"], ["d.png", "1"]])
+    datalist, report = build_datalist("csv", tmp_path / "t.csv", tmp_path / "dl.json", skip_bad=True)
+    assert sorted(Path(item["image"]).name for item in items(datalist)) == ["b.png", "c.png", "d.png"]
+    assert [entry["reason"] for entry in report["skipped"]] == ["listed 2 times in the table; every listing is left out"]
+
+
 def test_csv_reader_errors(tmp_path):
     png(tmp_path / "a.png", seed=1)
     write_csv(tmp_path / "t.csv", [["image", "label"], ["a.png", "1"], ["b.png", "0"], ["a.png", ""]])

@@ -11,6 +11,7 @@ decode is checked later (:mod:`monai_bus.data.validation`). Hidden files (names 
 from __future__ import annotations
 
 import csv
+import os
 import re
 import zipfile
 from collections import defaultdict
@@ -236,7 +237,8 @@ def read_csv(root: Path, bad: BadFiles) -> list[Record]:
         raise DatasetError(root, f"expected one CSV table, found {len(tables)}")
     table, records = tables[0], []
     for line, row in _csv_rows(table, ("image", "label")):
-        image, label = table.parent / row["image"], _label(row["label"])
+        # "a/../b.png" is b.png: the same image may not be listed twice under two spellings
+        image, label = Path(os.path.normpath(table.parent / row["image"])), _label(row["label"])
         if not row["image"]:
             bad(table, f"line {line}: no image path")
         elif label is None:
