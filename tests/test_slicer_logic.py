@@ -334,6 +334,7 @@ def incompatible_bundle(tmp_path_factory):
     ("missing model", r"models/model.pt: model file not found; train the bundle first"),
     ("incompatible bundle", "models/model.pt: does not match the bundle's network_def"),
     ("no lesion box", "trained on lesion regions and needs a lesion box; draw a markups ROI"),
+    ("nan pixels", "^'lesion': 1 pixels are NaN or infinite"),  # was "image array: ...", naming no volume
 ])
 def test_errors_in_plain_words(module, scene, image, whole_bundle, roi_bundle, incompatible_bundle, tmp_path, case,
                                message):
@@ -355,6 +356,10 @@ def test_errors_in_plain_words(module, scene, image, whole_bundle, roi_bundle, i
         bundle = incompatible_bundle
     elif case == "no lesion box":
         bundle = roi_bundle
+    elif case == "nan pixels":
+        pixels = image.astype(np.float32)
+        pixels[3, 4] = np.nan
+        volume = add_volume(scene, pixels[np.newaxis], name="lesion")
     logic = module.BUSClassifierLogic()
     with pytest.raises(ValueError, match=message):
         logic.classify(volume, bundle)
@@ -393,10 +398,16 @@ def test_background_process_passes_the_box(module, roi_bundle, scene, image):
     np.testing.assert_allclose(result["probabilities"], expected.probabilities, atol=1e-5)
 
 
-def test_background_process_reports_the_api_error(module, scene, image, tmp_path):
+def test_background_process_reports_the_api_error(module, scene, image, whole_bundle, tmp_path):
     volume = add_volume(scene, image[np.newaxis])
     process = module.BUSClassifierLogic().startClassification(volume, copy_bundle(tmp_path / "bundle"))
     with pytest.raises(ValueError, match="model.pt: model file not found"):
+        wait_for(process)
+    pixels = image.astype(np.float32)
+    pixels[3, 4] = np.inf
+    process = module.BUSClassifierLogic().startClassification(add_volume(scene, pixels[np.newaxis], "scan 2"),
+                                                              whole_bundle)
+    with pytest.raises(ValueError, match="^'scan 2': 1 pixels are NaN or infinite"):  # the volume, not "image array"
         wait_for(process)
 
 

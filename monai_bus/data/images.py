@@ -54,6 +54,7 @@ MAX_COLOUR_FRACTION = 0.1
 GREY_OR_RGB_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F", "RGB", "RGBA", "RGBX")
 CONVERTED_TO_RGB_MODES = ("P", "PA", "YCbCr")
 DICOM_SUFFIXES = (".dcm", ".dicom")
+ARRAY_NAME = "image array"  # an array's name in errors, where a file's path would be
 DICOM_MODALITIES = ("US", "OT")  # ultrasound, and other (secondary captures); a file without the tag is read too
 EXIF_ORIENTATION = 0x0112
 TURNED_ORIENTATIONS = range(2, 9)  # 1 is upright; 0 (undefined) and values beyond 8 are shown upright too
@@ -288,14 +289,14 @@ def read_image(image: str | os.PathLike | np.ndarray, frame: int | None = None) 
         frame: the frame to read from a multi-frame file (counting from 0).
 
     Raises:
-        DatasetError: ``"<file>: <problem>"`` (``"image array: ..."`` for an array).
+        DatasetError: ``"<file>: <problem>"`` (``"image array: ..."``, :data:`ARRAY_NAME`, for an array).
     """
     if isinstance(image, bytes):  # a path as bytes, as os and open take it
         image = os.fsdecode(image)
     if isinstance(image, str) and not image:
         raise DatasetError("image", "the file path is empty")
     if not isinstance(image, (str, os.PathLike)):
-        name = "image array"
+        name = ARRAY_NAME
         if frame not in (None, 0):
             raise DatasetError(name, f"frame {frame!r} chooses a frame of a file; an array is one image (frame 0)")
         grey = to_grey(image, name)

@@ -285,7 +285,7 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         """
         image, box = self.prepareInput(volumeNode, roiNode)
         result, attention, lesionMask = classify_worker.classify(
-            image, str(bundleDir), box, None if localiserDir is None else str(localiserDir))
+            image, str(bundleDir), box, None if localiserDir is None else str(localiserDir), volumeNode.GetName())
         return result, self.addResult(volumeNode, result, attention, lesionMask)
 
     def startClassification(self, volumeNode, bundleDir, roiNode=None, localiserDir=None):
@@ -294,7 +294,7 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         Poll the process; pass its output to :meth:`addResult`. Arguments as for :meth:`classify`.
         """
         image, box = self.prepareInput(volumeNode, roiNode)
-        return ClassifierProcess(image, bundleDir, box, localiserDir)
+        return ClassifierProcess(image, bundleDir, box, localiserDir, volumeNode.GetName())
 
     def addResult(self, volumeNode, result, attention, lesionMask=None):
         """Append a row to the results table; put the attention map (if any: the image's size, zero outside

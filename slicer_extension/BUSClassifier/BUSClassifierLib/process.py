@@ -30,6 +30,7 @@ class ClassifierProcess:
         bundle_dir: monai-bus bundle folder.
         box: the lesion box ``(row_start, row_stop, col_start, col_stop)`` in the image's pixels, or None.
         localiser_dir: the localiser bundle folder, which finds the box when there is none.
+        name: the image's name (its volume's), for messages about it.
 
     The child runs ``sys.executable``: Slicer sets it to its own interpreter launcher, PythonSlicer.
     It starts in a new process group (POSIX) so that cancelling also ends the interpreter that the
@@ -37,7 +38,8 @@ class ClassifierProcess:
     """
 
     def __init__(self, image: np.ndarray, bundle_dir: str | os.PathLike,
-                 box: tuple[int, int, int, int] | None = None, localiser_dir: str | os.PathLike | None = None) -> None:
+                 box: tuple[int, int, int, int] | None = None, localiser_dir: str | os.PathLike | None = None,
+                 name: str | None = None) -> None:
         self._folder = tempfile.TemporaryDirectory(prefix="BUSClassifier-")
         folder = Path(self._folder.name)
         np.save(folder / "image.npy", image)
@@ -46,6 +48,8 @@ class ClassifierProcess:
         options = ["--box", ",".join(str(value) for value in box)] if box is not None else []
         if localiser_dir is not None:
             options += ["--localiser", str(localiser_dir)]
+        if name is not None:
+            options += ["--name", name]
         try:
             self.process = subprocess.Popen(
                 [sys.executable, str(WORKER), "--bundle", str(bundle_dir), "--image", str(folder / "image.npy"),
