@@ -327,6 +327,9 @@ def make_nan_image(item, tiny_data, folder):
     ("missing image", "'training' item 2 ({raw}): {image} not found"),
     ("box without a mask", "--mask_loss_weight 0.5 needs a lesion mask for every training image; 1 of 30 have none "
                            "(the first: {image}). Add their masks, or train on boxes alone with --mask_loss_weight 0."),
+    # it ended with exit status 0 and no model.pt, a warning in its log alone
+    ("one-class validation", "datalist.json: the 'validation' list holds no malignant image; training keeps the model "
+                             "of the best validation AUC, which needs both classes."),
 ])
 def test_training_stops_with_one_line_naming_the_item(tmp_path, tiny_data, case, problem):
     bundle = copy_bundle(tmp_path / "bundle")
@@ -342,6 +345,8 @@ def test_training_stops_with_one_line_naming_the_item(tmp_path, tiny_data, case,
         elif case == "box without a mask":
             item["bbox"] = [10, 60, 10, 60]
             del item["mask"]
+        elif case == "one-class validation":
+            datalist["validation"] = [benign for benign in datalist["validation"] if benign["label"] == 0]
         else:
             item["image"] = str(tmp_path / "gone.png")
     datalist = datalist_with(tiny_data, tmp_path, change)
