@@ -382,3 +382,16 @@ def test_the_mask_loss_variant_trains_with_the_lesion_masks(tmp_path, datalist, 
     train = json.loads((models.parent / "configs" / "train.json").read_text())
     assert train["mask_loss_weight"] == 0.5
     assert (models / "model.pt").is_file()
+
+
+def test_a_test_split_without_both_classes_is_refused_before_training(datalist, tmp_path):
+    """Every run's sensitivity or specificity read '0.000 (0.000 to 0.000)', as if measured."""
+    content = json.loads(datalist.read_text())
+    content["test"] = [item for item in content["test"] if item["label"] == 0]
+    benign_test = datalist.with_name("benign_test.json")
+    benign_test.write_text(json.dumps(content))
+    with pytest.raises(StudyError, match=r"benign_test.json: the 'test' list holds no malignant image; the study's "
+                                         "metrics need both classes.$"):
+        runner.run_study(benign_test, tmp_path / "out", seeds=1, max_epochs=1, configurations=STUDIED, bundle=BUNDLE,
+                         overrides=TINY)
+    assert not (tmp_path / "out").exists()

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from monai_bus.calibration import expected_calibration_error, fit_temperature, threshold_for_sensitivity
-    from monai_bus.data.loading import load_split
+    from monai_bus.data.loading import absent_classes, load_split
     from monai_bus.familiarity import LAYERS, STATISTICS_FILE, FeatureStatistics, save_statistics, unfamiliar_cutoff
     from monai_bus.inference import BundleClassifier
     from monai_bus.metrics import classification_metrics
@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> int:
     labels = {name: np.array([item["label"] for item in items]) for name, items in splits.items()}
     training = load_split(args.datalist, "training")
     training_labels = np.array([item["label"] for item in training])
-    for name, fitted, split_labels in (("validation", "the operating point", labels["validation"]),
-                                       ("training", "the feature statistics", training_labels)):
-        absent = [class_name for label, class_name in enumerate(("benign", "malignant")) if label not in split_labels]
+    for name, fitted, items in (("validation", "the operating point", splits["validation"]),
+                                ("training", "the feature statistics", training)):
+        absent = absent_classes(items)
         if absent:  # checked before any prediction: fitting needs both classes
             raise CommandError(f"{args.datalist}: the {name} split has no {' and no '.join(absent)} image; fitting "
                                f"{fitted} needs both classes.")

@@ -127,6 +127,12 @@ def load_split(datalist_file: str, split: str, dataset_dir: str | None = None, n
     return resolved
 
 
+def absent_classes(items: list[dict]) -> list[str]:
+    """Which of benign and malignant no item is labelled with."""
+    labels = {item["label"] for item in items}
+    return [name for label, name in enumerate(("benign", "malignant")) if label not in labels]
+
+
 def load_validation_split(datalist_file: str, dataset_dir: str | None = None) -> list[dict]:
     """The ``validation`` split (:func:`load_split`), which must hold benign and malignant images: training keeps
     the model of the best validation AUC, and without both classes it kept none and still ended without error.
@@ -135,8 +141,7 @@ def load_validation_split(datalist_file: str, dataset_dir: str | None = None) ->
         InputError: as :func:`load_split`, and naming the datalist when a class is absent.
     """
     items = load_split(datalist_file, "validation", dataset_dir)
-    labels = {item["label"] for item in items}
-    absent = [name for label, name in enumerate(("benign", "malignant")) if label not in labels]
+    absent = absent_classes(items)
     if absent:
         raise InputError(f"{datalist_file}: the 'validation' list holds no {' and no '.join(absent)} image; training "
                          "keeps the model of the best validation AUC, which needs both classes.")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from monai_bus.data.loading import load_split
+from monai_bus.data.loading import absent_classes, load_split
 from monai_bus.metrics import classification_metrics
 from monai_bus.study import StudyError
 from monai_bus.study.bundle_runs import attention_maps, predict_test_split, prepare_run, train
@@ -85,10 +85,11 @@ def _test_items(datalist: Path) -> tuple[list[str], list[dict]]:
         items = load_split(str(datalist), "test")
     except ValueError as error:
         raise StudyError(str(error)) from error
-    images = [item["image"] for item in json.loads(datalist.read_text())["test"]]
-    if len(set(images)) != len(images):
-        raise StudyError(f"{datalist}: the 'test' list holds an image twice.")
-    return images, items
+    absent = absent_classes(items)
+    if absent:  # each run's sensitivity or specificity, and its AUC, would read as measured
+        raise StudyError(f"{datalist}: the 'test' list holds no {' and no '.join(absent)} image; the study's "
+                         "metrics need both classes.")
+    return [item["image"] for item in json.loads(datalist.read_text())["test"]], items
 
 
 def _train_and_predict(run_dir: Path, datalist: str, images: list[str], items: list[dict]) -> RunPredictions:
