@@ -60,9 +60,9 @@ class MyApp(MONAILabelApp):
         )
 
     def init_datastore(self):
-        """MONAI Label's local datastore of the studies folder, listing :data:`DATASTORE_FILES` (any case); a
-        file whose image id (its name without the extension) another file also has is hidden behind it, so
-        each such id is logged with its files."""
+        """MONAI Label's local datastore of the studies folder, listing :data:`DATASTORE_FILES` (any case; in place
+        of MONAI Label's ``MONAI_LABEL_DATASTORE_FILE_EXT``); a file whose image id (its name without the
+        extension) another file also has is hidden behind it, so each such id is logged with its files."""
         if self.studies.startswith(("http://", "https://")):
             return super().init_datastore()
         patterns = DATASTORE_FILES + [pattern.upper() for pattern in DATASTORE_FILES]
@@ -70,12 +70,13 @@ class MyApp(MONAILabelApp):
                                    auto_reload=settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD,
                                    read_only=settings.MONAI_LABEL_DATASTORE_READ_ONLY)
         by_id = {}
-        for pattern in patterns:
-            for path in sorted(Path(self.studies).glob(pattern)):
-                by_id.setdefault(path.name[:1 - len(pattern)], []).append(path.name)
-        for image_id, names in by_id.items():
+        for pattern in patterns:  # a set: where names ignore case (Windows), *.png and *.PNG find the same file
+            for path in Path(self.studies).glob(pattern):
+                by_id.setdefault(path.name[:1 - len(pattern)], set()).add(path.name)
+        for image_id, names in sorted(by_id.items()):
             if len(names) > 1:
-                logger.warning(f"datastore: the files {names} share the image id '{image_id}'; only one is served")
+                logger.warning(f"datastore: the files {sorted(names)} share the image id '{image_id}'; only one is "
+                               "served")
         return datastore
 
     def init_infers(self):

@@ -289,6 +289,10 @@ def test_busbra_bbox_column(tmp_path):
     (root / "bus_data.csv").write_text(text.replace("[3,2,8,4]", "[3,40,8,4]"))
     with pytest.raises(DatasetError, match=r"bus_0001-l.png: the dataset's lesion box \[39, 44, 2, 11\] reaches outside "):
         build_datalist("busbra", root, tmp_path / "dl.json")
+    (root / "bus_data.csv").write_text(text)
+    png(root / "Masks" / "mask_0002-l.png", array=np.zeros((20, 32), np.uint8))  # beside a box: was not checked
+    with pytest.raises(DatasetError, match=r"mask_0002-l.png: mask of size \[20, 32\] does not match its image"):
+        build_datalist("busbra", root, tmp_path / "dl.json")
     (root / "bus_data.csv").write_text(text.replace('"[3,2,8,4]"', '"[3,2,8]"'))
     with pytest.raises(DatasetError, match=r"bus_0001-l.png: bus_data.csv line 2: BBOX '\[3,2,8\]' is not \[x, y, "):
         read_busbra(root, BadFiles(skip=False))

@@ -188,16 +188,15 @@ def test_masks_whose_non_zero_pixels_are_not_the_lesion_are_refused(tmp_path):
     stray[:3] = 3  # a few stray non-zero pixels beside the lesion
     alpha_only = np.zeros((60, 80, 4), np.uint8)
     alpha_only[..., 3] = lesion * 255
-    palette = Image.fromarray((~lesion).astype(np.uint8), mode="P")  # index 0 is the lesion
+    palette = Image.fromarray((~lesion).astype(np.uint8), mode="P")  # index 0 is the lesion, and red
     palette.putpalette([255, 0, 0, 0, 0, 0])
-    cases = {"screenshot.png": (Image.fromarray(screenshot), "not a lesion mask: 81 levels, where a mask holds 0 "
-                                                             "and one lesion value"),
-             "stray.png": (Image.fromarray(stray), "not a lesion mask: 3 levels"),
+    cases = {"screenshot.png": (Image.fromarray(screenshot), "not a lesion mask: 80 non-zero levels, where a mask "
+                                                             "holds 0 and one lesion value"),
+             "stray.png": (Image.fromarray(stray), "not a lesion mask: 2 non-zero levels"),
              "alpha.png": (Image.fromarray(alpha_only, mode="RGBA"), "not a lesion mask: its colour channels are all "
                                                                       "0 and only its alpha channel varies"),
              "inverted.png": (Image.fromarray(~lesion), "the lesion fills all four corners (88% of the image): an "
-                                                        "inverted mask?"),
-             "palette.png": (palette, "the lesion fills all four corners")}
+                                                        "inverted mask?")}
     for name, (mask, problem) in cases.items():
         mask.save(tmp_path / name)
         with pytest.raises(DatasetError) as error:
@@ -205,6 +204,16 @@ def test_masks_whose_non_zero_pixels_are_not_the_lesion_are_refused(tmp_path):
         assert str(error.value).startswith(f"{tmp_path / name}: {problem}"), str(error.value)
     Image.fromarray(lesion.astype(np.uint8) * 7).save(tmp_path / "seven.png")  # any one lesion value
     np.testing.assert_array_equal(read_mask(tmp_path / "seven.png"), lesion)
+    palette.save(tmp_path / "palette.png")  # red on black, the lesion at index 0: read by colour, not index
+    np.testing.assert_array_equal(read_mask(tmp_path / "palette.png"), lesion)
+    # a palette mask by its colours, whatever their indices: white on black, white at index 0
+    Image.fromarray(lesion.astype(np.uint8) * 255).convert("RGB").quantize(2).save(tmp_path / "quantized.png")
+    assert Image.open(tmp_path / "quantized.png").getpixel((0, 0)) != 0  # black is not index 0 here
+    np.testing.assert_array_equal(read_mask(tmp_path / "quantized.png"), lesion)
+    # a JPEG blurs the lesion's edge over many values: above half the largest is lesion
+    Image.fromarray(lesion.astype(np.uint8) * 255).save(tmp_path / "mask.jpg", quality=90)
+    assert len(np.unique(np.asarray(Image.open(tmp_path / "mask.jpg")))) > 2
+    np.testing.assert_array_equal(read_mask(tmp_path / "mask.jpg"), lesion)
 
 
 def test_read_mask_from_a_one_slice_volume(tmp_path):

@@ -27,24 +27,30 @@ VOLUME_MASK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
 
 
 def lesion_pixels(mask: Image.Image) -> np.ndarray:
-    """Lesion pixels of a mask image as bool [H, W]: any non-zero value outside the alpha channel.
+    """Lesion pixels of a mask image as bool [H, W]: any non-zero value outside the alpha channel, in a
+    palette mask's colours (not its indices); in a JPEG, whose compression blurs the lesion's edge over many
+    values, the values above half the largest.
 
     Raises:
-        ValueError: for a mask of more than one non-zero level (the largest of its colour channels): a
-            JPEG's artefacts, an image or a screenshot, whose non-zero pixels are not the lesion; or one whose
-            colour channels are all 0 while its alpha channel varies (a lesion drawn in alpha is not read).
+        ValueError: for a lossless mask of more than one non-zero level (the largest of its colour channels):
+            an image or a screenshot, whose non-zero pixels are not the lesion; or one whose colour channels
+            are all 0 while its alpha channel varies (a lesion drawn in alpha is not read).
     """
+    if mask.mode in ("P", "PA"):
+        mask = mask.convert("RGBA" if mask.mode == "PA" or "transparency" in mask.info else "RGB")
     array = np.asarray(mask)
     if array.ndim == 3:
-        colour = array[..., :-1] if mask.mode in ("LA", "PA", "RGBA") else array
+        colour = array[..., :-1] if mask.mode in ("LA", "RGBA") else array
         if colour is not array and not colour.any() and np.ptp(array[..., -1]):
             raise ValueError("its colour channels are all 0 and only its alpha channel varies; draw the lesion in "
                              "colour (non-zero) on 0")
         array = colour.max(axis=-1)
+    if mask.format == "JPEG":
+        return array > array.max() / 2
     levels = np.unique(array)
     if np.count_nonzero(levels) > 1:
-        raise ValueError(f"{len(levels)} levels, where a mask holds 0 and one lesion value (a JPEG, an image or a "
-                         "screenshot?)")
+        raise ValueError(f"{np.count_nonzero(levels)} non-zero levels, where a mask holds 0 and one lesion value (an "
+                         "image or a screenshot?)")
     return array != 0
 
 

@@ -35,8 +35,9 @@ def _masks(record: Record) -> list[Path]:
 
 def _lesion_box(record: Record, image_shape: tuple[int, int]) -> tuple[int, int, int, int] | None:
     """The record's lesion box: the dataset's own, checked against the image; else the box of the union
-    of its masks (each decoded in full); None without a lesion pixel."""
-    masks = [] if record.bbox is not None else [read_mask(mask) for mask in _masks(record)]
+    of its masks; None without a lesion pixel. The masks are decoded in full and checked against the image
+    either way (the bundle's mask loss reads them)."""
+    masks = [read_mask(mask) for mask in _masks(record)]
     for mask, array in zip(_masks(record), masks):
         if array.shape != image_shape:
             raise DatasetError(mask, f"mask of size {list(array.shape)} does not match its image {list(image_shape)}")

@@ -113,7 +113,7 @@ class BundleClassifierInfer(InferTask):
 
     def __call__(self, request: dict) -> tuple[str | None, dict]:
         prediction, result = self.predict(request)
-        attention = request.get("attention", False)
+        attention = request.get("attention") or False  # null, as absent: no map
         if not isinstance(attention, bool):  # a form's "false" is a string, and a true one
             try:
                 attention = strtobool(str(attention))

@@ -151,7 +151,7 @@ def check_skip_trainers(bundle: Path, tmp: Path) -> None:
     logging.getLogger().removeHandler(handler)
     check("the datastore lists .jpeg, upper-case and DICOM images, no .xml or .svs, and logs a shared image id",
           sorted(app.datastore().list_images()) == ["a", "b", "c", "d"]
-          and "datastore: the files ['c.png', 'c.jpg'] share the image id 'c'; only one is served" in warnings,
+          and "datastore: the files ['c.jpg', 'c.png'] share the image id 'c'; only one is served" in warnings,
           (app.datastore().list_images(), warnings))
     info = app.info()
     check("skip_trainers true: no trainer, both models and both strategies still there", info["trainers"] == {}
@@ -367,7 +367,7 @@ def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: 
         ("empty.png", lambda lesion: np.zeros_like(lesion), "no lesion pixel"),
         ("inverted.png", lambda lesion: 255 * (1 - lesion), "the lesion fills all four corners"),
         ("levels.png", lambda lesion: lesion * 255 + (1 - lesion) * np.arange(lesion.shape[1], dtype=np.uint8) % 3,
-         "not a lesion mask: 4 levels"))))
+         "not a lesion mask: 3 non-zero levels"))))
     for image, (name, made, _) in wrong.items():
         item = next(item for item in items if image_id(item) == image)
         lesion = read_mask(bundle.parent / "data" / item["mask"]).astype(np.uint8)
