@@ -57,7 +57,8 @@ def fit_temperature(labels: Sequence[int], p_malignant: Sequence[float]) -> floa
 
     Raises:
         ValueError: for malformed input, labels of one class only (nothing to calibrate against), or a
-            minimum at either end of the range: probabilities that do not follow the labels.
+            minimum at either end of the range: probabilities that do not follow the labels (upper), or
+            validation images that the network sets apart without error (lower).
     """
     labels, p_malignant = _check(labels, p_malignant)
     if labels.min() == labels.max():
@@ -70,10 +71,15 @@ def fit_temperature(labels: Sequence[int], p_malignant: Sequence[float]) -> floa
 
     temperature = float(minimize_scalar(nll, bounds=TEMPERATURE_RANGE, method="bounded").x)
     low, high = TEMPERATURE_RANGE
-    if not low * 1.001 < temperature < high * 0.999:
-        raise ValueError(f"the validation likelihood is highest at the limit of the temperature's range "
+    if temperature > high * 0.999:
+        raise ValueError(f"the validation likelihood is highest at the upper limit of the temperature's range "
                          f"{list(TEMPERATURE_RANGE)} (T = {temperature:.3g}): the probabilities do not follow the "
                          "labels (every image the same P(malignant)?), so no temperature calibrates them.")
+    if temperature < low * 1.001:
+        raise ValueError(f"the validation likelihood is highest at the lower limit of the temperature's range "
+                         f"{list(TEMPERATURE_RANGE)} (T = {temperature:.3g}): the network sets the validation images "
+                         "apart (nearly) without error, so they fit no temperature; calibrate on a larger validation "
+                         "split.")
     return temperature
 
 

@@ -6,7 +6,9 @@ Each command lives in its own module, which provides ``add_arguments(parser)`` a
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
+import io
 import os
 import sys
 
@@ -43,9 +45,20 @@ def main(argv: list[str] | None = None) -> int:
     except MonaiBusError as error:
         print(f"monai-bus {args.command}: error: {error}", file=sys.stderr)
         return 2
-    except OSError as error:  # a path or the disk (an output file in a folder that is a file, a full disk)
-        if isinstance(error, BrokenPipeError):  # no second error when Python flushes standard output at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except OSError as error:  # a path (an output folder that is a file), a full disk, a closed pipe
+        if error.filename is None and error.errno not in (errno.ENOSPC, errno.EPIPE):
+            raise  # no path and not the disk or the pipe: a fault to see whole
+        if error.errno in (errno.ENOSPC, errno.EPIPE):
+            _drop_standard_output()
         where = f"{error.filename}: " if error.filename else ""
         print(f"monai-bus {args.command}: error: {where}{error.strerror or error}", file=sys.stderr)
         return 2
+
+
+def _drop_standard_output() -> None:
+    """Send what is left of standard output to the null device, so that Python's flush at exit adds no second
+    error; a standard output without a file descriptor (a caller's stream) is left as it is."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass

@@ -4,7 +4,8 @@
   (:class:`WritePredictionsd`): :data:`COLUMNS`, one row per image.
 - Labelled predictions, kept beside every figure in the documentation so that ``monai-bus metrics``
   can recompute it: :data:`LABELLED_COLUMNS` (``image``, ``label``, ``p_benign``, ``p_malignant``,
-  ``predicted``), possibly after columns of their own (the study's ``configuration`` and ``seed``).
+  ``predicted``), possibly after columns of their own (the study's ``configuration`` and ``seed``, which
+  ``monai-bus metrics`` refuses: it takes one run's predictions).
   :func:`labelled_row` makes a row, :func:`write_rows` writes a file, :func:`read_rows` and
   :func:`read_labelled_predictions` read one.
 """
@@ -25,6 +26,7 @@ from monai_bus.errors import InputError
 from monai_bus.metrics import predicted_malignant
 
 COLUMNS = ("image", "p_benign", "p_malignant")
+RUN_COLUMNS = ("configuration", "seed", "model", "box_condition", "run")  # what tells runs apart in one file
 LABELLED_COLUMNS = ("image", "label", "p_benign", "p_malignant", "predicted")
 
 
@@ -68,7 +70,7 @@ def read_predictions(path: str | os.PathLike) -> dict[str, tuple[float, float]]:
         InputError: naming the file and line, for a missing header, a malformed or repeated row.
     """
     result: dict[str, tuple[float, float]] = {}
-    with open(path, encoding="utf8", newline="") as f:
+    with open(path, encoding="utf-8-sig", newline="") as f:
         rows = csv.reader(f)
         if tuple(next(rows, ())) != COLUMNS:
             raise InputError(f"{path}: the header is not {','.join(COLUMNS)}.")
@@ -134,13 +136,13 @@ def read_rows(path: str | os.PathLike, columns: Sequence[str]) -> Iterator[tuple
 
 def read_labelled_predictions(path: str | os.PathLike) -> tuple[list[int], np.ndarray, np.ndarray | None]:
     """Labels [N], class probabilities [N, 2] and the ``predicted`` column as bool [N] (None without one)
-    from a CSV with ``label`` and ``p_malignant`` columns, one row per ``image`` where it has that column.
+    from a CSV with ``label`` and ``p_malignant`` columns, of one run (one value of its :data:`RUN_COLUMNS`).
 
     Raises:
-        InputError: naming the file (and line), for a missing column, a bad value, an image on two rows (a
-            file of several runs, such as the study's) or no rows.
+        InputError: naming the file (and line), for a missing column, a bad value, a second run (as in the
+            study's predictions), a row that repeats another's image, label and P(malignant), or no rows.
     """
-    labels, p_malignant, predicted, lines = [], [], [], {}
+    labels, p_malignant, predicted, lines, runs = [], [], [], {}, {}
     for line, row in read_rows(path, ("label", "p_malignant")):
         try:
             label, probability = int(row["label"]), float(row["p_malignant"])
@@ -149,9 +151,14 @@ def read_labelled_predictions(path: str | os.PathLike) -> tuple[list[int], np.nd
         if label not in (0, 1) or not 0.0 <= probability <= 1.0 or row.get("predicted") not in (None, "0", "1"):
             raise InputError(f"{path}, line {line}: label must be 0 or 1, p_malignant in [0, 1] and predicted 0 or 1, "
                              f"got {row['label']!r}, {row['p_malignant']!r} and {row.get('predicted')!r}.")
-        if "image" in row and lines.setdefault(row["image"], line) != line:
-            raise InputError(f"{path}, line {line}: {row['image']} is on line {lines[row['image']]} too; the file "
-                             "must hold one run's predictions, one row per image.")
+        run = {column: row[column] for column in RUN_COLUMNS if column in row}
+        if runs and tuple(run.items()) not in runs:
+            raise InputError(f"{path}, line {line}: a second run ({', '.join(f'{k} {v}' for k, v in run.items())}); "
+                             "the file must hold one run's predictions.")
+        runs.setdefault(tuple(run.items()), line)
+        repeated = (row.get("image"), row["label"], row["p_malignant"])  # two frames of one file differ in P
+        if "image" in row and lines.setdefault(repeated, line) != line:
+            raise InputError(f"{path}, line {line}: repeats line {lines[repeated]} ({row['image']}).")
         labels.append(label)
         p_malignant.append(probability)
         predicted.append(row.get("predicted") == "1")

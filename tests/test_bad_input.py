@@ -296,6 +296,16 @@ def test_an_image_listed_twice_in_a_datalist_is_refused(tiny_data, tmp_path, cas
     assert str(error.value) == f"{path}: {message}"
 
 
+def test_a_malformed_item_of_another_split_is_that_splits_fault(tiny_data, tmp_path):
+    """A list as a frame in the test split: loading the training split is not the place to fail (it was a TypeError)."""
+    from monai_bus.data.loading import load_split
+
+    path = datalist_with(tiny_data, tmp_path, lambda datalist: datalist["test"][0].update(frame=[1]))
+    assert len(load_split(str(path), "training", str(tiny_data))) == 30
+    with pytest.raises(ValueError, match=r"'test' item 0 .* has 'frame' \[1\]; a frame is an integer from 0"):
+        load_split(str(path), "test", str(tiny_data))
+
+
 def test_malformed_datalist_json_is_named(tmp_path):
     from monai_bus.data.loading import load_split
 

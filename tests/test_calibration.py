@@ -62,9 +62,12 @@ def test_likelihood_categories_meet_at_the_operating_point():
 @pytest.mark.parametrize("call, match", [
     (lambda: fit_temperature([1, 1], [0.2, 0.9]), "both classes"),
     # every image the same P, or labels against the probabilities: the fit ran into its range's limit (it gave T 20)
-    (lambda: fit_temperature([0, 1, 0, 1], [0.499] * 4), r"highest at the limit of the temperature's range \[0.05, "
-                                                          r"20.0\] \(T = 20\)"),
+    (lambda: fit_temperature([0, 1, 0, 1], [0.499] * 4), r"highest at the upper limit of the temperature's range "
+                                                          r"\[0.05, 20.0\] \(T = 20\)"),
     (lambda: fit_temperature([0, 1, 0, 1], [0.9, 0.1, 0.8, 0.2]), r"the probabilities do not follow the labels"),
+    # every image on its side of 0.5: the likelihood rises as T falls; the message must not blame the labels
+    (lambda: fit_temperature([0, 0, 1, 1], [0.3, 0.45, 0.55, 0.7]), r"lower limit .* sets the validation images "
+                                                                    r"apart \(nearly\) without error"),
     (lambda: threshold_for_sensitivity([0, 0], [0.2, 0.9]), "malignant validation cases"),
     (lambda: threshold_for_sensitivity([0, 1], [0.2, 0.9], 0.0), r"target sensitivity must be in \(0, 1\]"),
     (lambda: expected_calibration_error([0, 2], [0.2, 0.9]), "labels must be 0 or 1"),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import subprocess
 import sys
 
@@ -22,6 +24,7 @@ def test_help_loads_no_heavy_package(argv):
     assert result.stdout.strip().splitlines()[-1] == "[]"
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux) for a full disk")
 def test_a_path_or_disk_that_fails_ends_in_one_line(tmp_path, monkeypatch, capsys):
     """A full disk, an output folder that is a file: one line, naming the path where there is one; no traceback."""
     from monai_bus.cli import main
@@ -39,6 +42,12 @@ def test_a_path_or_disk_that_fails_ends_in_one_line(tmp_path, monkeypatch, capsy
     monkeypatch.setattr(samples, "run", write_into_a_file)
     assert main(["samples"]) == 2
     assert capsys.readouterr().err == f"monai-bus samples: error: {tmp_path / 'a file' / 'out'}: Not a directory\n"
+
+    def fault(args):  # no path, and neither the disk nor a pipe: shown whole, as any other fault
+        raise OSError(errno.EIO, "Input/output error")
+    monkeypatch.setattr(samples, "run", fault)
+    with pytest.raises(OSError, match="Input/output error"):
+        main(["samples"])
 
 
 def test_demo_refuses_a_number_of_epochs_below_one(capsys):

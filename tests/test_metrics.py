@@ -93,6 +93,10 @@ def test_metrics_command_recomputes_from_csv(tmp_path, capsys):
     assert "malignant by its predicted column: P(malignant) >= 0.400000, the least it calls malignant:" in out
     assert "| sensitivity | 1.000 |" in out and "| specificity | 1.000 |" in out
 
+    frames = tmp_path / "frames.csv"  # two frames of one multi-frame file, as calibrate writes them
+    frames.write_text("image,label,p_malignant\nclip.dcm,1,0.9\nclip.dcm,1,0.7\nb.png,0,0.2\n")
+    assert main(["metrics", str(frames)]) == 0 and "3 images (2 malignant)" in capsys.readouterr().out
+
     bad = tmp_path / "bad.csv"
     bad.write_text("image,label,p_malignant\na.png,1,0.9\nb.png,2,0.6\n")
     assert main(["metrics", str(bad)]) == 2
@@ -108,8 +112,9 @@ def test_metrics_command_recomputes_from_csv(tmp_path, capsys):
     (b"label,p_malignant\n0,0.2,7\n1,0.9\n", ", line 2: not as many fields as the header's 2."),
     (b"label,p_malignant\n0,0.2\xff\n1,0.9\n", ": not UTF-8 text (invalid start byte)."),
     (b"label,p_malignant\n0,0.2\n0,0.3\n", ": all 2 images are benign; the AUC needs both classes."),
-    (b"configuration,image,label,p_malignant\nvgg,a.png,0,0.2\nvgg,b.png,1,0.7\nattention,a.png,0,0.4\n",
-     ", line 4: a.png is on line 2 too; the file must hold one run's predictions, one row per image."),
+    (b"configuration,seed,image,label,p_malignant\nvgg,0,a.png,0,0.2\nvgg,0,b.png,1,0.7\nattention,0,a.png,0,0.4\n",
+     ", line 4: a second run (configuration attention, seed 0); the file must hold one run's predictions."),
+    (b"image,label,p_malignant\na.png,0,0.2\nb.png,1,0.7\na.png,0,0.2\n", ", line 4: repeats line 2 (a.png)."),
     (b"image,label,p_malignant,predicted\na.png,0,0.2,0\nb.png,1,0.7,yes\n", ", line 3: label must be 0 or 1, "
      "p_malignant in [0, 1] and predicted 0 or 1, got '1', '0.7' and 'yes'."),
     (b"image,label,p_malignant,predicted\na.png,0,0.6,0\nb.png,1,0.4,1\n", ": its predicted column follows no one "

@@ -158,7 +158,7 @@ def test_the_worker_classifies_with_the_shipped_bundle(module, installed, scene)
     assert values["Weights SHA-256"] == hashlib.sha256(weights.read_bytes()).hexdigest()  # the shipped weights
     point = json.loads((Path(bundle) / "configs" / "metadata.json").read_text())["operating_point"]
     assert logic.operatingPointLabel(bundle, result["threshold"]) == (
-        f"threshold {point['threshold']:.2f} ({point['description']})")
+        f"threshold {point['threshold']:g} ({point['description']})")
 
 
 def test_self_test_in_the_installed_extension(module, monkeypatch):

@@ -331,6 +331,7 @@ def incompatible_bundle(tmp_path_factory):
     ("under a transform", "'lesion' is under the transform 'shift'; harden it .Data module: right-click the volume, "
                           "Harden transform. and click Apply again.$"),
     ("oblique", r"'lesion' is oblique \(its axes do not run along R, A and S\); resample it along them"),
+    ("zero spacing", r"'lesion' has no spacing along one of its axes; set its spacing in the Volumes module.$"),
     ("missing model", r"models/model.pt: model file not found; train the bundle first"),
     ("incompatible bundle", "models/model.pt: does not match the bundle's network_def"),
     ("no lesion box", "trained on lesion regions and needs a lesion box; draw a markups ROI"),
@@ -350,6 +351,10 @@ def test_errors_in_plain_words(module, scene, image, whole_bundle, roi_bundle, i
         angle = np.radians(30)
         turned[:2, :2] = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]]) @ turned[:2, :2]
         volume.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(turned))
+    elif case == "zero spacing":  # was called oblique
+        flat = np.array(IJK_TO_RAS)
+        flat[:3, 0] = 0.0
+        volume.SetIJKToRASMatrix(slicer.util.vtkMatrixFromArray(flat))
     elif case == "missing model":
         bundle = copy_bundle(tmp_path / "bundle")
     elif case == "incompatible bundle":
@@ -451,6 +456,7 @@ def test_operating_point_label_names_the_threshold_the_result_was_classified_at(
     metadata["operating_point"] = {"threshold": 0.35, "description": "sensitivity 0.95 on the validation split"}
     metadata_file.write_text(json.dumps(metadata))
     assert label(bundle, 0.35) == "threshold 0.35 (sensitivity 0.95 on the validation split)"
+    assert label(bundle, 0.004).startswith("threshold 0.004 (")  # not "0.00", as the results table shows it
     # fitted for other weights, the API classified at the argmax: the label does not claim 0.35
     assert label(bundle, None) == ("threshold 0.50 (argmax; the bundle's operating point was not applied: see the "
                                    "note)")

@@ -77,8 +77,8 @@ def _check_listed_once(content: dict, split: str, resolved: list[dict], base_dir
         if not isinstance(listed, list):
             continue
         for item in listed:
-            if isinstance(item, dict) and isinstance(item.get("image"), str) and item["image"] and \
-                    _image_key(item, base_dir) in counts:
+            if isinstance(item, dict) and isinstance(item.get("image"), str) and item["image"] and isinstance(
+                    item.get("frame") or 0, int) and _image_key(item, base_dir) in counts:  # else that split's fault
                 raise InputError(f"{datalist_file}: {_resolve(item['image'], base_dir)} is in both the '{split}' "
                                  f"and the '{other}' lists; an image belongs to one split.")
 

@@ -115,8 +115,8 @@ class BUSClassifierWidget(ScriptedLoadableModuleWidget):
             if volumeNode is not None and roiNode is not None and is_lesion_box_of_another_image(roiNode, volumeNode):
                 roiNode = lesion_node(volumeNode, "vtkMRMLMarkupsROINode")  # this image's own, if any
                 self.ui.roiSelector.setCurrentNode(roiNode)
+            inputState = self.logic.inputState(volumeNode)  # first: a failure here leaves no process running
             process = self.logic.startClassification(volumeNode, bundleDir, roiNode, self.logic.defaultLocaliserPath())
-            inputState = self.logic.inputState(volumeNode)
         except Exception as error:
             self.showError(error)
             return
@@ -382,7 +382,7 @@ class BUSClassifierLogic(ScriptedLoadableModuleLogic):
         if threshold is None:
             return OPERATING_POINT_NOT_APPLIED if point else DEFAULT_OPERATING_POINT
         description = point.get("description") if isinstance(point, dict) else None
-        return f"threshold {threshold:.2f}" + (f" ({description})" if description else "")
+        return f"threshold {threshold:g}" + (f" ({description})" if description else "")
 
 
 class BUSClassifierTest(ScriptedLoadableModuleTest):

@@ -31,7 +31,11 @@ def image_from_volume(volume_node) -> np.ndarray:
         raise ValueError(f"'{volume_node.GetName()}' is under the transform '{transform.GetName()}'; harden it "
                          "(Data module: right-click the volume, Harden transform) and click Apply again.")
     direction = ijk_to_ras(volume_node)[:3, :3]
-    direction = direction / np.linalg.norm(direction, axis=0)
+    spacing = np.linalg.norm(direction, axis=0)
+    if not (spacing > 0).all():
+        raise ValueError(f"'{volume_node.GetName()}' has no spacing along one of its axes; set its spacing in the "
+                         "Volumes module.")
+    direction = direction / spacing
     if not np.allclose(np.abs(direction).max(axis=0), 1.0, atol=1e-6):
         raise ValueError(f"'{volume_node.GetName()}' is oblique (its axes do not run along R, A and S); resample it "
                          "along them (Resample Scalar/Vector/DWI Volume) or load the image file itself.")
