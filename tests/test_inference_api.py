@@ -282,26 +282,26 @@ def test_shipped_weights_are_half_precision_recorded_and_classify_as_trained(tra
         ship(unrecorded, bundle)
 
 
+def benign_only(tiny_data, path, benign_split):
+    """``tiny_data``'s datalist, with absolute paths, whose ``benign_split`` keeps its benign images alone."""
+    datalist = json.loads((tiny_data / "datalist.json").read_text())
+    path.write_text(json.dumps({
+        split: [{**item, **{key: str(tiny_data / item[key]) for key in ("image", "mask") if key in item}}
+                for item in items if split != benign_split or item["label"] == 0]
+        for split, items in datalist.items() if split in ("training", "validation", "test")}))
+    return path
+
+
 def test_calibrate_refuses_what_it_cannot_fit_before_predicting(tiny_data, tmp_path, capsys):
     """Checked before the bundle is read (this one has no weights) and before any image is predicted."""
-    datalist = json.loads((tiny_data / "datalist.json").read_text())
-    datalist = {split: [{**item, **{key: str(tiny_data / item[key]) for key in ("image", "mask") if key in item}}
-                        for item in items if split != "validation" or item["label"] == 0]
-                for split, items in datalist.items() if split in ("training", "validation", "test")}
-    benign_validation = tmp_path / "benign_validation.json"
-    benign_validation.write_text(json.dumps(datalist))
     base = ["calibrate", "--bundle", str(copy_bundle(tmp_path / "bundle")), "--out", str(tmp_path / "report")]
     assert main([*base, "--datalist", str(tiny_data / "datalist.json"), "--target-sensitivity", "2"]) == 2
     assert "error: --target-sensitivity must be in (0, 1], got 2.0" in capsys.readouterr().err
+    benign_validation = benign_only(tiny_data, tmp_path / "benign_validation.json", "validation")
     assert main([*base, "--datalist", str(benign_validation)]) == 2
     assert (f"error: {benign_validation}: the validation split has no malignant image; fitting the operating point "
             "needs both classes.") in capsys.readouterr().err
-    datalist = json.loads((tiny_data / "datalist.json").read_text())
-    datalist = {split: [{**item, **{key: str(tiny_data / item[key]) for key in ("image", "mask") if key in item}}
-                        for item in items if split != "training" or item["label"] == 0]
-                for split, items in datalist.items() if split in ("training", "validation", "test")}
-    benign_training = tmp_path / "benign_training.json"
-    benign_training.write_text(json.dumps(datalist))
+    benign_training = benign_only(tiny_data, tmp_path / "benign_training.json", "training")
     assert main([*base, "--datalist", str(benign_training)]) == 2  # was a traceback after every prediction
     assert (f"error: {benign_training}: the training split has no malignant image; fitting the feature statistics "
             "needs both classes.") in capsys.readouterr().err

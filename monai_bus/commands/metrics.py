@@ -1,7 +1,7 @@
 """``monai-bus metrics``: the paper's metrics and ROC AUC, recomputed from a per-image predictions CSV.
 
 The CSV needs a header with ``label`` (0 benign, 1 malignant) and ``p_malignant`` columns, as written
-by ``monai-bus demo`` and kept with every figure in the documentation, and one row per image
+by ``monai-bus demo`` and kept with every figure in the documentation, of one run
 (:func:`monai_bus.prediction_files.read_labelled_predictions`). A case counts as predicted malignant as
 the file's ``predicted`` column says, which must follow one threshold on P(malignant) (such as a bundle's
 operating point); without that column, by the argmax of the two classes

@@ -84,8 +84,8 @@ def _read_volume_mask(path: Path) -> np.ndarray:
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """A lesion mask file (PNG, or a one-slice volume of :data:`VOLUME_MASK_SUFFIXES`), decoded in full, as
-    bool [H, W].
+    """A lesion mask file (PNG or JPEG, or a one-slice volume of :data:`VOLUME_MASK_SUFFIXES`), decoded in full,
+    as bool [H, W] (:func:`lesion_pixels`).
 
     Raises:
         DatasetError: naming the file, when it is missing, cannot be decoded, is in another mode than
