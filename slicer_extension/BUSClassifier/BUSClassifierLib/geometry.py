@@ -18,9 +18,9 @@ def image_from_volume(volume_node) -> np.ndarray:
 
     Raises:
         ValueError: in plain words, for no volume, an empty volume, a volume of several slices, one under
-            a transform, or an oblique one (axes not along R, A and S): the boxes, the lesion and the
-            attention map are placed through the volume's own IJK-to-RAS matrix, which is then not where
-            the volume is shown, or would turn the ROI's box.
+            a transform, one without spacing along an axis, or an oblique one (axes not along R, A and S): the
+            boxes, the lesion and the attention map are placed through the volume's own IJK-to-RAS matrix,
+            which is then not where the volume is shown, or would turn the ROI's box.
     """
     if volume_node is None:
         raise ValueError("No input volume selected: load an ultrasound image and select it as the input.")
