@@ -61,7 +61,8 @@ def busi(tmp_path: Path) -> Path:
     root = tmp_path / "BUSI" / "Dataset_BUSI_with_GT"
     for i in range(1, 7):
         png(root / "benign" / f"benign ({i}).png", seed=i)
-        png(root / "benign" / f"benign ({i})_mask.png", array=np.pad(np.full((12, 16), 255, np.uint8), ((6, 6), (8, 8))))
+        lesion = np.pad(np.full((12, 16), 255, np.uint8), ((6, 6), (8, 8)))  # a lesion in the middle of 24 x 32
+        png(root / "benign" / f"benign ({i})_mask.png", array=lesion)
     png(root / "benign" / "benign (1)_mask_1.png", array=np.zeros((24, 32), np.uint8))
     near = noise(2).astype(int) + np.random.default_rng(99).integers(-8, 9, (24, 32))
     png(root / "benign" / "benign (6).png", array=np.clip(near, 0, 255).astype(np.uint8))
@@ -287,7 +288,7 @@ def test_busbra_bbox_column(tmp_path):
                                            "the image of 24 rows and 32 columns$"):  # was clipped to the image
         build_datalist("busbra", root, tmp_path / "dl.json")
     (root / "bus_data.csv").write_text(text.replace("[3,2,8,4]", "[3,40,8,4]"))
-    with pytest.raises(DatasetError, match=r"bus_0001-l.png: the dataset's lesion box \[39, 44, 2, 11\] reaches outside "):
+    with pytest.raises(DatasetError, match=r"bus_0001-l.png: the dataset's lesion box \[39, 44, 2, 11\] reaches "):
         build_datalist("busbra", root, tmp_path / "dl.json")
     (root / "bus_data.csv").write_text(text)
     png(root / "Masks" / "mask_0002-l.png", array=np.zeros((20, 32), np.uint8))  # beside a box: was not checked
@@ -370,7 +371,8 @@ def test_csv_rows_spelling_one_image_twice_are_both_left_out(tmp_path):
                                    ["c.png", "0"], ["d.png", "1"]])
     datalist, report = build_datalist("csv", tmp_path / "t.csv", tmp_path / "dl.json", skip_bad=True)
     assert sorted(Path(item["image"]).name for item in items(datalist)) == ["b.png", "c.png", "d.png"]
-    assert [entry["reason"] for entry in report["skipped"]] == ["listed 2 times in the table; every listing is left out"]
+    [skipped] = report["skipped"]
+    assert skipped["reason"] == "listed 2 times in the table; every listing is left out"
 
 
 def test_csv_reader_errors(tmp_path):

@@ -359,7 +359,7 @@ def check_segmentation(url: str, bundle: Path, item: dict, classified: dict | No
 def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: Path) -> None:
     """Corrected masks saved as final labels (PNG, and NIfTI as the stock Slicer module submits them) train the
     localiser; the class labels, the label that is neither, and masks that are not a lesion's (an empty one, an
-    inverted one, a JPEG's levels) are skipped, by image and with the reason."""
+    inverted one, one of several levels) are skipped, by image and with the reason."""
     localiser = bundle.parent / "localiser"
     shipped = json.loads((localiser / "configs" / "metadata.json").read_text())
     masked = items[-NUM_MASKED:]
@@ -393,9 +393,9 @@ def check_localiser_fine_tuning(url: str, bundle: Path, items: list[dict], log: 
     check("it used the masks and skipped the other labels, logged by image and counted",
           f"{NUM_MASKED} final lesion masks used, {NUM_LABELLED + 1 + len(wrong)} skipped" in text
           and f"final label of image '{image_id(items[0])}' skipped:" in text, text[-3000:])
-    check("the masks that are not a lesion's (empty, inverted, a JPEG's levels): each skipped with its reason",
-          all(f"final label of image '{image}' skipped: " in text and reason in text.split(
-              f"final label of image '{image}' skipped: ")[1].splitlines()[0] for image, (_, _, reason) in wrong.items()),
+    logged = {image: text.split(f"final label of image '{image}' skipped: ")[1:] for image in wrong}
+    check("the masks that are not a lesion's (empty, inverted, several levels): each skipped with its reason",
+          all(logged[image] and reason in logged[image][0].splitlines()[0] for image, (_, _, reason) in wrong.items()),
           text[-3000:])
     kept = localiser / "models" / "model_shipped.pt"
     check("the localiser's new weights, its shipped ones kept as models/model_shipped.pt",
