@@ -391,8 +391,9 @@ class BundleClassifier:
             self.preprocessing = parser.get_parsed_content("preprocessing")
             self.inferer = parser.get_parsed_content("inferer")
         except Exception as error:
-            raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}).") \
-                from error
+            raise BundleError(f"{config_file}: incompatible bundle ({type(error).__name__}: {one_line(error)}); is "
+                              f"{self.bundle_dir} the classifier bundle? (the localiser bundle is given as the "
+                              "localiser)") from error
         self.operating_point_note = NO_OPERATING_POINT_NOTE if operating_point and not metadata.get(
             "operating_point") else None
         operating_point = (metadata.get("operating_point") or {}) if operating_point else {}

@@ -146,9 +146,10 @@ def read_labelled_predictions(path: str | os.PathLike) -> tuple[list[int], np.nd
     for line, row in read_rows(path, ("label", "p_malignant")):
         try:
             label, probability = int(row["label"]), float(row["p_malignant"])
-        except (TypeError, ValueError) as error:
-            raise InputError(f"{path}, line {line}: {error}.") from None
-        if label not in (0, 1) or not 0.0 <= probability <= 1.0 or row.get("predicted") not in (None, "0", "1"):
+        except (TypeError, ValueError):
+            label, probability = None, None
+        if label not in (0, 1) or probability is None or not 0.0 <= probability <= 1.0 or \
+                row.get("predicted") not in (None, "0", "1"):
             raise InputError(f"{path}, line {line}: label must be 0 or 1, p_malignant in [0, 1] and predicted 0 or 1, "
                              f"got {row['label']!r}, {row['p_malignant']!r} and {row.get('predicted')!r}.")
         run = {column: row[column] for column in RUN_COLUMNS if column in row}

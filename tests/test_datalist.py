@@ -447,6 +447,13 @@ def test_cli_errors_name_the_file(tmp_path, capsys):
     assert "--folds and --fold must be given together" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["datalist", "--format", "folder", "--root", ".", "--out", "x.json", "--split", "0.5,0.5"])
+    capsys.readouterr()
+    with pytest.raises(SystemExit):  # nan passed every check, and failed later naming no option
+        main(["datalist", "--format", "folder", "--root", ".", "--out", "x.json", "--split", "0.5,0.5,nan"])
+    assert "argument --split: expected three non-negative shares" in capsys.readouterr().err
+    assert main(["datalist", "--format", "folder", "--root", str(tmp_path / "data"), "--out",
+                 str(tmp_path / "dl.json"), "--seed", "-1"]) == 2  # numpy's message named no option
+    assert capsys.readouterr().err == "monai-bus datalist: error: --seed must be 0 or more, got -1\n"
 
 
 def test_a_table_that_is_not_utf8_is_named(tmp_path):

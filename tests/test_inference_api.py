@@ -434,3 +434,10 @@ def test_threads_sharing_a_classifier_each_get_their_own_images_answer():
     for one, other in zip(alone, together):
         assert other.feature_distance == pytest.approx(one.feature_distance, abs=1e-6)
         assert other.malignancy_probability == pytest.approx(one.malignancy_probability, abs=1e-6)
+
+
+def test_the_localiser_given_as_the_classifier_says_so():
+    """It read "incompatible bundle (KeyError: ...flags::roi...)" alone."""
+    with pytest.raises(BundleError, match=rf"incompatible bundle \(.*\); is {re.escape(str(REPO / 'localiser'))} the "
+                                          r"classifier bundle\? \(the localiser bundle is given as the localiser\)$"):
+        BundleClassifier(REPO / "localiser", device="cpu")

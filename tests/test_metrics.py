@@ -117,6 +117,8 @@ def test_metrics_command_recomputes_from_csv(tmp_path, capsys):
     (b"image,label,p_malignant\na.png,0,0.2\nb.png,1,0.7\na.png,0,0.2\n", ", line 4: repeats line 2 (a.png)."),
     (b"image,label,p_malignant,predicted\na.png,0,0.2,0\nb.png,1,0.7,yes\n", ", line 3: label must be 0 or 1, "
      "p_malignant in [0, 1] and predicted 0 or 1, got '1', '0.7' and 'yes'."),
+    (b"image,label,p_malignant\na.png,benign,0.2\n", ", line 2: label must be 0 or 1, p_malignant in [0, 1] and "
+     "predicted 0 or 1, got 'benign', '0.2' and None."),  # was "invalid literal for int() with base 10: 'benign'"
     (b"image,label,p_malignant,predicted\na.png,0,0.6,0\nb.png,1,0.4,1\n", ": its predicted column follows no one "
      "threshold on p_malignant: an image at 0.600000 is predicted benign, one at 0.400000 malignant."),
 ])

@@ -18,7 +18,8 @@ def _proportions(text: str) -> tuple[float, float, float]:
         values = tuple(float(value) for value in text.split(","))
     except ValueError:
         values = ()
-    if len(values) != 3 or min(values) < 0 or abs(sum(values) - 1) > 1e-6 or values[0] == 0:
+    if len(values) != 3 or not all(0 <= value <= 1 for value in values) or abs(sum(values) - 1) > 1e-6 or \
+            values[0] == 0:  # nan fails 0 <= value <= 1
         raise argparse.ArgumentTypeError(
             f"expected three non-negative shares TRAIN,VAL,TEST summing to 1 (training above 0), got {text!r}")
     return values
@@ -74,6 +75,8 @@ def _summary(datalist: dict, report: dict, out: Path, report_path: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.seed < 0:
+        raise CommandError(f"--seed must be 0 or more, got {args.seed}")
     if (args.folds is None) != (args.fold is None):
         raise CommandError("--folds and --fold must be given together")
     report_path = args.out.with_name(f"{args.out.stem}_report.json")
