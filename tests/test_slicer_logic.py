@@ -232,6 +232,10 @@ def test_roi_pixel_box(module, scene, image):
     assert module.roi_pixel_box(volume, roi_over_pixels(scene, (-5, 8), (70, 99)), (ROWS, COLUMNS)) == (0, 8, 70, 80)
     with pytest.raises(ValueError, match="ROI 'box' lies outside the image 'lesion'"):
         module.roi_pixel_box(volume, roi_over_pixels(scene, (200, 230), (20, 50)), (ROWS, COLUMNS))
+    flat = roi_over_pixels(scene, (10, 30), (20, 50))
+    flat.SetSize(flat.GetSize()[0], 0.0, flat.GetSize()[2])  # no extent along rows (A here): was "outside"
+    with pytest.raises(ValueError, match="^The ROI 'box' has no width or no height on the image 'lesion'; resize it"):
+        module.roi_pixel_box(volume, flat, (ROWS, COLUMNS))
 
 
 def test_roi_is_the_lesion_box_of_the_inference_api(module, roi_bundle, scene, image):
@@ -328,6 +332,7 @@ def incompatible_bundle(tmp_path_factory):
 @pytest.mark.parametrize("case, message", [
     ("no volume", "No input volume selected"),
     ("several slices", "'lesion' is a 3D volume of 3 slices; select a 2D image"),
+    ("one slice along I", "'lesion' is one slice thick along another axis than its third .K.; load the 2D image"),
     ("under a transform", "'lesion' is under the transform 'shift'; harden it .Data module: right-click the volume, "
                           "Harden transform. and click Apply again.$"),
     ("oblique", r"'lesion' is oblique \(its axes do not run along R, A and S\); resample it along them"),
@@ -344,6 +349,8 @@ def test_errors_in_plain_words(module, scene, image, whole_bundle, roi_bundle, i
         volume = None
     elif case == "several slices":
         volume = add_volume(scene, np.stack([image] * 3))
+    elif case == "one slice along I":  # was "a 3D volume of 80 slices"
+        volume = add_volume(scene, image.T[:, :, np.newaxis].copy())
     elif case == "under a transform":  # the boxes and overlays would be placed off the image shown
         volume.SetAndObserveTransformNodeID(scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift").GetID())
     elif case == "oblique":  # the ROI's box would be turned against the image's pixels

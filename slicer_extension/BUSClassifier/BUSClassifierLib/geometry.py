@@ -17,7 +17,8 @@ def image_from_volume(volume_node) -> np.ndarray:
     """The volume's pixels as a 2D image, [rows, columns] or [rows, columns, components] for RGB.
 
     Raises:
-        ValueError: in plain words, for no volume, an empty volume, a volume of several slices, one under
+        ValueError: in plain words, for no volume, an empty volume, a volume of several slices (or of one
+            along another axis than K), one under
             a transform, one without spacing along an axis, or an oblique one (axes not along R, A and S): the
             boxes, the lesion and the attention map are placed through the volume's own IJK-to-RAS matrix,
             which is then not where the volume is shown, or would turn the ROI's box.
@@ -40,6 +41,9 @@ def image_from_volume(volume_node) -> np.ndarray:
         raise ValueError(f"'{volume_node.GetName()}' is oblique (its axes do not run along R, A and S); resample it "
                          "along them (Resample Scalar/Vector/DWI Volume) or load the image file itself.")
     array = slicer.util.arrayFromVolume(volume_node)
+    if array.shape[0] != 1 and 1 in array.shape[1:]:  # it was called a 3D volume of array.shape[0] slices
+        raise ValueError(f"'{volume_node.GetName()}' is one slice thick along another axis than its third (K); "
+                         "load the 2D image file itself, which Slicer reads as one slice along K.")
     if array.shape[0] != 1:
         raise ValueError(f"'{volume_node.GetName()}' is a 3D volume of {array.shape[0]} slices; "
                          "select a 2D image (a single-slice volume).")
@@ -62,13 +66,16 @@ def roi_pixel_box(volume_node, roi_node, image_shape: tuple[int, int]) -> tuple[
     the slice (K) is ignored: a box drawn on the image counts wherever its depth lies.
 
     Raises:
-        ValueError: when the ROI holds no pixel of the image.
+        ValueError: when the ROI holds no pixel of the image, or has no width or height on it.
     """
     half = np.array(roi_node.GetSize()) / 2.0
     corners = np.array([[x, y, z, 1.0] for x in (-half[0], half[0]) for y in (-half[1], half[1])
                         for z in (-half[2], half[2])])
     roi_to_ras = slicer.util.arrayFromVTKMatrix(roi_node.GetObjectToWorldMatrix())
     ijk = (np.linalg.inv(ijk_to_ras(volume_node)) @ roi_to_ras @ corners.T)[:3].T
+    if not (np.ptp(ijk[:, 0]) > 0 and np.ptp(ijk[:, 1]) > 0):  # it was said to lie outside the image
+        raise ValueError(f"The ROI '{roi_node.GetName()}' has no width or no height on the image "
+                         f"'{volume_node.GetName()}'; resize it around the lesion.")
     rows, columns = image_shape
     row_start, row_stop = max(int(np.ceil(ijk[:, 1].min())), 0), min(int(np.floor(ijk[:, 1].max())) + 1, rows)
     col_start, col_stop = max(int(np.ceil(ijk[:, 0].min())), 0), min(int(np.floor(ijk[:, 0].max())) + 1, columns)
