@@ -39,6 +39,7 @@ import itk
 import numpy as np
 import requests
 from monailabel.client import MONAILabelClient  # the client API that Slicer's MONAILabel module uses
+from monailabel.config import settings
 from monailabel.interfaces.tasks.infer_v2 import InferType
 from monailabel.tasks.infer.bundle import BundleInferTask
 from monailabel.utils.others.class_utils import get_class_of_subclass_from_file
@@ -560,6 +561,9 @@ def main() -> int:
     try:
         bundle, studies, items = prepare(tmp)
         generic_scores = check_bundle_infer_task(bundle, studies / Path(items[0]["image"]).name)
+        # the apps loaded in this process watch no folder: their watchers would outlive the temporary folder and
+        # print its removal's errors at exit (the server, a process of its own, keeps MONAI Label's setting)
+        settings.MONAI_LABEL_DATASTORE_AUTO_RELOAD = False
         check_skip_trainers(bundle, tmp)
         check_shipped_bundles_in_process(tmp)
         port = free_port()
